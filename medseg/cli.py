@@ -1,0 +1,89 @@
+"""The ``medseg`` command line: thin sub-commands over the library.
+
+Each stage registers its own sub-commands in a small ``cli`` module next to its code
+(``medseg/data/cli.py``, ``medseg/evaluation/cli.py``, ...). Each such module defines
+``register(subparsers)``, which adds its parsers and sets ``func`` to a callable taking the parsed
+arguments and returning an exit code. Heavy imports (torch, MONAI) happen inside those callables, so
+``medseg --help`` stays fast.
+
+Errors with the user's input (:class:`medseg.errors.MedsegError`, a missing file) print one line to
+stderr and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Sequence
+
+from medseg import __version__
+from medseg.errors import MedsegError
+
+__all__ = ["build_parser", "main"]
+
+# Stage modules that contribute sub-commands, in the order they appear in `medseg --help`.
+_COMMAND_MODULES = (
+    "medseg.data.cli",  # phantom, check
+    "medseg.training.cli",  # train
+    "medseg.inference.cli",  # predict
+    "medseg.evaluation.cli",  # evaluate, volumes
+)
+
+_EPILOG = """examples:
+  medseg phantom data/phantom --cases 8 --size small
+  medseg check data/phantom
+  medseg train liver --data data/phantom --epochs 50
+  medseg predict --model runs/liver/fold0 data/new_scans --out predictions
+  medseg evaluate --pred predictions --ref data/phantom --out evaluation
+  medseg volumes predictions/volume-3_seg.nii.gz --image data/phantom/volume-3.nii.gz
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every available sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="medseg",
+        description="Liver and liver-tumor segmentation in CT, and measurement of what it shows.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"medseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:  # stage not built yet
+            continue
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``medseg``; returns the process exit code (0 ok, 1 failure, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except MedsegError as exc:
+        print(f"medseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        print(f"medseg {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"medseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

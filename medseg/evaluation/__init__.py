@@ -1,0 +1,1 @@
+"""medseg.evaluation (under construction)."""

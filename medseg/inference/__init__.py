@@ -1,0 +1,1 @@
+"""medseg.inference (under construction)."""

@@ -1,0 +1,48 @@
+"""``read_volume`` / ``write_volume``: one entry point for every supported CT format."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from medseg.errors import DataError
+from medseg.io.nifti import is_nifti, read_nifti, write_nifti
+from medseg.io.volume import Volume
+
+__all__ = ["read_volume", "write_volume"]
+
+
+def read_volume(path: str | os.PathLike, *, series_uid: str | None = None) -> Volume:
+    """Read a CT scan or label map into a :class:`Volume`.
+
+    Args:
+        path: A ``.nii``/``.nii.gz`` file, a DICOM file (single-frame or enhanced multi-frame), or a
+            folder holding one DICOM series.
+        series_uid: For a folder with several series, the SeriesInstanceUID to read.
+
+    Raises:
+        DataError: Unreadable input, with the path and the problem in one line.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError("no such file or folder", path=path)
+    if path.is_dir():
+        from medseg.io.dicom import read_dicom_series
+
+        return read_dicom_series(path, series_uid=series_uid)
+    if is_nifti(path):
+        return read_nifti(path)
+    from medseg.io.dicom import is_dicom_file, read_dicom_file
+
+    if is_dicom_file(path):
+        return read_dicom_file(path)
+    raise DataError("unsupported file type (expected .nii, .nii.gz, a DICOM file or a DICOM folder)", path=path)
+
+
+def write_volume(volume: Volume, path: str | os.PathLike, *, label: bool = False) -> Path:
+    """Write ``volume`` atomically; ``label=True`` writes a ``uint8`` label map.
+
+    Only NIfTI output is supported (``.nii`` or ``.nii.gz``); use
+    :func:`medseg.io.dicom.write_dicom_series` to write a DICOM series.
+    """
+    return write_nifti(volume, path, label=label)

@@ -1,0 +1,1 @@
+"""medseg.losses (under construction)."""

@@ -1,0 +1,1 @@
+"""medseg.models (under construction)."""

@@ -1,0 +1,1 @@
+"""medseg.preprocessing (under construction)."""

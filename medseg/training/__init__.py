@@ -1,0 +1,1 @@
+"""medseg.training (under construction)."""

@@ -1,0 +1,1 @@
+"""Named training recipes (``<name>.yaml``), installed as the ``medseg.pipelines`` package."""

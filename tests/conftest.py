@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny phantom cases and data sets made in the test session, never downloaded."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config):
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu` tests when CUDA is not available."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_case():
+    """Case 3 of the tiny phantom (seed 0): stored with permuted axes ('ALS'), 3 lesions."""
+    from medseg.data import make_phantom
+
+    return make_phantom(size="tiny", seed=0, index=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A 4-case tiny phantom data set in the LiTS layout (one case per storage orientation)."""
+    from medseg.data import write_phantom_dataset
+
+    out = tmp_path_factory.mktemp("tiny_phantom")
+    write_phantom_dataset(out, cases=4, size="tiny", seed=0, workers=1, progress=False)
+    return out
