@@ -1,5 +1,7 @@
 """CT volume input/output that keeps geometry: NIfTI (nibabel) and DICOM (SimpleITK / pydicom)."""
 
+from medseg.io.dicom import SeriesInfo, is_dicom_file, list_dicom_series, read_dicom_file, read_dicom_series
+from medseg.io.dicom_writer import write_dicom_series
 from medseg.io.orientation import CANONICAL_AXCODES, Reorientation, axcodes, from_canonical, to_canonical
 from medseg.io.reader import read_volume, write_volume
 from medseg.io.volume import Volume, affine_from_geometry
@@ -7,11 +9,17 @@ from medseg.io.volume import Volume, affine_from_geometry
 __all__ = [
     "CANONICAL_AXCODES",
     "Reorientation",
+    "SeriesInfo",
     "Volume",
     "affine_from_geometry",
     "axcodes",
     "from_canonical",
+    "is_dicom_file",
+    "list_dicom_series",
+    "read_dicom_file",
+    "read_dicom_series",
     "read_volume",
     "to_canonical",
+    "write_dicom_series",
     "write_volume",
 ]
