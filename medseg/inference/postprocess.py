@@ -1,0 +1,186 @@
+"""Post-processing of predicted liver/tumor label maps (0 background, 1 liver, 2 tumor).
+
+Three steps, each optional, applied in this order on the scan's own grid (so sizes are in mm^3):
+
+1. **keep the largest liver**: only the largest 26-connected component of the foreground (liver and
+   tumor together, so a liver cut in two by a tumor stays whole) is kept; the rest becomes background.
+2. **tumor inside the liver**: a tumor component (26-connected) is kept only if it touches the liver
+   parenchyma dilated by ``tumor_inside_liver_dilation_mm``; otherwise it becomes background.
+3. **small lesions**: a tumor component smaller than ``min_lesion_volume_mm3`` becomes liver when it
+   touches the parenchyma (it sits in the liver, so the liver volume is unchanged), background otherwise.
+
+Connected components come from :func:`scipy.ndimage.label`; the dilation uses
+:func:`scipy.ndimage.binary_dilation` with an ellipsoidal structuring element whose radii are
+``dilation_mm / spacing_mm`` voxels, so it is isotropic in millimetres on anisotropic grids. Work is done
+inside the foreground's bounding box, so memory stays near the size of the label map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from medseg.errors import ConfigError
+
+__all__ = [
+    "PostprocessConfig",
+    "ball_mm",
+    "keep_largest_foreground",
+    "postprocess_labels",
+    "remove_small_lesions",
+    "restrict_tumor_to_liver",
+]
+
+LIVER, TUMOR = 1, 2
+_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity, as the phantom's lesion count
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Which post-processing steps run (the ``postprocessing`` section of a pipeline).
+
+    Attributes:
+        keep_largest_liver: Keep only the largest foreground component.
+        tumor_inside_liver_dilation_mm: Keep tumor components touching the liver dilated by this many
+            mm; ``None`` disables the step.
+        min_lesion_volume_mm3: Tumor components below this volume become liver; 0 disables the step.
+    """
+
+    keep_largest_liver: bool = True
+    tumor_inside_liver_dilation_mm: float | None = 5.0
+    min_lesion_volume_mm3: float = 0.0
+
+    def __post_init__(self) -> None:
+        d = self.tumor_inside_liver_dilation_mm
+        if d is not None and not d >= 0:
+            raise ConfigError(f"postprocessing.tumor_inside_liver_dilation_mm must be >= 0 or null, got {d}")
+        if not self.min_lesion_volume_mm3 >= 0:
+            raise ConfigError(f"postprocessing.min_lesion_volume_mm3 must be >= 0, got {self.min_lesion_volume_mm3}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> PostprocessConfig:
+        """Build from a config mapping; unknown keys raise :class:`ConfigError` listing the valid ones."""
+        data = dict(data or {})
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ConfigError(f"unknown postprocessing key(s) {unknown}; valid keys: {sorted(valid)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def ball_mm(radius_mm: float, *, spacing_mm: Sequence[float]) -> np.ndarray:
+    """Ellipsoidal structuring element holding the voxels within ``radius_mm`` of the centre (in mm)."""
+    half = [int(np.floor(radius_mm / s)) for s in spacing_mm]
+    grids = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
+    dist2 = sum((g * s) ** 2 for g, s in zip(grids, spacing_mm))
+    return dist2 <= radius_mm**2 + 1e-9
+
+
+def _bbox(mask: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...] | None:
+    """Bounding box of ``mask`` grown by ``margin`` voxels (clamped); ``None`` when empty."""
+    if not mask.any():
+        return None
+    box = []
+    for axis, m in enumerate(margin):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(max(0, idx[0] - m), min(mask.shape[axis], idx[-1] + 1 + m)))
+    return tuple(box)
+
+
+def keep_largest_foreground(labels: np.ndarray) -> np.ndarray:
+    """Keep the largest 26-connected component of ``labels > 0``; returns a new ``(X, Y, Z)`` map."""
+    out = labels.copy()
+    box = _bbox(labels > 0, (0, 0, 0))
+    if box is None:
+        return out
+    components, n = ndimage.label(labels[box] > 0, structure=_CONNECTIVITY)
+    if n > 1:
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        region = out[box]
+        region[(components != int(np.argmax(sizes))) & (components > 0)] = 0
+    return out
+
+
+def restrict_tumor_to_liver(labels: np.ndarray, *, spacing_mm: Sequence[float], dilation_mm: float) -> np.ndarray:
+    """Remove tumor components that do not touch the liver parenchyma dilated by ``dilation_mm``.
+
+    Args:
+        labels: ``(X, Y, Z)`` label map (0/1/2).
+        spacing_mm: Voxel size per axis.
+        dilation_mm: Dilation radius of the liver, in mm (0: the tumor must touch the liver).
+
+    Returns:
+        A new label map; removed tumor voxels become background.
+    """
+    out = labels.copy()
+    tumor = labels == TUMOR
+    if not tumor.any():
+        return out
+    ball = ball_mm(dilation_mm, spacing_mm=spacing_mm)
+    box = _bbox(labels > 0, [b // 2 + 1 for b in ball.shape])
+    liver = ndimage.binary_dilation(labels[box] == LIVER, structure=_CONNECTIVITY)  # touching
+    if ball.size > 1:
+        liver = ndimage.binary_dilation(liver, structure=ball)
+    components, n = ndimage.label(tumor[box], structure=_CONNECTIVITY)
+    touching = np.zeros(n + 1, dtype=bool)
+    touching[np.unique(components[liver & (components > 0)])] = True
+    region = out[box]
+    region[(components > 0) & ~touching[components]] = 0
+    return out
+
+
+def remove_small_lesions(labels: np.ndarray, *, spacing_mm: Sequence[float], min_volume_mm3: float) -> np.ndarray:
+    """Relabel tumor components smaller than ``min_volume_mm3``: liver if they touch it, else background.
+
+    Args:
+        labels: ``(X, Y, Z)`` label map (0/1/2).
+        spacing_mm: Voxel size per axis; a voxel's volume is their product.
+        min_volume_mm3: Smallest lesion volume kept, in mm^3 (components of exactly this size are kept).
+    """
+    out = labels.copy()
+    tumor = labels == TUMOR
+    if min_volume_mm3 <= 0 or not tumor.any():
+        return out
+    voxel_mm3 = float(np.prod(spacing_mm))
+    box = _bbox(labels > 0, (1, 1, 1))
+    components, n = ndimage.label(tumor[box], structure=_CONNECTIVITY)
+    sizes_mm3 = np.bincount(components.ravel(), minlength=n + 1) * voxel_mm3
+    small = sizes_mm3 < min_volume_mm3
+    small[0] = False
+    if not small.any():
+        return out
+    liver = ndimage.binary_dilation(labels[box] == LIVER, structure=_CONNECTIVITY)
+    touching = np.zeros(n + 1, dtype=bool)
+    touching[np.unique(components[liver & (components > 0)])] = True
+    region = out[box]
+    region[small[components] & touching[components]] = LIVER
+    region[small[components] & ~touching[components]] = 0
+    return out
+
+
+def postprocess_labels(
+    labels: np.ndarray, *, spacing_mm: Sequence[float], config: PostprocessConfig | None = None
+) -> np.ndarray:
+    """Apply the configured steps (see the module docstring) to a ``(X, Y, Z)`` uint8 label map.
+
+    The input is not modified; the result is a new uint8 array of the same shape.
+    """
+    config = config or PostprocessConfig()
+    out = np.asarray(labels).astype(np.uint8, copy=True)
+    if config.keep_largest_liver:
+        out = keep_largest_foreground(out)
+    if config.tumor_inside_liver_dilation_mm is not None:
+        out = restrict_tumor_to_liver(out, spacing_mm=spacing_mm, dilation_mm=config.tumor_inside_liver_dilation_mm)
+    if config.min_lesion_volume_mm3 > 0:
+        out = remove_small_lesions(out, spacing_mm=spacing_mm, min_volume_mm3=config.min_lesion_volume_mm3)
+    return out

@@ -1,0 +1,104 @@
+"""Sliding-window inference: equal to MONAI's where both apply; skipping, boxes and 2.5D behave."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.inferers import sliding_window_inference
+from monai.networks.nets import UNet
+
+from medseg.inference.sliding_window import BACKGROUND_FILL_LOGIT, plan_windows, predict_logits
+
+
+@pytest.fixture(scope="module")
+def net3d():
+    torch.manual_seed(0)
+    return UNet(3, 1, 3, (4, 8), (2,), num_res_units=0).eval()
+
+
+@pytest.mark.parametrize("overlap,batch_size", [(0.5, 3), (0.25, 1), (0.0, 4)])
+def test_equals_monai_gaussian_sliding_window(net3d, overlap, batch_size):
+    image = torch.randn(1, 37, 41, 29, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = sliding_window_inference(image[None], (16, 16, 16), 2, net3d, overlap=overlap, mode="gaussian")[0]
+    out = predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3, overlap=overlap,
+                         batch_size=batch_size)
+    assert out.shape == (3, 37, 41, 29)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_window_grid_matches_monai_count():
+    # MONAI: positions per axis = ceil((size - window) / interval) + 1 with interval int(window * (1 - overlap))
+    windows, total = plan_windows((37, 41, 29), (16, 16, 16), overlap=0.5)
+    expected = int(np.prod([np.ceil((s - 16) / 8) + 1 for s in (37, 41, 29)]))
+    assert total == len(windows) == expected
+    mask = np.zeros((37, 41, 29), dtype=bool)
+    mask[0, 0, 0] = True  # only the corner window holds it
+    kept, total = plan_windows((37, 41, 29), (16, 16, 16), overlap=0.5, mask=mask)
+    assert total == expected and len(kept) == 1 and kept[0] == (slice(0, 16),) * 3
+
+
+def test_mask_skips_windows_and_fills_background(net3d):
+    image = torch.randn(1, 40, 40, 24, generator=torch.Generator().manual_seed(2))
+    ref = predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3)
+    mask = torch.zeros(40, 40, 24, dtype=torch.bool)
+    mask[2:6, 2:6, 2:6] = True
+    calls = []
+
+    def counting(x):
+        calls.append(x.shape[0])
+        return net3d(x)
+
+    out = predict_logits(counting, image, patch_size=(16, 16, 16), num_classes=3, mask=mask, batch_size=1)
+    # windows start at 0, 8, 16, 24 (x, y) and 0, 8 (z): the mask box 2..5 lies in starts {0} x {0} x {0}
+    assert sum(calls) == 1
+    # every voxel of the mask is covered by exactly the windows that contain a mask voxel -> equal to full run
+    torch.testing.assert_close(out[:, 2:6, 2:6, 2:6], ref[:, 2:6, 2:6, 2:6])
+    # voxels covered by no window are confident background
+    assert torch.equal(out[:, 39, 39, 23], torch.tensor([0.0, BACKGROUND_FILL_LOGIT, BACKGROUND_FILL_LOGIT]))
+
+
+def test_box_restricts_and_is_grown_to_one_window(net3d):
+    image = torch.randn(1, 48, 48, 32, generator=torch.Generator().manual_seed(3))
+    box = (slice(20, 24), slice(20, 24), slice(10, 12))
+    out = predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3, box=box)
+    # the box grows to one 16^3 window centred on it: x, y 14..30, z 3..19; only that window runs
+    window = image[:, 14:30, 14:30, 3:19]
+    with torch.no_grad():
+        expected = net3d(window[None])[0]
+    torch.testing.assert_close(out[:, 14:30, 14:30, 3:19], expected, atol=1e-5, rtol=1e-5)
+    assert torch.all(out[1:, :14] == BACKGROUND_FILL_LOGIT)
+
+
+def test_small_image_is_padded_and_cropped_back(net3d):
+    image = torch.randn(1, 10, 16, 6, generator=torch.Generator().manual_seed(4))
+    out = predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3)
+    padded = torch.nn.functional.pad(image[None], (5, 5, 0, 0, 3, 3), value=float(image.min()))
+    with torch.no_grad():
+        expected = net3d(padded)[0][:, 3:13, :, 5:11]
+    assert out.shape == (3, 10, 16, 6)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_2d_model_with_context_slices():
+    torch.manual_seed(0)
+    net = UNet(2, 3, 3, (4, 8), (2,), num_res_units=0).eval()
+    image = torch.randn(1, 16, 16, 5, generator=torch.Generator().manual_seed(5))
+    out = predict_logits(net, image, patch_size=(16, 16), num_classes=3, context_slices=1, batch_size=4)
+    # slice z uses slices z-1, z, z+1 as channels (edge slices repeated); one window per slice
+    for z in range(5):
+        idx = [max(0, z - 1), z, min(4, z + 1)]
+        with torch.no_grad():
+            expected = net(image[0][..., idx].permute(2, 0, 1)[None])[0]
+        torch.testing.assert_close(out[..., z], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_arguments_name_the_problem(net3d):
+    image = torch.zeros(1, 16, 16, 16)
+    with pytest.raises(ValueError, match="overlap"):
+        predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3, overlap=1.0)
+    with pytest.raises(ValueError, match="num_classes"):
+        predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=2)
+    with pytest.raises(ValueError, match=r"\(C, X, Y, Z\)"):
+        predict_logits(net3d, image[0], patch_size=(16, 16, 16), num_classes=3)
