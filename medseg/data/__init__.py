@@ -1,5 +1,7 @@
 """Data sets: the synthetic LiTS-like phantom, data-set discovery and integrity checks."""
 
+from medseg.data.check import CheckReport, Problem, SpacingLimits, check_case, check_dataset
+from medseg.data.discovery import Case, DatasetScan, discover_dataset, discover_images, scan_dataset
 from medseg.data.phantom import (
     PHANTOM_SIZES,
     PhantomCase,
@@ -11,9 +13,19 @@ from medseg.data.phantom import (
 
 __all__ = [
     "PHANTOM_SIZES",
+    "Case",
+    "CheckReport",
+    "DatasetScan",
     "PhantomCase",
+    "Problem",
+    "SpacingLimits",
+    "check_case",
+    "check_dataset",
+    "discover_dataset",
+    "discover_images",
     "make_phantom",
     "phantom_case_ids",
+    "scan_dataset",
     "write_phantom_case",
     "write_phantom_dataset",
 ]

@@ -21,15 +21,16 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut
 
 from medseg.errors import DataError
 from medseg.io.dicom_writer import write_dicom_series
 from medseg.io.volume import Volume
+
+if TYPE_CHECKING:  # pydicom is imported where used, keeping `import medseg` fast
+    from pydicom.dataset import Dataset
 
 __all__ = ["SeriesInfo", "is_dicom_file", "list_dicom_series", "read_dicom_file", "read_dicom_series",
            "write_dicom_series"]
@@ -179,6 +180,8 @@ def read_dicom_file(path: str | os.PathLike) -> Volume:
     if "PerFrameFunctionalGroupsSequence" not in ds:
         raise DataError(f"multi-frame DICOM ({frames} frames) without per-frame functional groups "
                         "(only enhanced multi-frame CT is supported)", path=path)
+    from pydicom.dataset import Dataset
+
     shared = ds.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
     per_frame = ds.PerFrameFunctionalGroupsSequence
     if len(per_frame) != frames:
@@ -229,6 +232,8 @@ def _as_folder(folder: str | os.PathLike) -> Path:
 
 def _read(path: Path, *, pixels: bool) -> Dataset:
     """pydicom read; any parse failure becomes a one-line DataError naming the file."""
+    import pydicom
+
     try:
         return pydicom.dcmread(path, stop_before_pixels=not pixels)
     except Exception as exc:  # pydicom raises many types (InvalidDicomError, EOFError, struct.error, ...)
@@ -348,6 +353,8 @@ def _check_gaps(along: np.ndarray, names: list[str], where) -> None:
 
 def _slice_hu(path: Path, ds: Dataset | None = None) -> np.ndarray:
     """``(rows, columns)`` values of a single-frame file after the modality LUT / rescale."""
+    from pydicom.pixels import apply_modality_lut
+
     ds = ds if ds is not None and "PixelData" in ds else _read(path, pixels=True)
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise DataError("colour DICOM image, expected grayscale CT", path=path)

@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from medseg.errors import DataError
 from medseg.io.volume import Volume
@@ -70,6 +68,8 @@ def write_dicom_series(
     row_dir, col_dir = lps[:3, 0] / spacing[0], lps[:3, 1] / spacing[1]
     if abs(float(row_dir @ col_dir)) > 1e-4:
         raise DataError("in-plane axes are not orthogonal; DICOM cannot store this geometry", path=folder)
+    from pydicom.uid import generate_uid
+
     series_uid = series_uid or generate_uid()
     study_uid, frame_uid = generate_uid(), generate_uid()
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=_mkparent(folder)))
@@ -98,7 +98,11 @@ def _mkparent(folder: Path) -> Path:
     return folder.parent
 
 
-def _ct_slice(pixels: np.ndarray, signed: int, intercept: int) -> Dataset:
+def _ct_slice(pixels: np.ndarray, signed: int, intercept: int):
+    """A CT Image Storage dataset holding one slice, ``(rows, columns)`` stored values."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
