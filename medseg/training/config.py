@@ -378,7 +378,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     for item in overrides:
         path, value = _parse_override(item)
         if not path or path[0] not in sections:
-            raise ConfigError(f"--set {item!r}: unknown section {path[0] if path else ''!r}; valid: {', '.join(sections)}")
+            section = path[0] if path else ""
+            raise ConfigError(f"--set {item!r}: unknown section {section!r}; valid: {', '.join(sections)}")
         hint = typing.get_type_hints(PipelineConfig)[path[0]]
         if dataclasses.is_dataclass(hint) and len(path) >= 2:
             valid = [f.name for f in dataclasses.fields(hint)]
