@@ -38,7 +38,6 @@ __all__ = ["SeriesInfo", "is_dicom_file", "list_dicom_series", "read_dicom_file"
 logger = logging.getLogger(__name__)
 
 _LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # LPS <-> RAS (its own inverse)
-_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 
 
 @dataclass(frozen=True)
@@ -248,8 +247,11 @@ def _scan(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
         if any(part.startswith(".") for part in rel) or not path.is_file() or not is_dicom_file(path):
             continue
         ds = _read(path, pixels=False)
-        if "Rows" not in ds or str(ds.get("SOPClassUID", "")) == _DICOMDIR_CLASS:
-            logger.debug("%s: not an image, skipped", path)
+        if "Rows" not in ds:
+            sop = ds.file_meta.get("MediaStorageSOPClassUID") if hasattr(ds, "file_meta") else None
+            if len(ds) == 0 or sop is None or "Image" in getattr(sop, "name", ""):
+                raise DataError("truncated or incomplete DICOM file (no image header)", path=path)
+            logger.debug("%s: not an image (%s), skipped", path, getattr(sop, "name", sop))
             continue
         groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
     return groups
