@@ -1,0 +1,218 @@
+"""Per-sample maps that some losses need, computed once per sample by the data pipeline (numpy/scipy).
+
+Map names are also the batch keys the data loader fills and the keyword arguments of ``forward``:
+
+==================  ============  =========================================================================
+name                shape         meaning
+==================  ============  =========================================================================
+``weight_map``      ``(1, ...)``  U-Net border weights for ``border_ce`` (:func:`border_weight_map`)
+``distance_map``    ``(C, ...)``  signed distance (mm, negative inside) of each class for ``boundary``
+``target_distance`` ``(C, ...)``  unsigned distance (mm) to the other side of each class's boundary,
+                                  for ``hausdorff`` (``abs`` of ``distance_map``)
+==================  ============  =========================================================================
+
+Distances use :func:`scipy.ndimage.distance_transform_edt` with ``sampling=spacing_mm``; the border weight
+map is our own code because scipy/scikit-image have no "distance to the second-nearest object".
+Channel ``c`` of a ``(C, ...)`` map is ``labels == c``; with ``num_classes=1`` (one sigmoid channel) it is
+``labels > 0``. A class absent from the sample, or filling it, gets an all-zero map (no boundary to
+measure from), as in Kervadec et al. and MONAI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from medseg.errors import ConfigError
+
+__all__ = [
+    "MAP_NAMES",
+    "border_weight_map",
+    "boundary_distance_map",
+    "compute_maps",
+    "signed_distance_map",
+]
+
+MAP_NAMES = ("weight_map", "distance_map", "target_distance")
+_BORDER_TOL = 1e-6  # border terms below w0 * _BORDER_TOL are dropped (objects farther than ~5.3 sigma)
+
+
+def _spatial_labels(labels: np.ndarray, spacing_mm: Sequence[float] | None, name: str = "labels") -> np.ndarray:
+    """Strip a leading channel axis of 1 when ``spacing_mm`` shows the array has one axis too many."""
+    labels = np.asarray(labels)
+    if spacing_mm is not None and labels.ndim == len(spacing_mm) + 1 and labels.shape[0] == 1:
+        labels = labels[0]
+    if labels.ndim not in (2, 3):
+        raise ValueError(f"{name} must be (H, W[, D]) or (1, H, W[, D]), got shape {labels.shape}")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        if not np.array_equal(labels, np.round(labels)):
+            raise ValueError(f"{name} must hold integer class labels, got dtype {labels.dtype} with fractions")
+        labels = labels.astype(np.int64)
+    return labels
+
+
+def _spacing(spacing_mm: Sequence[float], ndim: int) -> tuple[float, ...]:
+    spacing = tuple(float(s) for s in np.atleast_1d(spacing_mm))
+    if len(spacing) != ndim or not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise ValueError(f"spacing_mm={spacing_mm!r} must hold {ndim} positive numbers, one per spatial axis")
+    return spacing
+
+
+def _class_mask(labels: np.ndarray, c: int, num_classes: int) -> np.ndarray:
+    return labels > 0 if num_classes == 1 else labels == c
+
+
+def signed_distance_map(labels: np.ndarray, *, num_classes: int, spacing_mm: Sequence[float]) -> np.ndarray:
+    """Signed distance (mm) of each class's region: positive outside, negative inside.
+
+    Outside the region the value is the distance to the nearest voxel of the class, inside it is minus the
+    distance to the nearest voxel of another class, so every voxel of the class is strictly negative and
+    the zero level lies between the two boundary layers. (Kervadec et al. and MONAI shift the inside by one
+    voxel so the inner boundary layer is 0; then the perfect prediction is not the unique minimum of the
+    boundary loss.)
+
+    Args:
+        labels: Integer label map ``(H, W[, D])`` or ``(1, H, W[, D])``.
+        num_classes: Number of logit channels C (1 = binary, channel is ``labels > 0``).
+        spacing_mm: Voxel size per spatial axis.
+
+    Returns:
+        float32 ``(C, H, W[, D])``; all zero for a class absent from, or filling, the sample.
+    """
+    labels = _spatial_labels(labels, spacing_mm)
+    spacing = _spacing(spacing_mm, labels.ndim)
+    out = np.zeros((num_classes, *labels.shape), dtype=np.float32)
+    for c in range(num_classes):
+        mask = _class_mask(labels, c, num_classes)
+        if mask.any() and not mask.all():
+            out[c] = ndimage.distance_transform_edt(~mask, sampling=spacing) - ndimage.distance_transform_edt(
+                mask, sampling=spacing
+            )
+    return out
+
+
+def boundary_distance_map(labels: np.ndarray, *, num_classes: int, spacing_mm: Sequence[float]) -> np.ndarray:
+    """Unsigned distance (mm) from each voxel to the nearest voxel on the other side of each class boundary.
+
+    This is the distance field of Karimi & Salcudean's Hausdorff loss (``|signed_distance_map|``), ``(C, ...)``.
+    """
+    return np.abs(signed_distance_map(labels, num_classes=num_classes, spacing_mm=spacing_mm))
+
+
+def border_weight_map(
+    labels: np.ndarray,
+    *,
+    w0: float = 10.0,
+    sigma: float = 5.0,
+    spacing_mm: Sequence[float] | None = None,
+    class_weights: str | Sequence[float] | None = "balanced",
+) -> np.ndarray:
+    """U-Net weight map ``w(x) = w_c(x) + w0 exp(-(d1(x) + d2(x))^2 / (2 sigma^2))``.
+
+    Ronneberger, Fischer & Brox, "U-Net: Convolutional networks for biomedical image segmentation",
+    MICCAI 2015, eq. 2. Objects are the connected components (full connectivity) of each foreground class;
+    ``d1``/``d2`` are the distances to the nearest and second-nearest object. As in the paper's use (borders
+    separating touching objects), the border term is added on background voxels (label 0) only.
+
+    Our own code: scipy and scikit-image have no second-nearest-object distance. Each object's distance
+    transform is computed only in its bounding box grown by the distance at which the border term falls
+    below ``w0 * 1e-6`` (about 5.3 sigma), so many small lesions stay cheap.
+
+    Args:
+        labels: Integer label map ``(H, W[, D])``.
+        w0: Border weight.
+        sigma: Border width, in pixels when ``spacing_mm`` is None, else in mm.
+        spacing_mm: Voxel size per axis; ``None`` measures distances in pixels.
+        class_weights: ``"balanced"`` (``N / (K n_k)`` over the K classes present, so the mean of ``w_c`` is 1),
+            ``None`` (all 1) or one weight per class label.
+
+    Returns:
+        float32 array shaped like ``labels``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim not in (2, 3):
+        raise ValueError(f"labels must be (H, W) or (H, W, D), got shape {labels.shape}")
+    labels = _spatial_labels(labels, None)
+    if not (w0 >= 0 and sigma > 0):
+        raise ValueError(f"w0={w0} must be >= 0 and sigma={sigma} > 0")
+    spacing = (1.0,) * labels.ndim if spacing_mm is None else _spacing(spacing_mm, labels.ndim)
+    weights = _class_balance(labels, class_weights)
+
+    d1 = np.full(labels.shape, np.inf)
+    d2 = np.full(labels.shape, np.inf)
+    cutoff = sigma * np.sqrt(2 * np.log(1 / _BORDER_TOL))
+    margin = [int(np.ceil(cutoff / s)) for s in spacing]
+    structure = ndimage.generate_binary_structure(labels.ndim, labels.ndim)
+    for cls in np.unique(labels[labels > 0]):
+        components, _ = ndimage.label(labels == cls, structure=structure)
+        for k, box in enumerate(ndimage.find_objects(components), start=1):
+            window = tuple(slice(max(b.start - m, 0), min(b.stop + m, n)) for b, m, n in zip(box, margin, labels.shape))
+            dist = ndimage.distance_transform_edt(components[window] != k, sampling=spacing)
+            near, second = d1[window], d2[window]
+            d2[window] = np.minimum(second, np.maximum(near, dist))
+            d1[window] = np.minimum(near, dist)
+    border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))
+    return (weights + np.where(labels == 0, border, 0.0)).astype(np.float32)
+
+
+def _class_balance(labels: np.ndarray, class_weights: str | Sequence[float] | None) -> np.ndarray:
+    """Per-voxel class-balancing weights ``w_c``."""
+    if class_weights is None:
+        return np.ones(labels.shape)
+    if isinstance(class_weights, str):
+        if class_weights != "balanced":
+            raise ValueError(f"class_weights={class_weights!r} must be 'balanced', None or one weight per class")
+        values, counts = np.unique(labels, return_counts=True)
+        table = np.zeros(int(values.max()) + 1)
+        table[values] = labels.size / (len(values) * counts)
+        return table[labels]
+    table = np.asarray(class_weights, dtype=float)
+    if table.ndim != 1 or labels.max() >= len(table) or (table < 0).any():
+        raise ValueError(f"class_weights={list(table)} must hold one non-negative weight per class label")
+    return table[labels]
+
+
+def compute_maps(
+    labels: np.ndarray,
+    names: Iterable[str],
+    *,
+    num_classes: int,
+    spacing_mm: Sequence[float],
+    options: Mapping[str, Mapping] | None = None,
+) -> dict[str, np.ndarray]:
+    """Compute the named maps for one sample, ready for the loader to stack into a batch.
+
+    Args:
+        labels: One sample's integer label map ``(1, H, W[, D])`` (a bare ``(H, W[, D])`` is accepted).
+        names: Map names, usually ``loss.required_maps``; see :data:`MAP_NAMES`.
+        num_classes: Number of logit channels C.
+        spacing_mm: Voxel size per spatial axis.
+        options: Per-map keyword arguments, usually ``loss.map_options``; for ``weight_map`` the keys of
+            :func:`border_weight_map` (``w0``, ``sigma`` in pixels, or ``sigma_mm`` in mm, ``class_weights``).
+
+    Returns:
+        ``{name: float32 array}``: ``weight_map`` ``(1, ...)``, the others ``(C, ...)``.
+    """
+    names = list(names)
+    unknown = sorted(set(names) - set(MAP_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown map name(s) {unknown}; valid names: {', '.join(MAP_NAMES)}")
+    spatial = _spatial_labels(labels, spacing_mm)
+    spacing = _spacing(spacing_mm, spatial.ndim)
+    options = dict(options or {})
+    out: dict[str, np.ndarray] = {}
+    if "distance_map" in names or "target_distance" in names:
+        sdm = signed_distance_map(spatial, num_classes=num_classes, spacing_mm=spacing)
+        if "distance_map" in names:
+            out["distance_map"] = sdm
+        if "target_distance" in names:
+            out["target_distance"] = np.abs(sdm)
+    if "weight_map" in names:
+        kwargs = dict(options.get("weight_map", {}))
+        if "sigma_mm" in kwargs:
+            kwargs["sigma"] = kwargs.pop("sigma_mm")
+            kwargs["spacing_mm"] = spacing
+        out["weight_map"] = border_weight_map(spatial, **kwargs)[None]
+    return out
