@@ -140,15 +140,16 @@ class ValidationConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """A whole training pipeline. ``model`` and ``loss`` are ``{"name": ..., **params}`` mappings checked
-    by their registries; ``postprocessing`` is checked by ``medseg.inference.postprocess``."""
+    """A whole training pipeline. ``model`` is a ``{"name": ..., **params}`` mapping checked by the model
+    registry; ``loss`` is a spec for :func:`medseg.losses.build_loss` (a name, ``{name, params}`` or a list
+    of weighted terms); ``postprocessing`` is checked by ``medseg.inference.postprocess``."""
 
     name: str = "pipeline"
     description: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"name": "unet", "spatial_dims": 3})
-    loss: dict[str, Any] = field(default_factory=lambda: {"name": "dice_ce"})
+    loss: Any = "dice_ce"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -318,6 +319,12 @@ def _validate(config: PipelineConfig) -> None:
     if unknown:
         raise ConfigError(f"unknown key(s) model.{', model.'.join(unknown)}; valid keys: {', '.join(sorted(allowed))}")
     from medseg.inference.postprocess import PostprocessConfig
+    from medseg.losses import build_loss
+
+    build_loss(config.loss)  # raises ConfigError naming the loss and the bad parameter
+    from medseg.training.augment import AugmentConfig
+
+    AugmentConfig.from_dict(config.augmentation.params)
 
     PostprocessConfig.from_dict(config.postprocessing)
 

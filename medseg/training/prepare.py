@@ -1,0 +1,155 @@
+"""Everything before the first iteration: the data set (or the built-in phantom), its check, folds,
+the preprocessing plan and the preprocessed cache.
+
+Cross-validation folds follow nnU-Net: a deterministic, seeded K-fold split of the sorted case ids
+(Isensee et al. 2021); they are saved as ``folds.json`` in the run folder so every fold of one data set
+agrees even if files are added later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg.errors import ConfigError, DataError
+from medseg.training.config import PipelineConfig
+
+__all__ = ["PreparedData", "default_cache_root", "make_folds", "prepare_data", "resolve_data_root"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Preprocessed data ready for the loop."""
+
+    root: Path
+    cache_dir: Path
+    plan: Any  # medseg.preprocessing.PreprocessingPlan
+    folds: list[dict[str, list[str]]]
+    train_ids: list[str]
+    val_ids: list[str]
+
+
+def default_cache_root() -> Path:
+    """``~/.cache/medseg``: generated phantom data and preprocessed arrays."""
+    return Path.home() / ".cache" / "medseg"
+
+
+def make_folds(case_ids: list[str], *, n_folds: int = 5, seed: int = 0) -> list[dict[str, list[str]]]:
+    """Deterministic K-fold split by case: ``[{"train": [...], "val": [...]}, ...]``.
+
+    The sorted ids are shuffled with ``numpy.random.default_rng(seed)`` and cut into ``n_folds`` nearly
+    equal parts; fold ``k`` validates on part ``k``. Every case is validated exactly once.
+    """
+    ids = sorted(set(case_ids))
+    if len(ids) < n_folds:
+        raise DataError(f"{len(ids)} labelled cases cannot make {n_folds} folds (set data.folds lower)")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    parts = np.array_split(order, n_folds)
+    folds = []
+    for part in parts:
+        val = sorted(ids[i] for i in part)
+        folds.append({"train": [i for i in ids if i not in set(val)], "val": val})
+    return folds
+
+
+def resolve_data_root(config: PipelineConfig, data: str | os.PathLike | None) -> tuple[Path, bool]:
+    """The data set folder: ``data`` (``--data``), else ``data.root``, else the built-in phantom set.
+
+    The phantom set (``data.phantom_cases`` cases of size ``data.phantom_size``) is generated on first use
+    into ``~/.cache/medseg/phantom-<size>-seed<seed>-n<cases>``. Returns ``(root, is_phantom)``.
+    """
+    if data is not None or config.data.root is not None:
+        root = Path(data if data is not None else config.data.root)
+        if not root.is_dir():
+            raise DataError("data set folder not found", path=root)
+        return root, False
+    d = config.data
+    root = default_cache_root() / f"phantom-{d.phantom_size}-seed{d.phantom_seed}-n{d.phantom_cases}"
+    logger.warning("no data set given (--data) or configured (data.root): training on the built-in phantom set %s",
+                   root)
+    if not (root / "manifest.json").is_file():
+        from medseg.data import write_phantom_dataset
+
+        logger.warning("generating %d %s phantom cases (first use)", d.phantom_cases, d.phantom_size)
+        write_phantom_dataset(root, cases=d.phantom_cases, size=d.phantom_size, seed=d.phantom_seed)
+    return root, True
+
+
+def _labelled_cases(root: Path, *, workers: int | None) -> list[Any]:
+    """Run ``medseg check`` on ``root`` and return its labelled cases; errors stop training."""
+    from medseg.data.check import check_dataset
+    from medseg.data.discovery import discover_dataset
+
+    report = check_dataset(root, workers=workers, progress=False)
+    if not report.ok:
+        first = report.errors[0]
+        raise DataError(
+            f"the data set fails `medseg check` ({len(report.errors)} error(s), first: case {first.case_id}: "
+            f"{first.message}); run `medseg check {root}` for the full table",
+            path=root,
+        )
+    cases = [c for c in discover_dataset(root) if c.label is not None]
+    if not cases:
+        raise DataError("the data set has no labelled cases to train on", path=root)
+    return cases
+
+
+def prepare_data(
+    config: PipelineConfig,
+    *,
+    data: str | os.PathLike | None,
+    fold: int,
+    folds: list[dict[str, list[str]]] | None = None,
+    plan: Any = None,
+    workers: int | None = None,
+) -> PreparedData:
+    """Check the data set, split folds, plan and preprocess (cached); see the module docstring.
+
+    Args:
+        config: The resolved pipeline.
+        data: ``--data`` folder or ``None`` (config, then phantom).
+        fold: Fold index ``0 .. data.folds - 1``.
+        folds: Saved folds of a resumed run (reused as they are).
+        plan: Saved ``PreprocessingPlan`` of a resumed run (reused; no new fingerprint).
+        workers: Worker processes for checking and preprocessing.
+
+    Raises:
+        ConfigError: ``fold`` out of range.
+        DataError: The data set is missing, fails the check, or has too few cases.
+    """
+    from medseg.preprocessing import compute_fingerprint, plan_from_fingerprint, preprocess_dataset
+
+    if not 0 <= fold < config.data.folds:
+        raise ConfigError(f"--fold must be in 0..{config.data.folds - 1}, got {fold}")
+    root, _ = resolve_data_root(config, data)
+    cases = _labelled_cases(root, workers=workers)
+    folds = folds or make_folds([c.case_id for c in cases], n_folds=config.data.folds, seed=config.data.fold_seed)
+    known = {c.case_id for c in cases}
+    missing = sorted(set(folds[fold]["train"] + folds[fold]["val"]) - known)
+    if missing:
+        raise DataError(f"cases {missing[:5]} of the saved folds are no longer in the data set", path=root)
+    if plan is None:
+        p = config.preprocessing
+        fingerprint = compute_fingerprint(cases, workers=workers, progress=None)
+        plan = plan_from_fingerprint(
+            fingerprint, normalization=p.normalization, target_spacing_mm=p.target_spacing_mm, window_hu=p.window_hu
+        )
+    cache_dir = Path(config.data.cache_dir) if config.data.cache_dir else _default_cache_dir(root)
+    preprocess_dataset(cases, cache_dir, plan, workers=workers)
+    return PreparedData(
+        root=root, cache_dir=cache_dir, plan=plan, folds=folds, train_ids=folds[fold]["train"],
+        val_ids=folds[fold]["val"],
+    )  # fmt: skip
+
+
+def _default_cache_dir(root: Path) -> Path:
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]
+    return default_cache_root() / "preprocessed" / f"{root.resolve().name}-{digest}"
