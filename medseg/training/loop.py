@@ -129,7 +129,8 @@ def _prepare(config, run_dir: Path, *, data, fold, resume, workers, info):
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", config.to_yaml())
         atomic_write_json(run_dir / "plan.json", prepared.plan.to_dict())
-        atomic_write_json(run_dir / "folds.json", {"fold": fold, "seed": config.data.fold_seed, "folds": prepared.folds})
+        folds_record = {"fold": fold, "seed": config.data.fold_seed, "folds": prepared.folds}
+        atomic_write_json(run_dir / "folds.json", folds_record)
         atomic_write_json(run_dir / "data.json", {"root": str(prepared.root), "cache_dir": str(prepared.cache_dir)})
     ddp.barrier(info)
     if info.is_main:
@@ -199,7 +200,8 @@ def train(
         logger.info("resuming %s at epoch %d", run_dir, start_epoch)
     net = model
     if info.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     maps = frozenset(getattr(loss_fn, "required_maps", frozenset()))
     augment = dict(config.augmentation.params) if config.augmentation.enabled else None
     loader_workers = t.workers if t.workers is not None else max(0, (os.cpu_count() or 1) - 1)
@@ -254,7 +256,8 @@ def train(
                 ids = prepared.val_ids[: v.max_cases] if v.max_cases else prepared.val_ids
                 dice = validate_cases(model, prepared.cache_dir, ids, patch_size=t.patch_size,
                                       num_classes=config.data.num_classes, context_slices=t.context_slices,
-                                      overlap=v.overlap, batch_size=v.batch_size, device=device, amp=use_amp)  # fmt: skip
+                                      overlap=v.overlap, batch_size=v.batch_size, device=device,
+                                      amp=use_amp)  # fmt: skip
                 row.update({f"val_dice_{k}": val for k, val in dice.items() if k != "mean_foreground_dice"})
                 key = {"mean_foreground_dice": "mean_foreground_dice", "liver_dice": "liver", "tumor_dice": "tumor"}
                 row["val_metric"] = last_dice = dice[key[v.metric]]
