@@ -1,0 +1,120 @@
+"""Evaluate one case: per-region metrics, lesion detection and tumor burden of two LiTS label maps.
+
+The result row is the ``per_case.csv`` contract: ``case``, then ``<region>_<metric>`` for the regions
+``liver`` (labels {1, 2}) and ``tumor`` ({2}) and every key of
+:data:`~medseg.evaluation.binary.BINARY_METRIC_KEYS`, then ``lesions_tp``, ``lesions_fp``,
+``lesions_fn``, ``lesions_pred``, ``lesions_ref``, ``tumor_burden_pred``, ``tumor_burden_ref``,
+``tumor_burden_error`` (percent of liver volume; error = pred - ref) and, for pooled (global) Dice,
+``<region>_pred_voxels``, ``<region>_ref_voxels``, ``<region>_intersection_voxels``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medseg.evaluation.binary import BINARY_METRIC_KEYS, binary_metrics
+from medseg.evaluation.lesions import match_lesions
+from medseg.evaluation.volumes import region_masks
+
+__all__ = ["REGIONS", "CaseResult", "EvaluationConfig", "evaluate_case"]
+
+#: Regions evaluated per case, in report order.
+REGIONS = ("liver", "tumor")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Settings of an evaluation run (all metrics use the defaults of the LiTS benchmark).
+
+    Attributes:
+        nsd_tolerance_mm: Surface-Dice tolerance in mm.
+        iou_threshold: Lesion detection IoU threshold (detected when IoU > threshold).
+        connectivity: Lesion connectivity, 1 (faces), 2 (+edges) or 3 (+corners).
+    """
+
+    nsd_tolerance_mm: float = 2.0
+    iou_threshold: float = 0.5
+    connectivity: int = 3
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.nsd_tolerance_mm) or self.nsd_tolerance_mm < 0:
+            raise ValueError(f"nsd_tolerance_mm must be a finite number >= 0, got {self.nsd_tolerance_mm!r}")
+        if not 0.0 <= self.iou_threshold < 1.0:
+            raise ValueError(f"iou_threshold must be in [0, 1), got {self.iou_threshold!r}")
+        if self.connectivity not in (1, 2, 3):
+            raise ValueError(f"connectivity must be 1, 2 or 3, got {self.connectivity!r}")
+
+
+@dataclass
+class CaseResult:
+    """The evaluation of one case: a flat ``row`` (``per_case.csv``) and per-reference-lesion rows."""
+
+    case: str
+    row: dict[str, float | int | str]
+    lesions: list[dict] = field(default_factory=list)
+
+
+def _burden_percent(liver_voxels: int, tumor_voxels: int) -> float:
+    if liver_voxels == 0:
+        return 0.0 if tumor_voxels == 0 else math.nan
+    return 100.0 * tumor_voxels / liver_voxels
+
+
+def evaluate_case(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    *,
+    spacing_mm: Sequence[float],
+    case: str = "",
+    config: EvaluationConfig | None = None,
+) -> CaseResult:
+    """All metrics of one predicted LiTS label map against its reference.
+
+    Args:
+        pred: ``(X, Y, Z)`` predicted label map (0 background, 1 liver, 2 tumor).
+        ref: Reference label map, same shape and grid.
+        spacing_mm: Voxel size along each array axis, in mm.
+        case: Case id stored in the row.
+        config: Metric settings (:class:`EvaluationConfig` defaults when ``None``).
+
+    Returns:
+        A :class:`CaseResult`; see the module docstring for the row's columns.
+    """
+    config = config or EvaluationConfig()
+    pred, ref = np.asarray(pred), np.asarray(ref)
+    if pred.shape != ref.shape:
+        raise ValueError(f"case {case!r}: prediction shape {pred.shape} differs from reference shape {ref.shape}")
+    pred_masks, ref_masks = region_masks(pred), region_masks(ref)
+    row: dict[str, float | int | str] = {"case": case}
+    for region in REGIONS:
+        p, r = pred_masks[region], ref_masks[region]
+        metrics = binary_metrics(p, r, spacing_mm=spacing_mm, nsd_tolerance_mm=config.nsd_tolerance_mm)
+        row.update({f"{region}_{key}": metrics[key] for key in BINARY_METRIC_KEYS})
+    detection = match_lesions(
+        pred_masks["tumor"],
+        ref_masks["tumor"],
+        spacing_mm=spacing_mm,
+        iou_threshold=config.iou_threshold,
+        connectivity=config.connectivity,
+    )
+    row.update(
+        lesions_tp=detection["tp"],
+        lesions_fp=detection["fp"],
+        lesions_fn=detection["fn"],
+        lesions_pred=detection["n_pred"],
+        lesions_ref=detection["n_ref"],
+    )
+    counts = {}
+    for region in REGIONS:
+        p, r = pred_masks[region], ref_masks[region]
+        counts[region] = (int(np.count_nonzero(p)), int(np.count_nonzero(r)), int(np.count_nonzero(p & r)))
+        row[f"{region}_pred_voxels"], row[f"{region}_ref_voxels"], row[f"{region}_intersection_voxels"] = counts[region]
+    row["tumor_burden_pred"] = _burden_percent(counts["liver"][0], counts["tumor"][0])
+    row["tumor_burden_ref"] = _burden_percent(counts["liver"][1], counts["tumor"][1])
+    row["tumor_burden_error"] = row["tumor_burden_pred"] - row["tumor_burden_ref"]
+    lesions = [{"case": case, **lesion} for lesion in detection["lesions"]]
+    return CaseResult(case=case, row=row, lesions=lesions)

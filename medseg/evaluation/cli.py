@@ -1,0 +1,146 @@
+"""``medseg evaluate`` and ``medseg volumes``: thin command-line wrappers over :mod:`medseg.evaluation`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+_EVALUATE_EPILOG = """examples:
+  medseg evaluate --pred predictions --ref data/lits --out evaluation
+  medseg evaluate --pred predictions --ref Task03_Liver --out eval --nsd-tolerance-mm 1 --workers 2
+
+writes per_case.csv (one row per case: liver_dice, tumor_hd95_mm, ..., lesions_tp/fp/fn,
+tumor_burden_pred/ref), lesions.csv, summary.json, boxplots.png and volumes.png.
+Formulas: docs/metrics.md.
+"""
+
+_VOLUMES_EPILOG = """examples:
+  medseg volumes predictions/3_seg.nii.gz
+  medseg volumes data/lits/segmentation-3.nii --image data/lits/volume-3.nii --json vol.json --csv lesions.csv
+"""
+
+
+def register(subparsers) -> None:
+    """Add the ``evaluate`` and ``volumes`` sub-commands."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score predicted label maps against references (LiTS metrics, lesions, volumes)",
+        description="Score predicted liver/tumor label maps against reference label maps, per case and "
+        "over the cohort: overlap, surface distances, lesion detection, volumes and tumor burden.",
+        epilog=_EVALUATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--pred", required=True, type=Path, help="folder of predicted label maps (<case>_seg.nii.gz)")
+    p.add_argument("--ref", required=True, type=Path, help="reference data set or folder of label maps")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--nsd-tolerance-mm", type=float, default=2.0, help="surface Dice tolerance (default 2 mm)")
+    p.add_argument("--iou-threshold", type=float, default=0.5, help="lesion detection IoU threshold (0.5)")
+    p.add_argument("--connectivity", type=int, default=3, choices=(1, 2, 3), help="lesion connectivity (3 = 26)")
+    p.add_argument("--workers", type=int, default=None, help="parallel cases (default: all cores)")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.set_defaults(func=_evaluate)
+
+    v = subparsers.add_parser(
+        "volumes",
+        help="liver, tumor and lesion volumes of a label map",
+        description="Measure liver (incl. tumor), parenchyma and tumor volumes in mL, tumor burden and "
+        "every lesion (volume, axial and 3D diameter, centroid) of a LiTS label map.",
+        epilog=_VOLUMES_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    v.add_argument("seg", type=Path, help="label map (0 background, 1 liver, 2 tumor)")
+    v.add_argument("--image", type=Path, default=None, help="the CT scan, for mean/std HU")
+    v.add_argument("--json", type=Path, default=None, help="write the measurements as JSON")
+    v.add_argument("--csv", type=Path, default=None, help="write the lesion table as CSV")
+    v.add_argument("--connectivity", type=int, default=3, choices=(1, 2, 3), help="lesion connectivity")
+    v.set_defaults(func=_volumes)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from medseg.errors import ConfigError
+    from medseg.evaluation.case import EvaluationConfig
+    from medseg.evaluation.runner import evaluate_folders
+
+    try:
+        config = EvaluationConfig(
+            nsd_tolerance_mm=args.nsd_tolerance_mm, iou_threshold=args.iou_threshold, connectivity=args.connectivity
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    run = evaluate_folders(
+        args.pred, args.ref, args.out, config=config, workers=args.workers, figures=not args.no_figures
+    )
+    regions = run.summary["regions"]
+    detection = run.summary.get("detection", {})
+    lines = [f"{len(run.results)} cases evaluated -> {args.out}"]
+    for region, block in regions.items():
+        lines.append(
+            f"  {region:6s} Dice mean {block['dice']['mean']:.4f}  global {block['dice_global']:.4f}  "
+            f"HD95 median {block['hd95_mm']['median']:.2f} mm  ASSD mean {block['assd_mm']['mean']:.2f} mm"
+        )
+    if detection:
+        lines.append(
+            f"  lesions TP {detection['tp']} FP {detection['fp']} FN {detection['fn']}  "
+            f"precision {detection['precision']:.3f} recall {detection['recall']:.3f} F1 {detection['f1']:.3f}"
+        )
+    if run.missing_predictions:
+        lines.append(f"  missing predictions counted as empty: {', '.join(run.missing_predictions)}")
+    print("\n".join(lines))
+    return 0
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _volumes(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from medseg.errors import DataError
+    from medseg.evaluation.runner import _json_safe
+    from medseg.evaluation.volumes import volumes_report
+    from medseg.io.reader import read_volume
+    from medseg.utils.atomic import atomic_path, atomic_write_json
+
+    label = read_volume(args.seg)
+    image = read_volume(args.image) if args.image else None
+    try:
+        report = volumes_report(label, image, connectivity=args.connectivity)
+    except ValueError as exc:
+        raise DataError(str(exc), path=args.image or args.seg) from None
+    report = {"file": str(args.seg), **report}
+    flags = {True: " (touches the scan edge: possibly truncated)", False: ""}
+    lines = [
+        f"{args.seg}",
+        f"  liver (incl. tumor) {_fmt(report['liver_ml'])} mL{flags[report['liver_truncated']]}",
+        f"  liver parenchyma    {_fmt(report['liver_parenchyma_ml'])} mL",
+        f"  tumor               {_fmt(report['tumor_ml'], 2)} mL{flags[report['tumor_truncated']]}",
+        f"  tumor burden        {_fmt(report['tumor_burden_percent'], 2)} %",
+    ]
+    if "hu" in report:
+        lines.append(
+            "  mean HU             "
+            + "  ".join(f"{k} {_fmt(v['mean'])}±{_fmt(v['std'])}" for k, v in report["hu"].items())
+        )
+    lines.append(f"  lesions             {report['lesion_count']}")
+    if report["lesions"]:
+        lines.append("      #   volume mL  axial mm  max 3D mm  centroid mm (RAS)")
+        for lesion in report["lesions"]:
+            centroid = ", ".join(f"{c:.1f}" for c in lesion["centroid_mm"])
+            lines.append(
+                f"    {lesion['lesion']:3d}  {lesion['volume_ml']:9.2f}  {lesion['axial_diameter_mm']:8.1f}  "
+                f"{lesion['max_diameter_mm']:9.1f}  ({centroid}){'  truncated' if lesion['truncated'] else ''}"
+            )
+    print("\n".join(lines))
+    if args.json:
+        atomic_write_json(args.json, _json_safe(report))
+    if args.csv:
+        with atomic_path(args.csv) as tmp:
+            pd.DataFrame(report["lesions"]).to_csv(tmp, index=False)
+    return 0

@@ -1,0 +1,100 @@
+"""Cohort aggregates of per-case results: statistics per metric, global Dice, detection and burden error.
+
+* Per region and metric: mean, median, std (population, ``ddof=0``), min, max over the cases where the
+  value is defined; NaN values (e.g. HD95 with one empty mask) are skipped and counted in ``n_nan``.
+* Global Dice per region (LiTS "Dice global"): ``2 * sum|A ∩ B| / sum(|A| + |B|)`` over all cases,
+  in voxels, so large structures weigh more; 1 when every case is empty.
+* Lesion detection: precision ``TP / (TP + FP)``, recall ``TP / (TP + FN)``, F1 from the summed counts
+  (NaN when a denominator is 0).
+* Tumor burden: RMSE and maximal absolute error of ``tumor_burden_pred - tumor_burden_ref`` (percent).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from medseg.evaluation.binary import BINARY_METRIC_KEYS
+from medseg.evaluation.case import REGIONS, CaseResult
+
+__all__ = ["lesions_dataframe", "summarize", "to_dataframe"]
+
+
+def to_dataframe(results: Iterable[CaseResult | Mapping]) -> pd.DataFrame:
+    """One row per case (``case`` column first), from :class:`CaseResult` objects or row dicts."""
+    rows = [r.row if isinstance(r, CaseResult) else dict(r) for r in results]
+    return pd.DataFrame(rows)
+
+
+def lesions_dataframe(results: Iterable[CaseResult]) -> pd.DataFrame:
+    """One row per reference lesion over all cases (``case``, ``ref_lesion``, ``iou``, ``detected``, ...)."""
+    return pd.DataFrame([lesion for result in results for lesion in result.lesions])
+
+
+def _stats(values: pd.Series) -> dict[str, float | int]:
+    values = pd.to_numeric(values, errors="coerce").astype(float)
+    defined = values[np.isfinite(values)]
+    n_nan = int(values.isna().sum())
+    if defined.empty:
+        return {
+            "mean": math.nan,
+            "median": math.nan,
+            "std": math.nan,
+            "min": math.nan,
+            "max": math.nan,
+            "n": 0,
+            "n_nan": n_nan,
+        }
+    return {
+        "mean": float(defined.mean()),
+        "median": float(defined.median()),
+        "std": float(defined.std(ddof=0)),
+        "min": float(defined.min()),
+        "max": float(defined.max()),
+        "n": int(defined.size),
+        "n_nan": n_nan,
+    }
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else math.nan
+
+
+def summarize(per_case: pd.DataFrame | Iterable[CaseResult | Mapping]) -> dict:
+    """Cohort summary (see module docstring) of a per-case table or list of results.
+
+    Returns:
+        ``{"n_cases", "regions": {region: {"dice_global", metric: stats}}, "detection": {...},
+        "tumor_burden": {...}}``; JSON-serialisable.
+    """
+    frame = per_case if isinstance(per_case, pd.DataFrame) else to_dataframe(per_case)
+    summary: dict = {"n_cases": len(frame), "regions": {}}
+    for region in REGIONS:
+        block: dict = {}
+        inter_col, pred_col, ref_col = (f"{region}_{k}_voxels" for k in ("intersection", "pred", "ref"))
+        if {inter_col, pred_col, ref_col} <= set(frame.columns):
+            total = float(frame[pred_col].sum() + frame[ref_col].sum())
+            block["dice_global"] = 2.0 * float(frame[inter_col].sum()) / total if total > 0 else 1.0
+        for key in BINARY_METRIC_KEYS:
+            column = f"{region}_{key}"
+            if column in frame.columns:
+                block[key] = _stats(frame[column])
+        summary["regions"][region] = block
+    if {"lesions_tp", "lesions_fp", "lesions_fn"} <= set(frame.columns):
+        tp, fp, fn = (int(frame[c].sum()) for c in ("lesions_tp", "lesions_fp", "lesions_fn"))
+        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+        summary["detection"] = {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+    if "tumor_burden_error" in frame.columns:
+        error = pd.to_numeric(frame["tumor_burden_error"], errors="coerce").astype(float)
+        defined = error[np.isfinite(error)]
+        summary["tumor_burden"] = {
+            "rmse_percent": float(np.sqrt(np.mean(defined**2))) if len(defined) else math.nan,
+            "max_abs_error_percent": float(defined.abs().max()) if len(defined) else math.nan,
+            "n": int(defined.size),
+            "n_nan": int(error.size - defined.size),
+        }
+    return summary

@@ -1,0 +1,137 @@
+"""Write an evaluation to disk: ``per_case.csv``, ``lesions.csv``, ``summary.json`` and figures.
+
+Every file is written atomically (temporary file + rename). Figures use matplotlib's Agg backend:
+
+* ``boxplots.png``: Dice and HD95 per region (one box per region, cases as dots);
+* ``volumes.png``: predicted vs reference volume (scatter with identity line) and Bland-Altman plot
+  (difference vs mean, with the mean difference and 95% limits of agreement, Bland & Altman, Lancet 1986)
+  for the liver and the tumor.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medseg.evaluation.case import REGIONS
+from medseg.utils.atomic import atomic_path, atomic_write_json
+
+__all__ = ["plot_boxplots", "plot_volume_agreement", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    return path
+
+
+def plot_boxplots(per_case: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Box plots of Dice and HD95 (mm) per region, NaN cases left out (their count in the title)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    for ax, metric, label in zip(axes, ("dice", "hd95_mm"), ("Dice", "HD95 (mm)")):
+        data, names, skipped = [], [], 0
+        for region in REGIONS:
+            values = pd.to_numeric(per_case.get(f"{region}_{metric}"), errors="coerce").astype(float)
+            finite = values[np.isfinite(values)].to_numpy()
+            skipped += int(values.size - finite.size)
+            data.append(finite)
+            names.append(region)
+        ax.boxplot(data, showfliers=False)
+        ax.set_xticks(range(1, len(names) + 1), names)
+        for i, values in enumerate(data, start=1):
+            ax.scatter(np.full(values.size, i) + np.linspace(-0.08, 0.08, values.size), values, s=10, alpha=0.6)
+        ax.set_ylabel(label)
+        ax.set_title(label + (f" ({skipped} undefined, not shown)" if skipped else ""), fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    try:
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)
+
+
+def plot_volume_agreement(per_case: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Scatter (pred vs ref) and Bland-Altman plots of liver and tumor volumes in mL."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(8, 7.5))
+    for row, region in enumerate(REGIONS):
+        pred = per_case[f"{region}_pred_volume_ml"].to_numpy(dtype=float)
+        ref = per_case[f"{region}_ref_volume_ml"].to_numpy(dtype=float)
+        ax = axes[row, 0]
+        ax.scatter(ref, pred, s=14)
+        top = max(float(np.nanmax(np.concatenate([ref, pred]))) if len(ref) else 1.0, 1e-6) * 1.05
+        ax.plot([0, top], [0, top], "k--", lw=0.8)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_xlabel(f"reference {region} volume (mL)")
+        ax.set_ylabel(f"predicted {region} volume (mL)")
+        ax.set_title(f"{region}: predicted vs reference", fontsize=9)
+        ax = axes[row, 1]
+        mean, diff = (pred + ref) / 2, pred - ref
+        ax.scatter(mean, diff, s=14)
+        bias = float(np.mean(diff)) if len(diff) else math.nan
+        spread = 1.96 * float(np.std(diff, ddof=1)) if len(diff) > 1 else math.nan
+        ax.axhline(bias, color="k", lw=0.8, label=f"bias {bias:.2f} mL")
+        if math.isfinite(spread):
+            for limit in (bias - spread, bias + spread):
+                ax.axhline(limit, color="k", ls="--", lw=0.8)
+            ax.plot([], [], "k--", lw=0.8, label=f"95% limits ±{spread:.2f} mL")
+        ax.set_xlabel(f"mean {region} volume (mL)")
+        ax.set_ylabel("predicted - reference (mL)")
+        ax.set_title(f"{region}: Bland-Altman", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)
+
+
+def write_report(
+    out_dir: str | os.PathLike,
+    per_case: pd.DataFrame,
+    summary: dict,
+    *,
+    lesions: pd.DataFrame | None = None,
+    figures: bool = True,
+) -> dict[str, Path]:
+    """Write ``per_case.csv``, ``summary.json``, ``lesions.csv`` (when given) and figures to ``out_dir``.
+
+    Returns:
+        The written files by name.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {
+        "per_case": _write_csv(per_case, out / "per_case.csv"),
+        "summary": atomic_write_json(out / "summary.json", summary),
+    }
+    if lesions is not None:
+        written["lesions"] = _write_csv(lesions, out / "lesions.csv")
+    if figures and len(per_case):
+        written["boxplots"] = plot_boxplots(per_case, out / "boxplots.png")
+        written["volumes"] = plot_volume_agreement(per_case, out / "volumes.png")
+    logger.info("wrote %s", ", ".join(str(p) for p in written.values()))
+    return written

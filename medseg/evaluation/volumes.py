@@ -1,0 +1,181 @@
+"""Tissue and lesion volumes of a liver/tumor label map: what a clinical report needs.
+
+Regions follow LiTS: liver = labels {1, 2} (the tumor is part of the liver), parenchyma = {1},
+tumor = {2}. Volumes are voxel counts times the voxel volume from the spacing (exact for the voxel
+model; no partial-volume correction). Tumor burden ``= 100 * tumor_ml / liver_ml`` (percent of the
+liver, tumor included), 0 when both are empty and NaN for tumor without liver.
+
+A structure that touches the border of the scan may continue outside the field of view: it is measured
+as seen and flagged ``truncated: true``, never dropped or zeroed.
+
+JSON contract (``medseg volumes --json`` and ``<case>_volumes.json`` written by ``medseg predict``):
+``liver_ml``, ``liver_parenchyma_ml``, ``tumor_ml``, ``tumor_burden_percent``, ``lesion_count``,
+``liver_truncated``, ``tumor_truncated``, ``spacing_mm``, ``hu`` (per region ``mean``/``std``, only with a
+scan) and ``lesions``: a list (largest first) of ``{lesion, volume_ml, axial_diameter_mm,
+max_diameter_mm, centroid_mm, truncated[, hu_mean, hu_std]}``; ``centroid_mm`` is in scanner (RAS+)
+coordinates when an affine is given, else in mm from voxel (0, 0, 0) along the array axes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from medseg.evaluation.diameters import axial_diameter_mm, max_diameter_mm
+from medseg.evaluation.lesions import label_lesions
+from medseg.evaluation.surface import check_spacing
+from medseg.io.volume import Volume
+
+__all__ = ["REGION_LABELS", "measure_volumes", "region_masks", "touches_border", "volumes_report"]
+
+#: Label values making up each evaluated region (LiTS convention).
+REGION_LABELS: dict[str, tuple[int, ...]] = {"liver": (1, 2), "tumor": (2,)}
+
+
+def region_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean masks ``{"liver", "parenchyma", "tumor"}`` of a LiTS label map."""
+    labels = np.asarray(labels)
+    tumor = labels == 2
+    parenchyma = labels == 1
+    return {"liver": parenchyma | tumor, "parenchyma": parenchyma, "tumor": tumor}
+
+
+def touches_border(mask: np.ndarray) -> bool:
+    """Whether any foreground voxel of ``mask`` lies on the array border."""
+    mask = np.asarray(mask, dtype=bool)
+    for axis in range(mask.ndim):
+        if np.take(mask, 0, axis=axis).any() or np.take(mask, -1, axis=axis).any():
+            return True
+    return False
+
+
+def _axial_axis(affine: np.ndarray | None, ndim: int) -> int:
+    """The array axis most aligned with the world superior-inferior axis (last axis without affine)."""
+    if affine is None:
+        return ndim - 1
+    directions = np.asarray(affine, dtype=float)[:3, :3]
+    directions = directions / np.linalg.norm(directions, axis=0, keepdims=True)
+    return int(np.argmax(np.abs(directions[2])))
+
+
+def _hu_stats(image: np.ndarray | None, mask: np.ndarray) -> dict[str, float] | None:
+    if image is None:
+        return None
+    values = image[mask]
+    if values.size == 0:
+        return {"mean": math.nan, "std": math.nan}
+    values = values.astype(float)
+    return {"mean": float(values.mean()), "std": float(values.std())}
+
+
+def measure_volumes(
+    labels: np.ndarray,
+    *,
+    spacing_mm: Sequence[float],
+    affine: np.ndarray | None = None,
+    image: np.ndarray | None = None,
+    connectivity: int = 3,
+) -> dict:
+    """Volumes (mL), tumor burden (%), HU statistics and per-lesion measurements of a label map.
+
+    Args:
+        labels: ``(X, Y, Z)`` LiTS label map (0 background, 1 liver, 2 tumor).
+        spacing_mm: Voxel size along each array axis, in mm (must agree with ``affine`` when both given).
+        affine: Optional ``(4, 4)`` voxel-to-world matrix; gives scanner-coordinate centroids and the
+            axial direction.
+        image: Optional CT scan of the same shape, in HU, for mean/std HU per region and lesion.
+        connectivity: Lesion connectivity (1, 2 or 3; see :mod:`medseg.evaluation.lesions`).
+
+    Returns:
+        The dict described in the module docstring (JSON-serialisable).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise ValueError(f"labels must be a 3D label map, got shape {labels.shape}")
+    spacing = check_spacing(spacing_mm, 3)
+    if image is not None and np.shape(image) != labels.shape:
+        raise ValueError(f"image shape {np.shape(image)} does not match labels shape {labels.shape}")
+    if affine is not None and not np.allclose(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0), spacing, rtol=1e-4):
+        raise ValueError(f"spacing_mm {tuple(spacing)} does not match the affine's voxel size")
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    masks = region_masks(labels)
+    liver_ml = np.count_nonzero(masks["liver"]) * voxel_ml
+    tumor_ml = np.count_nonzero(masks["tumor"]) * voxel_ml
+    if liver_ml > 0:
+        burden = 100.0 * tumor_ml / liver_ml
+    else:
+        burden = 0.0 if tumor_ml == 0 else math.nan
+    result = {
+        "liver_ml": liver_ml,
+        "liver_parenchyma_ml": np.count_nonzero(masks["parenchyma"]) * voxel_ml,
+        "tumor_ml": tumor_ml,
+        "tumor_burden_percent": burden,
+        "liver_truncated": touches_border(masks["liver"]),
+        "tumor_truncated": touches_border(masks["tumor"]),
+        "spacing_mm": [float(s) for s in spacing],
+    }
+    if image is not None:
+        result["hu"] = {name: _hu_stats(image, mask) for name, mask in masks.items()}
+    result["lesions"] = _measure_lesions(masks["tumor"], spacing, affine, image, connectivity)
+    result["lesion_count"] = len(result["lesions"])
+    return result
+
+
+def _measure_lesions(
+    tumor: np.ndarray, spacing: np.ndarray, affine: np.ndarray | None, image: np.ndarray | None, connectivity: int
+) -> list[dict]:
+    """Per-lesion volume, diameters, centroid, truncation flag (and HU), largest lesion first."""
+    lesion_labels, count = label_lesions(tumor, connectivity=connectivity)
+    if count == 0:
+        return []
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    axial = _axial_axis(affine, 3)
+    sizes = np.bincount(lesion_labels.ravel(), minlength=count + 1)
+    centroids = np.asarray(ndimage.center_of_mass(tumor, lesion_labels, range(1, count + 1)), dtype=float)
+    centroids = (
+        centroids @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
+        if affine is not None
+        else (centroids * spacing)
+    )
+    lesions = []
+    for index, box in enumerate(ndimage.find_objects(lesion_labels), start=1):
+        mask = lesion_labels[box] == index
+        touches = any(sl.start == 0 or sl.stop == n for sl, n in zip(box, tumor.shape))
+        lesion = {
+            "volume_ml": float(sizes[index]) * voxel_ml,
+            "axial_diameter_mm": axial_diameter_mm(mask, spacing_mm=spacing, axial_axis=axial),
+            "max_diameter_mm": max_diameter_mm(mask, spacing_mm=spacing),
+            "centroid_mm": [float(c) for c in centroids[index - 1]],
+            "truncated": bool(touches),
+        }
+        if image is not None:
+            stats = _hu_stats(np.asarray(image)[box], mask)
+            lesion.update(hu_mean=stats["mean"], hu_std=stats["std"])
+        lesions.append(lesion)
+    lesions.sort(key=lambda item: -item["volume_ml"])
+    for number, lesion in enumerate(lesions, start=1):
+        lesion["lesion"] = number
+    return lesions
+
+
+def volumes_report(label: Volume, image: Volume | None = None, *, connectivity: int = 3) -> dict:
+    """:func:`measure_volumes` for a label :class:`~medseg.io.volume.Volume` (and optional scan Volume).
+
+    Raises:
+        ValueError: The scan's geometry differs from the label map's.
+    """
+    if image is not None and not label.same_geometry(image):
+        raise ValueError(
+            f"image geometry (shape {image.shape}) does not match the label map's (shape {label.shape}); "
+            "resample the segmentation onto the scan first"
+        )
+    return measure_volumes(
+        label.array,
+        spacing_mm=label.spacing_mm,
+        affine=label.affine,
+        image=None if image is None else image.array,
+        connectivity=connectivity,
+    )
