@@ -27,6 +27,7 @@ Inputs are only read, never modified.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +106,7 @@ class CheckReport:
         if not self.problems:
             return summary + " - all checks passed"
         rows = [("SEVERITY", "CASE", "CHECK", "FILE", "MESSAGE")]
-        for p in sorted(self.problems, key=lambda p: (p.severity != "error", p.case_id, p.check)):
+        for p in sorted(self.problems, key=lambda p: (p.severity != "error", _natural(p.case_id), p.check)):
             rows.append((p.severity, p.case_id, p.check, _relative(p.path, self.root), p.message))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
@@ -269,6 +270,11 @@ def _check_geometry(image: Volume, label: Volume, path: Path, add) -> None:
             fmt = ", ".join(f"{v:.4g}" for v in np.ravel(b)), ", ".join(f"{v:.4g}" for v in np.ravel(a))
             add(path, "error", "geometry", f"label {name} ({fmt[0]}){unit and ' ' + unit} differs from image "
                 f"{name} ({fmt[1]}){unit and ' ' + unit}")
+
+
+def _natural(text: str) -> list:
+    """Sort key putting "2" before "10"."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t]
 
 
 def _relative(path: str, root: Path) -> str:
