@@ -177,6 +177,8 @@ def train(
         raise ConfigError(f"{run_dir} already holds a run (last.pt); use --resume or another --out")
     if resume and not (run_dir / "last.pt").exists():
         raise DataError("nothing to resume: no last.pt", path=run_dir)
+    if resume and data is None and (run_dir / "data.json").is_file():  # the data set the run started on
+        data = json.loads((run_dir / "data.json").read_text())["root"]
     info, device = ddp.setup_distributed(config.device)
     t = config.training
     _seed_everything(t.seed + info.rank, t.deterministic)

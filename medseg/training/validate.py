@@ -32,7 +32,7 @@ def _region_masks(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def region_dice(pred: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray, *, num_classes: int = 3) -> dict:
     """Dice of each region for one case (see the module docstring). ``pred``/``ref``: ``(X, Y, Z)`` labels."""
-    pred, ref = torch.as_tensor(np.asarray(pred)), torch.as_tensor(np.asarray(ref))
+    pred, ref = torch.as_tensor(np.array(pred)), torch.as_tensor(np.array(ref))  # copies: inputs may be read-only
     dice = compute_dice(
         _region_masks(pred, num_classes).float(), _region_masks(ref, num_classes).float(),
         include_background=True, ignore_empty=False,

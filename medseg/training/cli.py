@@ -1,0 +1,68 @@
+"""``medseg train``: train a pipeline on one cross-validation fold."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register"]
+
+_EPILOG = """examples:
+  medseg train liver                                  # no data given: trains on the built-in phantom set
+  medseg train liver --data data/LiTS --fold 0 --out runs/liver/fold0
+  medseg train liver-2d --data data/LiTS --set training.batch_size=24 --set optimizer.lr=0.02
+  medseg train liver --out runs/liver/fold0 --resume  # continue a stopped run from last.pt
+  medseg train my_pipeline.yaml --epochs 100
+  torchrun --nproc_per_node=4 -m medseg train liver --data data/LiTS   # 4 GPUs (docs/training.md)
+
+Pipelines: liver (3D), liver-2d (2.5D), or a path to a YAML file (keys: docs/pipelines.md).
+The run folder gets config.yaml, plan.json, folds.json, last.pt (every epoch), best.pt, metrics.csv and
+curves.png; `medseg predict --model RUN_FOLDER` uses it.
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a segmentation pipeline (e.g. liver) on one fold",
+        description="Train a pipeline on one cross-validation fold; the data set must pass `medseg check`.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("pipeline", help="pipeline name (liver, liver-2d) or path to a pipeline .yaml")
+    parser.add_argument("--data", metavar="DIR", help="data set folder (default: data.root, else the phantom set)")
+    parser.add_argument("--fold", type=int, default=0, metavar="K", help="cross-validation fold (default 0)")
+    parser.add_argument("--epochs", type=int, metavar="N", help="number of epochs (same as --set training.epochs=N)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a pipeline value, e.g. --set training.batch_size=4 (repeatable)")  # fmt: skip
+    parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/<pipeline>/fold<K>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the pipeline's device, auto)")
+    parser.add_argument("--workers", type=int, metavar="N", help="processes for checking and preprocessing")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from medseg.training.config import find_pipeline, load_pipeline
+    from medseg.training.loop import load_run_config, train
+
+    overrides = list(args.overrides) + ([f"training.epochs={args.epochs}"] if args.epochs is not None else [])
+    name = Path(find_pipeline(args.pipeline)).stem
+    out = Path(args.out) if args.out else Path("runs") / name / f"fold{args.fold}"
+    if args.resume:
+        config = load_run_config(out, overrides)
+        if args.device:
+            overrides.append(f"device={args.device}")
+            config = load_run_config(out, overrides)
+    else:
+        config = load_pipeline(args.pipeline, overrides=overrides, device=args.device)
+    result = train(config, run_dir=out, fold=args.fold, data=args.data, resume=args.resume, workers=args.workers,
+                   progress=False if args.no_progress else None)  # fmt: skip
+    summary = ", ".join(f"{k.removeprefix('val_dice_')} Dice {v:.3f}" for k, v in result.items()
+                        if k.startswith("val_dice_"))  # fmt: skip
+    print(f"medseg train: done, {result.get('epoch', 0)} epochs; {summary or 'not validated'}; "
+          f"best {config.validation.metric} {result['best_metric']:.3f}; run folder {out}", file=sys.stderr)  # fmt: skip
+    return 0
