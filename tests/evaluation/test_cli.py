@@ -1,0 +1,75 @@
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from medseg.cli import main
+
+
+@pytest.fixture
+def predictions(tiny_dataset, tmp_path):
+    """Perfect predictions for cases 0-2 (case 3 missing), tumor removed in case 1."""
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for case in ("0", "2"):
+        shutil.copy(tiny_dataset / f"segmentation-{case}.nii.gz", pred / f"{case}_seg.nii.gz")
+    img = nib.load(tiny_dataset / "segmentation-1.nii.gz")
+    data = np.asarray(img.dataobj).copy()
+    data[data == 2] = 1
+    nib.save(nib.Nifti1Image(data.astype(np.uint8), img.affine), pred / "1_seg.nii.gz")
+    return pred
+
+
+def test_evaluate_writes_contract_and_counts_missing(tiny_dataset, predictions, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(
+        ["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(out), "--workers", "1"]
+    )
+    assert code == 0
+    table = pd.read_csv(out / "per_case.csv", dtype={"case": str}).set_index("case")
+    assert list(table.index) == ["0", "1", "2", "3"]
+    for column in ("liver_dice", "tumor_hd95_mm", "lesions_tp", "lesions_fp", "lesions_fn", "tumor_burden_pred"):
+        assert column in table.columns
+    manifest = {c["case_id"]: c for c in json.loads((tiny_dataset / "manifest.json").read_text())["cases"]}
+    assert table.loc["0", "liver_dice"] == 1.0 and table.loc["2", "liver_hd95_mm"] == 0.0
+    assert table.loc["3", "liver_dice"] == 0.0 and bool(table.loc["3", "prediction_missing"])
+    assert table.loc["1", "lesions_fn"] == manifest["1"]["lesion_count"]
+    assert table.loc["1", "tumor_burden_ref"] == pytest.approx(manifest["1"]["tumor_burden_percent"])
+    assert table.loc["0", "liver_ref_volume_ml"] == pytest.approx(manifest["0"]["liver_ml"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["missing_predictions"] == ["3"]
+    assert summary["regions"]["liver"]["hd95_mm"]["n_nan"] == 1  # the missing case
+    assert (out / "boxplots.png").stat().st_size > 0 and (out / "volumes.png").stat().st_size > 0
+    assert "counted as empty: 3" in capsys.readouterr().out
+
+
+def test_evaluate_geometry_mismatch_is_one_clear_line(tiny_dataset, predictions, tmp_path, capsys):
+    img = nib.load(tiny_dataset / "segmentation-0.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:, :, :-1], img.affine), predictions / "0_seg.nii.gz")
+    code = main(["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "case 0" in err and "0_seg.nii.gz" in err and "shape" in err
+    assert not (tmp_path / "e" / "per_case.csv").exists()
+
+
+def test_volumes_command_json(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "v.json"
+    seg, scan = tiny_dataset / "segmentation-2.nii.gz", tiny_dataset / "volume-2.nii.gz"
+    assert main(["volumes", str(seg), "--image", str(scan), "--json", str(out), "--csv", str(tmp_path / "l.csv")]) == 0
+    report = json.loads(out.read_text())
+    manifest = json.loads((tiny_dataset / "manifest.json").read_text())["cases"][2]
+    for key in ("liver_ml", "liver_parenchyma_ml", "tumor_ml", "tumor_burden_percent"):
+        assert report[key] == pytest.approx(manifest[key])
+    assert len(report["lesions"]) == manifest["lesion_count"]
+    for lesion in report["lesions"]:
+        assert set(lesion) >= {"volume_ml", "axial_diameter_mm", "max_diameter_mm", "centroid_mm"}
+    assert "liver (incl. tumor)" in capsys.readouterr().out
+
+
+def test_volumes_missing_file(tmp_path, capsys):
+    assert main(["volumes", str(tmp_path / "nope.nii.gz")]) == 2
+    assert "nope.nii.gz" in capsys.readouterr().err
