@@ -64,5 +64,6 @@ def _run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k.removeprefix('val_dice_')} Dice {v:.3f}" for k, v in result.items()
                         if k.startswith("val_dice_"))  # fmt: skip
     print(f"medseg train: done, {result.get('epoch', 0)} epochs; {summary or 'not validated'}; "
-          f"best {config.validation.metric} {result['best_metric']:.3f}; run folder {out}", file=sys.stderr)  # fmt: skip
+          f"best {config.validation.metric} {result['best_metric']:.3f}; run folder {out}",
+          file=sys.stderr)  # fmt: skip
     return 0
