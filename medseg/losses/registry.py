@@ -82,7 +82,11 @@ def compound(*, terms: Sequence[Mapping]) -> CompoundLoss:
         raise ConfigError(
             f"compound loss: terms must be a non-empty list of {{name, weight, params, ramp}}, got {terms!r}"
         )
-    return CompoundLoss([_term(spec, i) for i, spec in enumerate(terms)])
+    built = [_term(spec, i) for i, spec in enumerate(terms)]
+    try:
+        return CompoundLoss(built)
+    except ValueError as exc:
+        raise ConfigError(f"compound loss: {exc}") from None
 
 
 _TERM_KEYS = ("name", "weight", "params", "ramp")
@@ -191,7 +195,7 @@ def build_loss(spec: str | Mapping | Sequence[Mapping]) -> nn.Module:
         return get_loss(spec)
     if isinstance(spec, Mapping):
         if "weight" in spec or "ramp" in spec:
-            return CompoundLoss([_term(spec, 0)])
+            return compound(terms=[spec])
         unknown = sorted(set(spec) - {"name", "params"})
         if "name" not in spec or unknown:
             raise ConfigError(f"loss spec {dict(spec)!r}: expected keys name, params (and optionally weight, ramp)")
