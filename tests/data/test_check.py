@@ -132,16 +132,19 @@ def test_single_image_checks(tmp_path, make, spacing, expected):
         assert text in problem.message
 
 
-def test_cli_phantom_then_check(tmp_path):
+def test_cli_phantom_then_check(tmp_path, capsys):
+    """In-process (``medseg.cli.main``, what ``python -m medseg`` runs) to keep the test fast."""
+    from medseg.cli import main
+
     out = tmp_path / "ph"
-    run = subprocess.run([sys.executable, "-m", "medseg", "phantom", str(out), "--cases", "2", "--size", "tiny",
-                          "--workers", "1"], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+    assert main(["phantom", str(out), "--cases", "2", "--size", "tiny", "--workers", "1"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "segmentation-0.nii.gz",
                                                      "segmentation-1.nii.gz", "volume-0.nii.gz", "volume-1.nii.gz"]
-    run = subprocess.run([sys.executable, "-m", "medseg", "check", str(out), "--workers", "1"],
-                         capture_output=True, text=True)
-    assert run.returncode == 0 and run.stdout.strip().endswith("2 cases, 0 errors, 2 warnings")
+    capsys.readouterr()
+    assert main(["check", str(out), "--workers", "1"]) == 0
+    assert capsys.readouterr().out.strip().endswith("2 cases, 0 errors, 2 warnings")
+    assert main(["phantom", str(out), "--cases", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "medseg phantom: error: --cases must be at least 1, got 0"
 
 
 def test_cli_check_errors_exit_2_with_csv(broken, tmp_path):
