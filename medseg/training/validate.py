@@ -32,13 +32,18 @@ def _region_masks(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def region_dice(pred: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray, *, num_classes: int = 3) -> dict:
     """Dice of each region for one case (see the module docstring). ``pred``/``ref``: ``(X, Y, Z)`` labels."""
-    pred, ref = torch.as_tensor(np.array(pred)), torch.as_tensor(np.array(ref))  # copies: inputs may be read-only
+    pred, ref = _as_tensor(pred), _as_tensor(ref)
     dice = compute_dice(
         _region_masks(pred, num_classes).float(), _region_masks(ref, num_classes).float(),
         include_background=True, ignore_empty=False,
     )[0]  # fmt: skip
     names = ["liver", *(f"class{c}" if c != 2 else "tumor" for c in range(2, num_classes))]
     return {name: float(v) for name, v in zip(names, dice)}
+
+
+def _as_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A CPU tensor; arrays are copied (memory maps are read-only)."""
+    return x.detach().cpu() if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))
 
 
 @torch.no_grad()
