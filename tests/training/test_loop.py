@@ -104,9 +104,9 @@ def test_bad_data_set_stops_before_training(tiny_dataset, cache, tmp_path):
     assert not (tmp_path / "run" / "last.pt").exists()
     with pytest.raises(DataError, match="data set folder not found"):
         train(_config("liver", cache), run_dir=tmp_path / "run", data=tmp_path / "nowhere", progress=False)
-    with pytest.raises(ConfigError, match="--fold must be in 0..1"):
+    with pytest.raises(ConfigError, match=r"--fold must be in 0\.\.1"):
         train(_config("liver", cache), run_dir=tmp_path / "run", data=tiny_dataset, fold=2, progress=False)
-    with pytest.raises(ConfigError, match="model.depth"):
+    with pytest.raises(ConfigError, match=r"model\.depth"):
         train(_config("liver", cache, "model.depth=2"), run_dir=tmp_path / "run", data=tiny_dataset, progress=False)
 
 
