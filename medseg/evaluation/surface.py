@@ -17,7 +17,8 @@ Why not call MONAI: it converts the full volume to float tensors and pads/crops 
 box of both surfaces plus one background voxel (exact: every nearest other-surface voxel lies inside that
 box, and the margin keeps the border rule), surfaces are found with six shifted ANDs (about 7x faster than
 ``scipy.ndimage.binary_erosion`` on the crop, same result), and each surface voxel is matched to the other
-surface with a ``scipy.spatial.cKDTree`` query (voxels on both surfaces are 0 and skip the query). A dense
+surface with a ``scipy.spatial.cKDTree`` query (voxels on both surfaces are 0 and skip the query; for large
+surfaces the two directions run in two threads). A dense
 ``distance_transform_edt`` over the crop is 3-4x slower than the tree for liver-size surfaces.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -41,6 +43,8 @@ __all__ = [
 # A distance equal to the NSD tolerance counts as within it; this relative slack absorbs float rounding
 # of sqrt(sum of squares) so that e.g. sqrt(4 * 0.5**2) == 1.0 is never pushed above a 1.0 mm tolerance.
 _TOLERANCE_SLACK = 1e-9
+# Surface sizes (voxels, both masks) above which the two directions run in two threads.
+_THREADED_ABOVE = 20_000
 
 
 def check_spacing(spacing_mm: Sequence[float], ndim: int, *, name: str = "spacing_mm") -> np.ndarray:
@@ -161,8 +165,15 @@ def surface_distances(
     n_pred, n_ref = int(np.count_nonzero(surface_pred)), int(np.count_nonzero(surface_ref))
     if n_pred == 0 or n_ref == 0:
         return np.full(n_pred, np.inf), np.full(n_ref, np.inf)
-    d_pred_to_ref = _directed_distances(surface_pred, surface_ref, spacing)
-    return d_pred_to_ref, _directed_distances(surface_ref, surface_pred, spacing)
+    if n_pred + n_ref < _THREADED_ABOVE:
+        return _directed_distances(surface_pred, surface_ref, spacing), _directed_distances(
+            surface_ref, surface_pred, spacing
+        )
+    # large surfaces: the two directions in two threads (cKDTree releases the GIL while querying)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        forward = pool.submit(_directed_distances, surface_pred, surface_ref, spacing)
+        backward = pool.submit(_directed_distances, surface_ref, surface_pred, spacing)
+        return forward.result(), backward.result()
 
 
 def distance_metrics(
