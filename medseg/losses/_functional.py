@@ -76,7 +76,7 @@ def check_inputs(logits: torch.Tensor, target: torch.Tensor, *, activation: str)
     if target.is_floating_point() and not torch.equal(target, target.round()):
         raise ValueError("target must hold integer class labels, got non-integer values")
     if target.numel():
-        lo, hi = int(target.min()), int(target.max())
+        lo, hi = (int(v) for v in torch.aminmax(target))
         top = max(n_classes - 1, 1)
         if lo < 0 or hi > top:
             raise ValueError(f"target labels must lie in [0, {top}] for {n_classes} logit channel(s), got [{lo}, {hi}]")
@@ -87,10 +87,10 @@ def encode_target(target: torch.Tensor, n_classes: int, dtype: torch.dtype) -> t
 
     With a single channel (binary sigmoid output) the encoding is ``target > 0``: the channel is foreground.
     """
-    labels = target[:, 0].long()
     if n_classes == 1:
-        return (labels > 0).unsqueeze(1).to(dtype)
-    return F.one_hot(labels, n_classes).movedim(-1, 1).to(dtype)
+        return (target > 0).to(dtype)
+    onehot = torch.zeros((target.shape[0], n_classes, *target.shape[2:]), dtype=dtype, device=target.device)
+    return onehot.scatter_(1, target.long(), 1.0)
 
 
 def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
@@ -129,8 +129,8 @@ def tversky_per_class(
     """
     dims = [0, *range(2, probs.ndim)] if batch else list(range(2, probs.ndim))
     tp = (probs * onehot).sum(dims)
-    fp = (probs * (1 - onehot)).sum(dims)
-    fn = ((1 - probs) * onehot).sum(dims)
+    fp = probs.sum(dims) - tp
+    fn = onehot.sum(dims) - tp
     index = (tp + smooth_nr) / (tp + alpha * fp + beta * fn + smooth_dr)
     return index.reshape(1, -1) if batch else index
 

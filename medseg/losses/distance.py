@@ -118,7 +118,8 @@ class HausdorffDTLoss(SegLoss):
         spacing_mm: Voxel size per spatial axis (required; ``(1, 1, 1)`` reproduces MONAI's voxel units).
         alpha: Exponent of the distances (default 2).
         activation: ``"softmax"`` or ``"sigmoid"``.
-        include_background: Keep channel 0.
+        include_background: Keep channel 0 (default False, as MONAI; each kept channel costs two distance
+            transforms of the prediction per sample and step).
         reduction: ``"mean"``/``"sum"`` over samples and classes or ``"none"``: ``(B, C')``.
     """
 
@@ -131,7 +132,7 @@ class HausdorffDTLoss(SegLoss):
         spacing_mm: Sequence[float],
         alpha: float = 2.0,
         activation: str = "softmax",
-        include_background: bool = True,
+        include_background: bool = False,
         reduction: str = "mean",
     ):
         super().__init__(activation=activation, reduction=reduction)

@@ -27,7 +27,9 @@ def test_hausdorff_equals_monai_at_unit_spacing(make_case, shape, classes, inclu
 
 def test_hausdorff_sigmoid_equals_monai(make_case):
     logits, target = make_case((2, 9, 8, 6), 3, seed=21)
-    ours = HausdorffDTLoss(spacing_mm=(1.0, 1.0, 1.0), activation="sigmoid", alpha=1.5)(logits, target)
+    ours = HausdorffDTLoss(spacing_mm=(1.0, 1.0, 1.0), activation="sigmoid", alpha=1.5, include_background=True)(
+        logits, target
+    )
     ref = ml.HausdorffDTLoss(sigmoid=True, alpha=1.5, include_background=True)(logits, one_hot(target, 3))
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-6)
 
@@ -47,7 +49,7 @@ def _brute_distance_field(mask: np.ndarray, spacing) -> np.ndarray:
 def test_hausdorff_in_mm_matches_brute_force(make_case):
     logits, target = make_case((2, 9, 11), 3, seed=22)
     spacing = (0.7, 2.0)
-    ours = HausdorffDTLoss(spacing_mm=spacing, reduction="none")(logits, target)
+    ours = HausdorffDTLoss(spacing_mm=spacing, include_background=True, reduction="none")(logits, target)
     probs = torch.softmax(logits, 1).numpy()
     onehot = one_hot(target, 3).numpy()
     expected = np.zeros((2, 3))
