@@ -102,15 +102,15 @@ def measure_volumes(
         raise ValueError(f"spacing_mm {tuple(spacing)} does not match the affine's voxel size")
     voxel_ml = float(np.prod(spacing)) / 1000.0
     masks = region_masks(labels)
-    liver_ml = np.count_nonzero(masks["liver"]) * voxel_ml
-    tumor_ml = np.count_nonzero(masks["tumor"]) * voxel_ml
+    liver_ml = int(np.count_nonzero(masks["liver"])) * voxel_ml
+    tumor_ml = int(np.count_nonzero(masks["tumor"])) * voxel_ml
     if liver_ml > 0:
         burden = 100.0 * tumor_ml / liver_ml
     else:
         burden = 0.0 if tumor_ml == 0 else math.nan
     result = {
         "liver_ml": liver_ml,
-        "liver_parenchyma_ml": np.count_nonzero(masks["parenchyma"]) * voxel_ml,
+        "liver_parenchyma_ml": int(np.count_nonzero(masks["parenchyma"])) * voxel_ml,
         "tumor_ml": tumor_ml,
         "tumor_burden_percent": burden,
         "liver_truncated": touches_border(masks["liver"]),

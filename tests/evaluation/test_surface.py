@@ -140,3 +140,16 @@ def test_bad_arguments(kwargs, match):
         binary_metrics(mask, mask, **kwargs)
     with pytest.raises(ValueError, match="same shape"):
         binary_metrics(mask, mask[:2], spacing_mm=(1, 1, 1))
+
+
+@pytest.mark.slow
+def test_equal_to_monai_on_phantom_liver_pair():
+    from medseg.data import make_phantom
+
+    case = make_phantom(size="small", seed=0, index=2)
+    ref = np.isin(case.label.array, (1, 2))
+    pred = ndimage.binary_dilation(np.roll(ref, 2, axis=0), iterations=1)
+    spacing = case.label.spacing_mm
+    ours = binary_metrics(pred, ref, spacing_mm=spacing)
+    for key, value in _monai(pred, ref, spacing, 2.0).items():
+        assert ours[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
