@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from medseg.evaluation.diameters import axial_diameter_mm, max_diameter_mm
 from medseg.evaluation.lesions import label_lesions
-from medseg.evaluation.surface import check_spacing
+from medseg.evaluation.surface import bounding_box, check_spacing
 from medseg.io.volume import Volume
 
 __all__ = ["REGION_LABELS", "measure_volumes", "region_masks", "touches_border", "volumes_report"]
@@ -128,22 +128,26 @@ def _measure_lesions(
     tumor: np.ndarray, spacing: np.ndarray, affine: np.ndarray | None, image: np.ndarray | None, connectivity: int
 ) -> list[dict]:
     """Per-lesion volume, diameters, centroid, truncation flag (and HU), largest lesion first."""
-    lesion_labels, count = label_lesions(tumor, connectivity=connectivity)
-    if count == 0:
+    box = bounding_box(tumor)
+    if box is None:
         return []
+    offset = box[0]
+    window = tuple(slice(int(a), int(b)) for a, b in zip(*box))
+    lesion_labels, count = label_lesions(tumor[window], connectivity=connectivity)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     axial = _axial_axis(affine, 3)
     sizes = np.bincount(lesion_labels.ravel(), minlength=count + 1)
-    centroids = np.asarray(ndimage.center_of_mass(tumor, lesion_labels, range(1, count + 1)), dtype=float)
+    centroids = np.asarray(ndimage.center_of_mass(lesion_labels > 0, lesion_labels, range(1, count + 1)), dtype=float)
+    centroids = centroids.reshape(count, 3) + offset
     centroids = (
         centroids @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
         if affine is not None
         else (centroids * spacing)
     )
     lesions = []
-    for index, box in enumerate(ndimage.find_objects(lesion_labels), start=1):
-        mask = lesion_labels[box] == index
-        touches = any(sl.start == 0 or sl.stop == n for sl, n in zip(box, tumor.shape))
+    for index, lesion_box in enumerate(ndimage.find_objects(lesion_labels), start=1):
+        mask = lesion_labels[lesion_box] == index
+        touches = any(sl.start + lo == 0 or sl.stop + lo == n for sl, lo, n in zip(lesion_box, offset, tumor.shape))
         lesion = {
             "volume_ml": float(sizes[index]) * voxel_ml,
             "axial_diameter_mm": axial_diameter_mm(mask, spacing_mm=spacing, axial_axis=axial),
@@ -152,7 +156,8 @@ def _measure_lesions(
             "truncated": bool(touches),
         }
         if image is not None:
-            stats = _hu_stats(np.asarray(image)[box], mask)
+            full_box = tuple(slice(sl.start + lo, sl.stop + lo) for sl, lo in zip(lesion_box, offset))
+            stats = _hu_stats(np.asarray(image)[full_box], mask)
             lesion.update(hu_mean=stats["mean"], hu_std=stats["std"])
         lesions.append(lesion)
     lesions.sort(key=lambda item: -item["volume_ml"])

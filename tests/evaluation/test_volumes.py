@@ -75,3 +75,14 @@ def test_diameter_single_voxel_and_box():
     # axial slices (axis 2): farthest face centres are the mid-points of opposite corner edges
     assert axial_diameter_mm(box, spacing_mm=spacing, axial_axis=2) == pytest.approx(np.hypot(8.0, 3.0))
     assert max_diameter_mm(box, spacing_mm=spacing) > np.hypot(8.0, 3.0)
+
+
+def test_lesion_at_scan_edge_is_flagged_not_dropped():
+    labels = np.ones((10, 10, 10), np.uint8)
+    labels[3:6, 3:6, 7:10] = 2  # reaches the last slice
+    labels[1:3, 1:3, 1:3] = 2
+    report = measure_volumes(labels, spacing_mm=(1.0, 1.0, 1.0))
+    assert [lesion["truncated"] for lesion in report["lesions"]] == [True, False]  # largest (27 voxels) first
+    assert report["lesions"][0]["volume_ml"] == pytest.approx(0.027)
+    np.testing.assert_allclose(report["lesions"][1]["centroid_mm"], [1.5, 1.5, 1.5])
+    assert report["tumor_truncated"] and report["liver_truncated"]
