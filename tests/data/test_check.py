@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from medseg.data import Case, SpacingLimits, check_case, check_dataset, make_phantom
-from medseg.io import Volume, write_volume
+from medseg.io import Volume, write_dicom_series, write_volume
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -158,3 +158,16 @@ def test_cli_check_errors_exit_2_with_csv(broken, tmp_path):
     errors = frame[frame.severity == "error"]
     assert sorted(errors.case_id) == sorted(c for c, _, s in EXPECTED if s == "error")
     assert "segmentation-2.nii.gz" in run.stdout and "label values 3 outside {0, 1, 2}" in run.stdout
+
+
+def test_dicom_per_case_data_set_passes(tmp_path):
+    """A phantom written as DICOM series with NIfTI labels: geometry agrees after the LPS/RAS round trip."""
+    for index in (1, 2):  # LPS and LPI storage
+        case = make_phantom(size="tiny", seed=0, index=index)
+        folder = tmp_path / f"patient{index}"
+        write_dicom_series(case.image, folder / "ct")
+        write_volume(case.label, folder / "segmentation.nii.gz", label=True)
+    report = check_dataset(tmp_path, workers=1, progress=False)
+    assert report.layout == "dicom" and report.n_cases == 2
+    assert report.ok, report.format_table()
+    assert [p.check for p in report.problems] == ["spacing", "spacing"]
