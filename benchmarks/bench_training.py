@@ -1,0 +1,143 @@
+"""Benchmark `medseg train liver`: time to reach validation Dice goals on the `small` phantom set, data-loader
+throughput against the model's step time, and GPU figures when a GPU is present.
+
+Goal (CPU-sized defaults, 2-core CPU): liver Dice >= 0.90 and tumor Dice >= 0.60 within 10 minutes.
+
+    .venv/bin/python benchmarks/bench_training.py            # full run, writes the "training" section
+    .venv/bin/python benchmarks/bench_training.py --quick    # throughput only
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine, write_section
+
+LIVER_GOAL, TUMOR_GOAL = 0.90, 0.60
+
+
+def throughput(config, prepared, device: str, *, batches: int = 20) -> dict[str, float]:
+    """Patches/s of the loader (its configured workers) and of forward+backward+step of the model."""
+    from medseg.models import build_model
+    from medseg.training.data import make_loader
+    from medseg.training.loop import _make_loss, build_optimizer
+
+    t = config.training
+    loader = make_loader(prepared.cache_dir, prepared.train_ids, patch_size=t.patch_size, batch_size=t.batch_size,
+                         spatial_dims=config.spatial_dims, context_slices=t.context_slices,
+                         foreground_fraction=config.sampling.foreground_fraction,
+                         augment=dict(config.augmentation.params),
+                         workers=t.workers or 0, seed=0, iterations_per_epoch=batches)  # fmt: skip
+    it = iter(loader)
+    first = next(it)
+    start = time.perf_counter()
+    n = sum(1 for _ in it)
+    loader_rate = n * t.batch_size / (time.perf_counter() - start)
+    model = build_model(config.model_config()).to(device).train()
+    loss_fn = _make_loss(config, model)
+    opt = build_optimizer(config, model.parameters())
+    image, label = first["image"].to(device), first["label"].to(device)
+    use_amp = device.startswith("cuda") and t.amp
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    times = []
+    for _ in range(batches // 2 + 3):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        s = time.perf_counter()
+        opt.zero_grad()
+        with torch.autocast(torch.device(device).type, dtype=torch.float16, enabled=use_amp):
+            out = model(image)
+        scaler.scale(loss_fn(out, label)).backward()
+        scaler.step(opt)
+        scaler.update()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - s)
+    step = sorted(times[3:])[len(times[3:]) // 2]
+    return {"loader_patches_per_s": loader_rate, "step_s": step, "model_patches_per_s": t.batch_size / step}
+
+
+def time_to_goal(config, out: Path, data: str | None) -> dict:
+    from medseg.training.loop import train
+
+    events = {"start": time.perf_counter(), "rows": []}
+
+    def record(epoch, row):
+        row = dict(row, wall_s=time.perf_counter() - events["start"])
+        events["rows"].append(row)
+        liver, tumor = row.get("val_dice_liver"), row.get("val_dice_tumor")
+        if liver is not None and liver >= LIVER_GOAL and tumor >= TUMOR_GOAL and "goal" not in events:
+            events["goal"] = row
+
+    result = train(config, run_dir=out, data=data, progress=True, on_epoch_end=record)
+    events["total_s"] = time.perf_counter() - events["start"]
+    events["result"] = result
+    return events
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="throughput only, no training run")
+    parser.add_argument("--data", help="data set (default: the built-in small phantom set, as `medseg train`)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="pipeline overrides")
+    parser.add_argument("--no-write", action="store_true", help="print, do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    from medseg.training.config import load_pipeline
+    from medseg.training.prepare import prepare_data
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    lines = [f"Machine: {machine()}", "",
+             "Re-run: `.venv/bin/python benchmarks/bench_training.py` (`--quick`: throughput only).", ""]  # fmt: skip
+    config = load_pipeline("liver", device="cpu", overrides=args.overrides)
+    t0 = time.perf_counter()
+    prepared = prepare_data(config, data=args.data, fold=0)
+    prep_s = time.perf_counter() - t0
+    lines += ["| setting (CPU profile) | patch | batch | model | loader patches/s | step s | model patches/s |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    rates = throughput(config, prepared, "cpu")
+    m = config.model
+    lines.append(f"| liver, cpu | {list(config.training.patch_size)} | {config.training.batch_size} | "
+                 f"{m['name']} depth {m['depth']} width {m['base_filters']} | {rates['loader_patches_per_s']:.1f} | "
+                 f"{rates['step_s']:.3f} | {rates['model_patches_per_s']:.1f} |")  # fmt: skip
+    if device == "cuda":
+        gpu_config = load_pipeline("liver", device="cuda", overrides=args.overrides)
+        g = throughput(gpu_config, prepared, "cuda")
+        gm = gpu_config.model
+        lines.append(f"| liver, cuda (full defaults) | {list(gpu_config.training.patch_size)} | "
+                     f"{gpu_config.training.batch_size} | {gm['name']} depth {gm['depth']} width {gm['base_filters']} "
+                     f"| {g['loader_patches_per_s']:.1f} | {g['step_s']:.3f} | "
+                     f"{g['model_patches_per_s']:.1f} |")  # fmt: skip
+    lines += ["", f"Data check + fingerprint + preprocessing of the data set (cached afterwards): {prep_s:.1f} s.", ""]
+    if not args.quick:
+        with tempfile.TemporaryDirectory() as tmp:
+            ev = time_to_goal(config, Path(tmp) / "run", args.data)
+        goal = ev.get("goal")
+        lines += [f"`medseg train liver` (CPU profile: {config.training.epochs} epochs x "
+                  f"{config.training.iterations_per_epoch} iterations, validation every "
+                  f"{config.validation.every_n_epochs} epochs on {config.validation.max_cases} cases of fold 0):", "",
+                  "| epoch | wall s | train loss | liver Dice | tumor Dice |", "|---|---|---|---|---|"]  # fmt: skip
+        for row in ev["rows"]:
+            if "val_dice_liver" in row:
+                lines.append(f"| {row['epoch']} | {row['wall_s']:.0f} | {row['train_loss']:.3f} | "
+                             f"{row['val_dice_liver']:.3f} | {row['val_dice_tumor']:.3f} |")  # fmt: skip
+        verdict = (f"Goal (liver >= {LIVER_GOAL}, tumor >= {TUMOR_GOAL}) reached at epoch {goal['epoch']} after "
+                   f"{goal['wall_s'] / 60:.1f} min" if goal else
+                   f"Goal (liver >= {LIVER_GOAL}, tumor >= {TUMOR_GOAL}) NOT reached")  # fmt: skip
+        lines += ["", f"{verdict}; whole run {ev['total_s'] / 60:.1f} min (preprocessing excluded)."]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        write_section("training", "## Training (`medseg train liver`)\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
