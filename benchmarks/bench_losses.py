@@ -10,7 +10,6 @@ Re-run: ``.venv/bin/python benchmarks/bench_losses.py`` (``--no-write`` to only 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ def _time_ms(fn, repeats: int) -> float:
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return min(times)  # the machine is shared: the fastest run is the least disturbed one
 
 
 def _fwd_bwd(loss, logits: torch.Tensor, target: torch.Tensor, **kwargs):
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-unet", action="store_true", help="skip the U-Net reference step")
     parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
@@ -153,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: {machine()}; torch threads: {args.threads}.",
         "",
-        f"Forward + backward per batch, logits {b} x {c} x {s}^3 float32 on CPU, median of {args.repeats} "
-        "(after one warm-up). Targets: a ball with three smaller balls inside per sample. MONAI losses with "
-        "`softmax=True, to_onehot_y=True`; ours with precomputed maps where the loss takes them.",
+        f"Forward + backward per batch, logits {b} x {c} x {s}^3 float32 on CPU, fastest of {args.repeats} "
+        "(after one warm-up; the machine is shared). Targets: a ball with three smaller balls inside per sample. "
+        "MONAI losses with `softmax=True, to_onehot_y=True`; ours with precomputed maps where the loss takes them.",
         "",
         "| loss | ours (ms) | MONAI (ms) | MONAI equivalent |",
         "|---|---:|---:|---|",
