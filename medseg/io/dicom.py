@@ -136,8 +136,7 @@ def read_dicom_series(folder: str | os.PathLike, *, series_uid: str | None = Non
     numbers = [ds.get("InstanceNumber") for _, ds in items]
     hint = np.array([float(n) for n in numbers]) if all(n is not None for n in numbers) else None
     order, affine = _stack_geometry(positions, iops, spacings, hint, _thickness(items[0][1]), names, folder)
-    slices = [_slice_hu(items[i][0]) for i in order]
-    array = _as_hu_dtype(np.stack([s.T for s in slices], axis=-1))
+    array = _as_hu_dtype(_series_values([items[i] for i in order]))
     ds0 = items[order[0]][1]
     meta = {"path": str(folder), "format": "dicom", "modality": str(ds0.get("Modality", "")),
             "series_uid": series_uid, "series_description": str(ds0.get("SeriesDescription", ""))}
@@ -353,6 +352,26 @@ def _check_gaps(along: np.ndarray, names: list[str], where) -> None:
                     path=where)
 
 
+def _series_values(items: list[tuple[Path, Dataset]]) -> np.ndarray:
+    """``(columns, rows, slices)`` rescaled values of single-frame files, in the given order.
+
+    SimpleITK (GDCM) reads the files about 5x faster than pydicom; it is used when every slice shares one
+    rescale (it types its output from the first file), and pydicom slice by slice otherwise or if it fails.
+    """
+    rescales = {(str(ds.get("RescaleSlope", "1")), str(ds.get("RescaleIntercept", "0"))) for _, ds in items}
+    if len(rescales) == 1 and all("ModalityLUTSequence" not in ds for _, ds in items):
+        try:
+            import SimpleITK as sitk
+
+            image = sitk.ReadImage([str(p) for p, _ in items])
+            values = sitk.GetArrayFromImage(image)
+            if values.shape == (len(items), int(items[0][1].Rows), int(items[0][1].Columns)):
+                return values.transpose(2, 1, 0)
+        except RuntimeError as exc:  # fall back to pydicom, which names the failing file
+            logger.debug("SimpleITK could not read the series (%s); using pydicom", _short(exc))
+    return np.stack([_slice_hu(path).T for path, _ in items], axis=-1)
+
+
 def _slice_hu(path: Path, ds: Dataset | None = None) -> np.ndarray:
     """``(rows, columns)`` values of a single-frame file after the modality LUT / rescale."""
     from pydicom.pixels import apply_modality_lut
@@ -374,10 +393,14 @@ def _slice_hu(path: Path, ds: Dataset | None = None) -> np.ndarray:
 
 
 def _as_hu_dtype(values: np.ndarray) -> np.ndarray:
-    """int16 when every value is an integer within int16, else float32."""
-    if values.size and np.all(values == np.round(values)) and values.min() >= -32768 and values.max() <= 32767:
-        return values.astype(np.int16)
-    return values.astype(np.float32)
+    """int16 when every value is an integer within int16, else float32 (memory order kept, as nibabel's
+    Fortran-ordered arrays: a transposed SimpleITK array is not copied)."""
+    if values.dtype == np.int16:
+        return values
+    integral = np.issubdtype(values.dtype, np.integer) or bool(np.all(values == np.round(values)))
+    if values.size and integral and values.min() >= -32768 and values.max() <= 32767:
+        return values.astype(np.int16, order="K")
+    return values.astype(np.float32, order="K")
 
 
 def _short(exc: BaseException) -> str:
