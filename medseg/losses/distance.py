@@ -49,7 +49,7 @@ def _squared_edt_torch(seeds: torch.Tensor, spacing: Sequence[float]) -> torch.T
 
 
 @torch.no_grad()
-def distance_field(masks: torch.Tensor, *, spacing_mm: Sequence[float]) -> torch.Tensor:
+def distance_field(masks: torch.Tensor, *, spacing_mm: Sequence[float], backend: str = "auto") -> torch.Tensor:
     """Distance (mm) from each voxel to the nearest voxel on the other side of the mask boundary.
 
     ``edt(mask) + edt(~mask)`` as in Karimi & Salcudean (2019) and MONAI's ``HausdorffDTLoss.distance_field``,
@@ -58,10 +58,13 @@ def distance_field(masks: torch.Tensor, *, spacing_mm: Sequence[float]) -> torch
     Args:
         masks: Boolean ``(N, H, W[, D])``.
         spacing_mm: Voxel size per spatial axis.
+        backend: ``"scipy"``, ``"torch"`` (exact separable transform, for GPUs) or ``"auto"`` (torch on CUDA).
 
     Returns:
         float32 ``(N, H, W[, D])`` on the device of ``masks``.
     """
+    if backend not in ("auto", "scipy", "torch"):
+        raise ValueError(f"backend={backend!r} is not one of 'auto', 'scipy', 'torch'")
     if len(spacing_mm) != masks.ndim - 1:
         raise ValueError(f"spacing_mm={tuple(spacing_mm)} needs {masks.ndim - 1} values for masks {tuple(masks.shape)}")
     spatial = tuple(range(1, masks.ndim))
@@ -70,7 +73,7 @@ def distance_field(masks: torch.Tensor, *, spacing_mm: Sequence[float]) -> torch
     if not bool(nontrivial.any()):
         return out
     todo = masks[nontrivial]
-    if masks.is_cuda:
+    if backend == "torch" or (backend == "auto" and masks.is_cuda):
         both = _squared_edt_torch(torch.cat([~todo, todo]), spacing_mm).sqrt()
         out[nontrivial] = both[: len(todo)] + both[len(todo) :]
     else:

@@ -79,6 +79,21 @@ def test_torch_distance_transform_equals_scipy():
         np.testing.assert_allclose(o, ndimage.distance_transform_edt(~m, sampling=spacing), rtol=1e-5, atol=1e-5)
 
 
+def test_distance_field_torch_backend_equals_scipy():
+    gen = np.random.default_rng(2)
+    masks = torch.from_numpy(gen.random((3, 13, 10, 7)) > 0.6)
+    masks[2] = False  # an empty mask gives zeros
+    spacing = (0.8, 1.1, 2.5)
+    scipy_field = distance_field(masks, spacing_mm=spacing, backend="scipy")
+    torch.testing.assert_close(distance_field(masks, spacing_mm=spacing, backend="torch"), scipy_field)
+    m = masks[0].numpy()
+    expected = ndimage.distance_transform_edt(m, sampling=spacing) + ndimage.distance_transform_edt(
+        ~m, sampling=spacing
+    )
+    np.testing.assert_allclose(scipy_field[0].numpy(), expected, rtol=1e-6)
+    assert scipy_field[2].abs().max() == 0
+
+
 @pytest.mark.gpu
 def test_distance_field_on_gpu_equals_cpu():
     gen = np.random.default_rng(1)
