@@ -11,7 +11,7 @@ in nnU-Net, Isensee et al. 2021, *Nature Methods* 18:203). With no mask and no b
 MONAI's ``sliding_window_inference(mode="gaussian")`` (tested).
 
 Memory: one ``float32`` logit buffer ``(K, X, Y, Z)`` on the preprocessed grid plus one ``float32``
-weight buffer the size of the box; windows are evaluated ``batch_size`` at a time.
+weight buffer over the extent of the windows that run; windows are evaluated ``batch_size`` at a time.
 """
 
 from __future__ import annotations
@@ -69,19 +69,6 @@ def plan_windows(
     return [tuple(s) for s in slices], total
 
 
-def _grow_box(box: Box, shape: Sequence[int], window: Sequence[int]) -> Box:
-    """Grow ``box`` symmetrically to at least ``window`` per axis where the image allows."""
-    out = []
-    for s, n, w in zip(box, shape, window):
-        lo, hi = s.start or 0, n if s.stop is None else s.stop
-        need = min(w, n)
-        if hi - lo < need:
-            lo = max(0, min((lo + hi) // 2 - need // 2, n - need))
-            hi = lo + need
-        out.append(slice(lo, hi))
-    return tuple(out)
-
-
 @torch.inference_mode()
 def predict_logits(
     network: Callable[[torch.Tensor], torch.Tensor],
@@ -112,8 +99,8 @@ def predict_logits(
         context_slices: 2D models only: ``k`` neighbouring slices each side given as channels
             (``C_in * (2k + 1)`` network inputs; edge slices repeated at the scan's ends).
         mask: ``(X, Y, Z)`` boolean (e.g. the body); windows without a True voxel are skipped.
-        box: Only windows inside this box (slices on ``X, Y, Z``) run; it is grown to one window where
-            needed.
+        box: Only windows (of the whole-image grid) that reach into this box (slices on ``X, Y, Z``) run;
+            inside the box the result equals a run without ``box``, outside it is background.
         device: Where the network runs and the buffers live.
         amp: Use float16 autocast (CUDA only; ignored on CPU).
         sigma_scale: Gaussian sigma as a fraction of the window size.
@@ -135,6 +122,8 @@ def predict_logits(
     window = (*patch_size, 1) if spatial_dims == 2 else tuple(patch_size)
     shape = tuple(image.shape[1:])
 
+    if box is not None:
+        box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, shape))
     # pad (only when the image is smaller than a window) with the image minimum: air, not tissue
     pads = [max(0, w - s) for w, s in zip(window, shape)]
     if any(pads):
@@ -147,18 +136,21 @@ def predict_logits(
         if box is not None:
             box = tuple(slice(s.start + p // 2, s.stop + p // 2) for s, p in zip(box, pads))
     padded = tuple(image.shape[1:])
-    box = _grow_box(box or tuple(slice(0, n) for n in padded), padded, window)
-    offset = [s.start for s in box]
-    box_size = [s.stop - s.start for s in box]
-    sub_mask = None if mask is None else torch.as_tensor(mask)[box]
-    windows, total = plan_windows(box_size, window, overlap=overlap, mask=sub_mask)
-    logger.debug("sliding window: %d of %d windows in box %s", len(windows), total, box_size)
+    windows, total = plan_windows(padded, window, overlap=overlap, mask=mask)
+    if box is not None:  # windows of the whole-scan grid that reach into the box: inside it, as a full run
+        windows = [w for w in windows if all(a.start < b.stop and a.stop > b.start for a, b in zip(w, box))]
+    logger.debug("sliding window: %d of %d windows", len(windows), total)
+    logits = torch.zeros((num_classes, *padded), dtype=torch.float32, device=device)
+    if not windows:
+        _fill_background(logits, torch.ones(padded, dtype=torch.bool, device=device))
+        return _crop(logits, pads, shape)
+    extent = tuple(slice(min(w[a].start for w in windows), max(w[a].stop for w in windows)) for a in range(3))
+    offset = [e.start for e in extent]
+    weights = torch.zeros([e.stop - e.start for e in extent], dtype=torch.float32, device=device)
 
     weight_map = compute_importance_map(tuple(patch_size), mode="gaussian", sigma_scale=sigma_scale, device=device)
     if spatial_dims == 2:
         weight_map = weight_map[..., None]
-    logits = torch.zeros((num_classes, *padded), dtype=torch.float32, device=device)
-    weights = torch.zeros(box_size, dtype=torch.float32, device=device)
     src = image.to(device=device, dtype=torch.float32)
     autocast = amp and device.type == "cuda"
     n_z = padded[2]
@@ -167,8 +159,7 @@ def predict_logits(
     for start in tqdm(batches, desc="windows", unit="batch", disable=not progress, leave=False):
         group = windows[start : start + batch_size]
         inputs = []
-        for win in group:
-            sl = tuple(slice(s.start + o, s.stop + o) for s, o in zip(win, offset))
+        for sl in group:
             if spatial_dims == 3:
                 inputs.append(src[(slice(None), *sl)])
             else:
@@ -184,19 +175,24 @@ def predict_logits(
         out = out.float()
         if out.shape[1] != num_classes:
             raise ValueError(f"network returned {out.shape[1]} channels, expected num_classes={num_classes}")
-        for win, pred in zip(group, out):
-            sl = tuple(slice(s.start + o, s.stop + o) for s, o in zip(win, offset))
+        for sl, pred in zip(group, out):
             pred = pred[..., None] if spatial_dims == 2 else pred
             logits[(slice(None), *sl)] += pred * weight_map
-            weights[win] += weight_map
+            weights[tuple(slice(s.start - o, s.stop - o) for s, o in zip(sl, offset))] += weight_map
 
-    region = logits[(slice(None), *box)]
+    region = logits[(slice(None), *extent)]
     covered = weights > 0
     region.div_(torch.where(covered, weights, torch.ones_like(weights)))
     _fill_background(region, ~covered)
+    del weights, covered
     outside = torch.ones(padded, dtype=torch.bool, device=device)
-    outside[box] = False
+    outside[box if box is not None else extent] = False
     _fill_background(logits, outside)
+    return _crop(logits, pads, shape)
+
+
+def _crop(logits: torch.Tensor, pads: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
+    """Undo the padding of :func:`predict_logits` and return a contiguous CPU tensor."""
     if any(pads):
         logits = logits[(slice(None), *(slice(p // 2, p // 2 + s) for p, s in zip(pads, shape)))]
     return logits.cpu().contiguous() if logits.device.type != "cpu" else logits.contiguous()

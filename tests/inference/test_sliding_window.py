@@ -59,16 +59,23 @@ def test_mask_skips_windows_and_fills_background(net3d):
     assert torch.equal(out[:, 39, 39, 23], torch.tensor([0.0, BACKGROUND_FILL_LOGIT, BACKGROUND_FILL_LOGIT]))
 
 
-def test_box_restricts_and_is_grown_to_one_window(net3d):
+def test_box_runs_only_windows_reaching_into_it(net3d):
     image = torch.randn(1, 48, 48, 32, generator=torch.Generator().manual_seed(3))
-    box = (slice(20, 24), slice(20, 24), slice(10, 12))
-    out = predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3, box=box)
-    # the box grows to one 16^3 window centred on it: x, y 14..30, z 3..19; only that window runs
-    window = image[:, 14:30, 14:30, 3:19]
-    with torch.no_grad():
-        expected = net3d(window[None])[0]
-    torch.testing.assert_close(out[:, 14:30, 14:30, 3:19], expected, atol=1e-5, rtol=1e-5)
-    assert torch.all(out[1:, :14] == BACKGROUND_FILL_LOGIT)
+    ref = predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3)
+    box = (slice(20, 26), slice(3, 9), slice(10, 12))
+    calls = []
+
+    def counting(x):
+        calls.append(x.shape[0])
+        return net3d(x)
+
+    out = predict_logits(counting, image, patch_size=(16, 16, 16), num_classes=3, box=box, batch_size=1)
+    # windows [s, s + 16) with s = 0, 8, 16, ...: x 20..25 -> s = 8, 16, 24; y 3..8 -> 0, 8; z 10..11 -> 0, 8
+    assert sum(calls) == 3 * 2 * 2
+    torch.testing.assert_close(out[(slice(None), *box)], ref[(slice(None), *box)])
+    outside = torch.ones(48, 48, 32, dtype=torch.bool)
+    outside[box] = False
+    assert torch.all(out[0][outside] == 0) and torch.all(out[1:][:, outside] == BACKGROUND_FILL_LOGIT)
 
 
 def test_small_image_is_padded_and_cropped_back(net3d):

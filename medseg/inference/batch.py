@@ -1,0 +1,196 @@
+"""Predict a cohort: one label map (and volumes JSON) per scan, past bad inputs, sharded under torchrun.
+
+For each scan: read it (:func:`medseg.io.read_volume`: NIfTI file or DICOM series folder), predict,
+write ``<case>_volumes.json`` (:func:`medseg.evaluation.volumes.volumes_report`: liver, tumor, lesions,
+burden) and then ``<case>_seg.nii.gz`` (uint8, the scan's shape and affine). Both are written atomically
+(temporary file + rename), the label map last, so an existing output is replaced only by a complete new
+one and an interrupted run leaves no truncated file; ``skip_existing`` resumes a cohort.
+
+A scan that fails (unreadable, not 3D, out of memory...) is recorded with a one-line reason and the
+batch goes on; :class:`BatchSummary` lists what failed. Under ``torchrun`` each process takes every
+``WORLD_SIZE``-th scan starting at its ``RANK`` (:func:`shard`), so no two processes write one file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from medseg.data.naming import case_id_from_path, prediction_filename
+from medseg.errors import DataError, MedsegError
+from medseg.utils.atomic import atomic_write_json
+
+__all__ = ["BatchSummary", "CaseOutcome", "collect_inputs", "predict_batch", "shard", "shard_from_env",
+           "volumes_filename"]
+
+logger = logging.getLogger(__name__)
+
+
+def volumes_filename(case_id: str) -> str:
+    """Name of the volumes JSON written next to ``<case>_seg.nii.gz``."""
+    return f"{case_id}_volumes.json"
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    """What happened to one input: ``status`` is ``"ok"``, ``"skipped"`` (output existed) or ``"failed"``."""
+
+    case_id: str
+    input: str
+    status: str
+    output: str | None = None
+    reason: str | None = None
+    seconds: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BatchSummary:
+    """All outcomes of a batch, in input order."""
+
+    outcomes: list[CaseOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[CaseOutcome]:
+        """Outcomes with status ``"failed"``."""
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def counts(self) -> dict[str, int]:
+        """Number of outcomes per status."""
+        out = {"ok": 0, "skipped": 0, "failed": 0}
+        for o in self.outcomes:
+            out[o.status] += 1
+        return out
+
+    def format(self) -> str:
+        """A short text summary: counts, then one line per failure."""
+        c = self.counts()
+        lines = [f"{c['ok']} predicted, {c['skipped']} skipped (output exists), {c['failed']} failed"]
+        lines += [f"  FAILED {o.case_id} ({o.input}): {o.reason}" for o in self.failed]
+        return "\n".join(lines)
+
+
+def shard(items: Sequence, *, rank: int, world_size: int) -> list:
+    """Items ``rank, rank + world_size, ...``: this process's share of a cohort."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    return list(items)[rank::world_size]
+
+
+def shard_from_env(environ: Mapping[str, str] | None = None) -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` as set by ``torchrun`` (``(0, 1, 0)`` when not under it)."""
+    env = os.environ if environ is None else environ
+    try:
+        return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+    except ValueError as exc:
+        raise DataError(f"invalid RANK/WORLD_SIZE/LOCAL_RANK environment ({exc})") from None
+
+
+def collect_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[str, Path]], list[CaseOutcome]]:
+    """Scans to predict from files/folders, and a failure outcome for each path that holds none.
+
+    Uses :func:`medseg.data.discovery.discover_images` path by path, so one bad path does not stop the
+    others. Case ids used twice are failures too (their outputs would collide).
+    """
+    from medseg.data.discovery import discover_images
+
+    found: list[tuple[str, Path]] = []
+    failures: list[CaseOutcome] = []
+    for path in paths:
+        try:
+            found.extend(discover_images([path]))
+        except MedsegError as exc:
+            failures.append(CaseOutcome(case_id_from_path(path), str(path), "failed", reason=str(exc)))
+    first: dict[str, Path] = {}
+    unique = []
+    for cid, path in found:
+        if cid in first:
+            failures.append(CaseOutcome(cid, str(path), "failed",
+                                        reason=f"case id {cid!r} already used by {first[cid]}"))
+        else:
+            first[cid] = path
+            unique.append((cid, path))
+    return unique, failures
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, MedsegError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def predict_batch(
+    predictor,
+    inputs: Sequence[tuple[str, str | os.PathLike]],
+    out_dir: str | os.PathLike,
+    *,
+    skip_existing: bool = False,
+    write_volumes: bool = True,
+    progress: bool | None = None,
+) -> BatchSummary:
+    """Predict every ``(case_id, path)`` in ``inputs`` into ``out_dir``.
+
+    Args:
+        predictor: A :class:`~medseg.inference.Predictor` (anything with ``predict(volume) -> (Volume,
+            stats)``).
+        inputs: Scans as ``(case_id, path)`` (see :func:`collect_inputs`).
+        out_dir: Output folder (created).
+        skip_existing: Leave cases whose label map already exists alone (resume a cohort).
+        write_volumes: Also write ``<case>_volumes.json`` (when :mod:`medseg.evaluation` is available).
+        progress: Progress bar over scans (``None``: when stderr is a terminal).
+
+    Returns:
+        The :class:`BatchSummary`; failures are recorded, never raised (except KeyboardInterrupt).
+    """
+    from medseg.io import read_volume, write_volume
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = _volumes_function() if write_volumes else None
+    summary = BatchSummary()
+    bar = tqdm(inputs, desc="predict", unit="scan", disable=None if progress is None else not progress)
+    for case_id, path in bar:
+        target = out_dir / prediction_filename(case_id)
+        if skip_existing and target.exists():
+            summary.outcomes.append(CaseOutcome(case_id, str(path), "skipped", output=str(target)))
+            continue
+        t0 = time.perf_counter()
+        try:
+            volume = read_volume(path)
+            labels, stats = predictor.predict(volume)
+            if report is not None:
+                atomic_write_json(out_dir / volumes_filename(case_id),
+                                  {"case_id": case_id, "input": str(path), **report(labels, volume)})
+            write_volume(labels, target, label=True)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # keep going: one line per failure, the traceback only in debug logs
+            logger.debug("prediction of %s failed", path, exc_info=True)
+            reason = _one_line(exc)
+            logger.error("%s: %s", case_id, reason)
+            summary.outcomes.append(CaseOutcome(case_id, str(path), "failed", reason=reason,
+                                                seconds=time.perf_counter() - t0))
+            continue
+        seconds = time.perf_counter() - t0
+        logger.info("%s: %s (%.1f s)", case_id, target, seconds)
+        summary.outcomes.append(CaseOutcome(case_id, str(path), "ok", output=str(target), seconds=seconds,
+                                            stats=stats))
+    return summary
+
+
+def _volumes_function():
+    """:func:`medseg.evaluation.volumes.volumes_report`, or ``None`` when the module is unavailable."""
+    try:
+        from medseg.evaluation.volumes import volumes_report
+    except ImportError:  # pragma: no cover - evaluation not installed/built
+        logger.warning("medseg.evaluation is not available: no volumes JSON written")
+        return None
+    return volumes_report

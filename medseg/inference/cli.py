@@ -1,0 +1,81 @@
+"""``medseg predict``: label maps (and volumes) for a cohort of CT scans with a trained run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+_EPILOG = """examples:
+  medseg predict --model runs/liver/fold0 data/new_scans --out predictions
+  medseg predict --model runs/liver/fold0/best.pt scan1.nii.gz dicom/patient07 --out predictions --tta
+  medseg predict --model runs/liver/fold0 data/cohort --out predictions --skip-existing   # resume
+  torchrun --nproc_per_node 4 -m medseg predict --model runs/liver/fold0 data/cohort --out predictions
+
+Writes <case>_seg.nii.gz (uint8: 0 background, 1 liver, 2 tumor; the scan's own shape and affine) and
+<case>_volumes.json (liver, tumor, lesion volumes, burden) per scan. A scan that cannot be predicted is
+reported on one line and skipped; the exit code is 2 when any scan failed. Under torchrun every process
+predicts its share of the scans (every WORLD_SIZE-th, on GPU LOCAL_RANK).
+"""
+
+
+def register(subparsers) -> None:
+    """Add the ``predict`` sub-command."""
+    p = subparsers.add_parser(
+        "predict",
+        help="segment liver and tumors in CT scans with a trained run",
+        description="Segment liver and liver tumors in CT scans (NIfTI files, folders of them, DICOM series "
+                    "folders) with a trained run; outputs overlay the scans in any viewer.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI file, folder of NIfTI files, DICOM series folder "
+                   "or data set folder")
+    p.add_argument("--model", required=True, metavar="RUN", help="run folder (uses best.pt, else last.pt) or .pt file")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--mode", choices=("coarse-to-fine", "full"), default="coarse-to-fine",
+                   help="coarse-to-fine: find the liver at half resolution first, then full resolution in its box "
+                        "(default); full: whole scan at full resolution")
+    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
+                   help="mirroring test-time augmentation (8x slower in 3D; default off)")
+    p.add_argument("--skip-air", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip windows outside the body (default on)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default 2 in 3D, 16 in 2D)")
+    p.add_argument("--skip-existing", action="store_true", help="leave scans whose <case>_seg.nii.gz exists alone")
+    p.add_argument("--no-volumes", action="store_true", help="do not write <case>_volumes.json")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: when stderr is a terminal)")
+    p.set_defaults(func=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from medseg.inference.batch import collect_inputs, predict_batch, shard, shard_from_env
+    from medseg.inference.predictor import InferenceSettings, Predictor
+
+    rank, world_size, local_rank = shard_from_env()
+    device = args.device
+    if world_size > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
+        device = f"cuda:{local_rank % torch.cuda.device_count()}"
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        torch.set_num_threads(max(1, torch.get_num_threads() // max(1, min(world_size, torch.get_num_threads()))))
+    settings = InferenceSettings(mode=args.mode, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
+                                 skip_air=args.skip_air, progress=bool(args.progress))
+    predictor = Predictor.from_run(args.model, device=device, settings=settings)
+    inputs, failures = collect_inputs(args.inputs)
+    inputs = shard(inputs, rank=rank, world_size=world_size)
+    failures = shard(failures, rank=rank, world_size=world_size)
+    where = f" (process {rank} of {world_size})" if world_size > 1 else ""
+    logger.info("predicting %d scan(s) on %s%s", len(inputs), predictor.device, where)
+    summary = predict_batch(predictor, inputs, args.out, skip_existing=args.skip_existing,
+                            write_volumes=not args.no_volumes, progress=args.progress)
+    summary.outcomes = failures + summary.outcomes
+    print(f"medseg predict{where}: {summary.format()}", file=sys.stderr)
+    return 2 if summary.failed else 0

@@ -1,0 +1,304 @@
+"""The predictor: a trained run loaded once, then called on scans (``Volume`` in, label ``Volume`` out).
+
+Example (a notebook)::
+
+    from medseg.inference import Predictor
+    from medseg.io import read_volume, write_volume
+
+    predictor = Predictor.from_run("runs/liver/fold0")          # a run folder or a .pt checkpoint
+    labels = predictor(read_volume("volume-3.nii.gz"))          # uint8, same shape and affine as the scan
+    write_volume(labels, "3_seg.nii.gz", label=True)
+
+Steps per scan: the run's own preprocessing (:func:`medseg.preprocessing.preprocess_image`: canonical
+orientation, target spacing, intensity normalisation), sliding-window logits
+(:func:`~medseg.inference.sliding_window.predict_logits`) with windows that hold only air skipped,
+optionally mirroring test-time augmentation, and in ``"coarse-to-fine"`` mode a first pass at
+``coarse_factor`` times the spacing with no overlap that finds the liver, so the full-resolution pass runs
+only in its bounding box (plus ``margin_mm``). The logits are mapped back to the scan's voxel grid
+(:func:`~medseg.inference.restore.restore_argmax`) and post-processed on that grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from medseg.errors import ConfigError, DataError
+from medseg.inference.postprocess import PostprocessConfig, postprocess_labels
+from medseg.inference.restore import restore_argmax
+from medseg.inference.sliding_window import predict_logits
+from medseg.inference.tta import mirrored
+from medseg.io.orientation import to_canonical
+from medseg.io.volume import Volume
+
+__all__ = ["MODES", "InferenceSettings", "Predictor", "find_checkpoint", "resolve_device"]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("coarse-to-fine", "full")
+_LIVER_TUMOR = {"1": "liver", "2": "tumor"}
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a scan is predicted; every field has a CLI flag of ``medseg predict``.
+
+    Attributes:
+        mode: ``"coarse-to-fine"`` (find the liver at low resolution, then full resolution in its box) or
+            ``"full"`` (whole scan at full resolution; windows holding only air still skipped).
+        overlap: Window overlap of the full-resolution pass, in ``[0, 1)``.
+        batch_size: Windows per forward pass (``None``: 2 for 3D models, 16 for 2D).
+        tta: Mirroring test-time augmentation (``2^d`` times slower).
+        skip_air: Skip windows without a voxel above ``air_threshold_hu`` (outside the body).
+        air_threshold_hu: HU threshold of the body mask.
+        amp: float16 autocast on CUDA.
+        coarse_factor: Spacing multiplier of the coarse pass.
+        coarse_overlap: Window overlap of the coarse pass.
+        margin_mm: Margin added around the liver box found by the coarse pass.
+        postprocessing: Overrides the run's post-processing (``None``: use the run's).
+        progress: Show a progress bar over window batches.
+    """
+
+    mode: str = "coarse-to-fine"
+    overlap: float = 0.5
+    batch_size: int | None = None
+    tta: bool = False
+    skip_air: bool = True
+    air_threshold_hu: float = -500.0
+    amp: bool = True
+    coarse_factor: float = 2.0
+    coarse_overlap: float = 0.0
+    margin_mm: float = 15.0
+    postprocessing: PostprocessConfig | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+        for name in ("overlap", "coarse_overlap"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.coarse_factor >= 1.0:
+            raise ConfigError(f"coarse_factor must be >= 1, got {self.coarse_factor}")
+        if not self.margin_mm >= 0:
+            raise ConfigError(f"margin_mm must be >= 0, got {self.margin_mm}")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"invalid device {device!r} ({exc})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def find_checkpoint(run: str | os.PathLike) -> Path:
+    """The checkpoint of a run: the file itself, or ``best.pt`` (else ``last.pt``) in a run folder."""
+    path = Path(run)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise DataError("run folder has no best.pt or last.pt", path=path)
+    if not path.exists():
+        raise DataError("no such run folder or checkpoint", path=path)
+    return path
+
+
+@dataclass
+class Predictor:
+    """A network with its preprocessing plan and inference settings, loaded once.
+
+    Build with :meth:`from_run` (or :meth:`from_checkpoint` for an in-memory checkpoint dict); call on a
+    :class:`~medseg.io.Volume` to get a uint8 label map with the scan's shape and affine.
+
+    Attributes:
+        network: The model in ``eval()`` mode on ``device``.
+        plan: The run's :class:`~medseg.preprocessing.PreprocessingPlan`.
+        patch_size: Training patch size (window), 2 or 3 entries.
+        num_classes: Output classes (0 = background).
+        context_slices: 2.5D neighbours per side (2D models).
+        labels: Class index (str) -> name.
+        postprocessing: The run's post-processing configuration.
+        settings: :class:`InferenceSettings`.
+        device: Where the network runs.
+    """
+
+    network: torch.nn.Module
+    plan: Any
+    patch_size: tuple[int, ...]
+    num_classes: int
+    context_slices: int = 0
+    labels: dict[str, str] = field(default_factory=lambda: {"0": "background", **_LIVER_TUMOR})
+    postprocessing: PostprocessConfig = field(default_factory=PostprocessConfig)
+    settings: InferenceSettings = field(default_factory=InferenceSettings)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @classmethod
+    def from_run(cls, run: str | os.PathLike, *, device: str | torch.device = "auto",
+                 settings: InferenceSettings | None = None) -> Predictor:
+        """Load a run folder (``best.pt``, else ``last.pt``) or a checkpoint file."""
+        from medseg.training.checkpoint import load_checkpoint
+
+        path = find_checkpoint(run)
+        return cls.from_checkpoint(load_checkpoint(path, map_location="cpu"), device=device, settings=settings,
+                                   source=path)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any], *, device: str | torch.device = "auto",
+                        settings: InferenceSettings | None = None, source: str | os.PathLike | None = None
+                        ) -> Predictor:
+        """Build from a checkpoint dict (the training format: ``model``, ``model_config``, ``plan``,
+        ``inference``)."""
+        from medseg.models import build_model
+        from medseg.preprocessing import PreprocessingPlan
+
+        missing = [k for k in ("model", "model_config", "plan", "inference") if k not in checkpoint]
+        if missing:
+            raise DataError(f"checkpoint lacks {', '.join(missing)} (not a medseg training checkpoint?)", path=source)
+        info = checkpoint["inference"]
+        device = resolve_device(device)
+        network = build_model(checkpoint["model_config"])
+        try:
+            network.load_state_dict(checkpoint["model"])
+        except RuntimeError as exc:
+            raise DataError(f"weights do not fit the model config ({str(exc).splitlines()[0]})", path=source) from None
+        network.eval().to(device)
+        spatial_dims = int(info.get("spatial_dims", checkpoint["model_config"]["spatial_dims"]))
+        patch = tuple(int(p) for p in info["patch_size"])
+        if len(patch) != spatial_dims:
+            raise DataError(f"inference.patch_size {patch} does not match spatial_dims {spatial_dims}", path=source)
+        return cls(
+            network=network,
+            plan=PreprocessingPlan.from_dict(checkpoint["plan"]),
+            patch_size=patch,
+            num_classes=int(info.get("num_classes", checkpoint["model_config"]["out_channels"])),
+            context_slices=int(info.get("context_slices", 0) or 0),
+            labels={str(k): str(v) for k, v in info.get("labels", {"0": "background", **_LIVER_TUMOR}).items()},
+            postprocessing=PostprocessConfig.from_dict(info.get("postprocessing")),
+            settings=settings or InferenceSettings(),
+            device=device,
+        )
+
+    def with_settings(self, **changes: Any) -> Predictor:
+        """A predictor sharing this one's network with some settings changed."""
+        return replace(self, settings=replace(self.settings, **changes))
+
+    # ------------------------------------------------------------------------------------------
+    def __call__(self, volume: Volume) -> Volume:
+        """uint8 label map of ``volume`` on its own grid (same shape and affine)."""
+        return self.predict(volume)[0]
+
+    def predict(self, volume: Volume) -> tuple[Volume, dict[str, Any]]:
+        """Label map and run statistics (seconds per step, windows run, the liver box)."""
+        logits, record, stats = self.predict_logits(volume)
+        t0 = time.perf_counter()
+        labels = restore_argmax(logits, record)
+        del logits
+        config = self.settings.postprocessing or self.postprocessing
+        if all(self.labels.get(k) == v for k, v in _LIVER_TUMOR.items()):
+            labels = postprocess_labels(labels, spacing_mm=volume.spacing_mm, config=config)
+        stats["restore_postprocess_s"] = time.perf_counter() - t0
+        out = volume.with_array(labels, kind="label", labels=dict(self.labels))
+        return out, stats
+
+    def predict_probabilities(self, volume: Volume) -> Volume:
+        """Softmax probabilities ``(K, X0, Y0, Z0)`` float32 on the scan's grid (no post-processing).
+
+        Memory: ``K * 4`` bytes per scan voxel; use :meth:`__call__` for labels of large scans.
+        """
+        from medseg.preprocessing import restore_to_scan
+
+        logits, record, _ = self.predict_logits(volume)
+        probabilities = torch.softmax(logits, dim=0)
+        del logits
+        return volume.with_array(restore_to_scan(probabilities, record), kind="probabilities")
+
+    def predict_logits(self, volume: Volume) -> tuple[torch.Tensor, Any, dict[str, Any]]:
+        """Logits ``(K, X, Y, Z)`` on the preprocessed grid, the preprocessing record and statistics."""
+        from medseg.preprocessing import preprocess_image, resample_array
+
+        if volume.array.ndim != 3:
+            raise DataError(f"expected a 3D scan, got shape {volume.shape}", path=volume.meta.get("path"))
+        s = self.settings
+        stats: dict[str, Any] = {"mode": s.mode}
+        t0 = time.perf_counter()
+        image, record = preprocess_image(volume, self.plan)
+        image = torch.from_numpy(image)[None]
+        mask = self._body_mask(volume, record) if s.skip_air else None
+        stats["preprocess_s"] = time.perf_counter() - t0
+        spatial_dims = len(self.patch_size)
+        network = mirrored(self.network, spatial_dims=spatial_dims) if s.tta else self.network
+        batch_size = s.batch_size or (2 if spatial_dims == 3 else 16)
+        common = {"patch_size": self.patch_size, "num_classes": self.num_classes, "batch_size": batch_size,
+                  "context_slices": self.context_slices, "device": self.device, "amp": s.amp,
+                  "progress": s.progress}
+
+        box = None
+        if s.mode == "coarse-to-fine":
+            t0 = time.perf_counter()
+            coarse_shape = tuple(max(1, round(n / s.coarse_factor)) for n in image.shape[1:])
+            coarse = resample_array(image, out_shape=coarse_shape, mode="trilinear")
+            coarse_mask = None if mask is None else resample_array(mask, out_shape=coarse_shape, mode="nearest")
+            coarse_logits = predict_logits(self.network, coarse, overlap=s.coarse_overlap, mask=coarse_mask,
+                                           **common)
+            box = _foreground_box(coarse_logits.argmax(0).numpy() > 0, image.shape[1:],
+                                  margin_vox=[s.margin_mm / sp for sp in record.spacing_after_mm])
+            stats["coarse_s"] = time.perf_counter() - t0
+            if box is None:
+                logger.info("coarse pass found no foreground; predicting the whole scan")
+        stats["box"] = None if box is None else [[b.start, b.stop] for b in box]
+        t0 = time.perf_counter()
+        logits = predict_logits(network, image, overlap=s.overlap, mask=mask, box=box, **common)
+        stats["fine_s"] = time.perf_counter() - t0
+        stats["preprocessed_shape"] = list(record.resampled_shape)
+        return logits, record, stats
+
+    def _body_mask(self, volume: Volume, record) -> torch.Tensor:
+        """``(X, Y, Z)`` bool on the preprocessed grid: raw HU above the air threshold (nearest)."""
+        from medseg.preprocessing import resample_array
+
+        body = np.asarray(volume.array) > self.settings.air_threshold_hu
+        canonical, _ = to_canonical(volume.with_array(body))
+        mask = resample_array(torch.from_numpy(canonical.array), out_shape=record.resampled_shape, mode="nearest")
+        return mask.bool()
+
+
+def _foreground_box(foreground: np.ndarray, fine_shape, *, margin_vox) -> tuple[slice, ...] | None:
+    """Bounding box (on the fine grid) of the coarse foreground components that matter, plus a margin.
+
+    Components smaller than 10% of the largest (stray false positives) are ignored.
+    """
+    components, n = ndimage.label(foreground, structure=np.ones((3, 3, 3), dtype=bool))
+    if n == 0:
+        return None
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    keep = sizes >= 0.1 * sizes.max()
+    keep[0] = False
+    mask = keep[components]
+    box = []
+    for axis, (n_coarse, n_fine, m) in enumerate(zip(foreground.shape, fine_shape, margin_vox)):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        scale = n_fine / n_coarse
+        lo = int(np.floor(idx[0] * scale - m))
+        hi = int(np.ceil((idx[-1] + 1) * scale + m))
+        box.append(slice(max(0, lo), min(n_fine, hi)))
+    return tuple(box)

@@ -1,0 +1,137 @@
+"""The predictor: masks on the input's own grid for any storage orientation, modes, TTA, air skipping."""
+
+from __future__ import annotations
+
+import nibabel.orientations as nio
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from medseg.data import make_phantom
+from medseg.errors import ConfigError, DataError
+from medseg.inference import InferenceSettings, PostprocessConfig, Predictor
+from medseg.io import Volume
+
+
+def _dice(a, b):
+    return 2 * np.sum(a & b) / max(1, np.sum(a) + np.sum(b))
+
+
+def _restore_as(volume: Volume, codes) -> Volume:
+    """The same scan stored with axes ``codes`` (array flipped/permuted, affine compensating)."""
+    transform = nio.ornt_transform(nio.io_orientation(volume.affine), nio.axcodes2ornt(codes))
+    array = np.ascontiguousarray(nio.apply_orientation(volume.array, transform))
+    return Volume(array, volume.affine @ nio.inv_ornt_aff(transform, volume.shape), volume.meta)
+
+
+@pytest.fixture(scope="module")
+def trained(trained_run):
+    return Predictor.from_run(trained_run, device="cpu")
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])  # RAS, LPS, LPI, ALS
+def test_mask_has_input_shape_and_affine_and_finds_the_liver(trained, index):
+    case = make_phantom(size="tiny", seed=1, index=index)
+    labels = trained(case.image)
+    assert labels.shape == case.image.shape
+    np.testing.assert_array_equal(labels.affine, case.image.affine)
+    assert labels.array.dtype == np.uint8 and set(np.unique(labels.array)) <= {0, 1, 2}
+    assert _dice(labels.array > 0, case.label.array > 0) > 0.6  # briefly trained; a flipped map scores < 0.3
+
+
+@pytest.mark.parametrize("codes", [("L", "P", "S"), ("P", "S", "R"), ("S", "L", "A")])
+def test_prediction_follows_the_scan_when_it_is_stored_flipped_or_permuted(trained, codes):
+    """Same anatomy stored differently: the label map is the same map, moved with the voxels."""
+    image = make_phantom(size="tiny", seed=2, index=0).image  # stored RAS
+    base = trained(image)
+    moved_image = _restore_as(image, codes)
+    moved = trained(moved_image)
+    np.testing.assert_array_equal(moved.affine, moved_image.affine)
+    np.testing.assert_array_equal(moved.array, _restore_as(base, codes).array)
+    assert base.array.any()
+
+
+def test_coarse_to_fine_agrees_with_full(trained):
+    case = make_phantom(size="tiny", seed=1, index=1)
+    full, full_stats = trained.with_settings(mode="full").predict(case.image)
+    fast, fast_stats = trained.with_settings(mode="coarse-to-fine").predict(case.image)
+    assert full_stats["box"] is None and fast_stats["box"] is not None
+    # the fine pass runs the whole-scan windows that reach into the liver box: inside it, the same logits
+    assert _dice(full.array > 0, fast.array > 0) > 0.99
+
+
+def test_air_windows_are_skipped_without_changing_the_body(trained):
+    scan = make_phantom(size="tiny", seed=1, index=0).image
+    # widen the field of view with air (as a large-FOV scan), shifting the origin to keep the anatomy in place
+    array = np.pad(scan.array, ((24, 24), (24, 24), (0, 0)), constant_values=-1000)
+    affine = scan.affine.copy()
+    affine[:3, 3] -= affine[:3, :3] @ np.array([24, 24, 0])
+    image = Volume(array, affine, scan.meta)
+    calls = {"n": 0}
+
+    class Counting(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            calls["n"] += x.shape[0]
+            return self.net(x)
+
+    off = PostprocessConfig(keep_largest_liver=False, tumor_inside_liver_dilation_mm=None)
+    base = trained.with_settings(mode="full", batch_size=1, postprocessing=off)
+    counting = type(base)(**{**base.__dict__, "network": Counting(base.network)})
+    counts = {}
+    for skip in (False, True):
+        calls["n"] = 0
+        out = counting.with_settings(skip_air=skip)(image)
+        counts[skip] = (calls["n"], out.array)
+    # the phantom's body fills most of the field of view: at least one corner window holds only air
+    assert counts[True][0] < counts[False][0]
+    # inside the body (away from its edge, where interpolation reaches skipped air) nothing changes
+    body = ndimage.binary_erosion(image.array > -500, iterations=2)
+    np.testing.assert_array_equal(counts[True][1][body], counts[False][1][body])
+
+
+def test_tta_runs_and_probabilities_sum_to_one(trained):
+    image = make_phantom(size="tiny", seed=1, index=2).image
+    tta = trained.with_settings(tta=True, mode="full")(image)
+    plain = trained.with_settings(mode="full")(image)
+    assert _dice(tta.array > 0, plain.array > 0) > 0.8
+    probs = trained.predict_probabilities(image)
+    assert probs.array.shape == (3, *image.shape) and probs.array.dtype == np.float32
+    np.testing.assert_allclose(probs.array.sum(0), 1.0, atol=1e-5)
+
+
+def test_2d_model_with_context_slices(tmp_path):
+    from medseg.models import build_model
+
+    from .conftest import tiny_plan, write_run
+
+    config = {"name": "unet", "spatial_dims": 2, "in_channels": 3, "out_channels": 3, "depth": 3, "base_filters": 4}
+    torch.manual_seed(0)
+    run = write_run(tmp_path / "run2d", build_model(config), plan=tiny_plan(), patch_size=(32, 32),
+                    model_config=config, context_slices=1)
+    predictor = Predictor.from_run(run, device="cpu")
+    case = make_phantom(size="tiny", seed=0, index=3)
+    labels = predictor(case.image)
+    assert labels.shape == case.image.shape
+    np.testing.assert_array_equal(labels.affine, case.image.affine)
+
+
+def test_bad_runs_and_settings(tmp_path, untrained_run):
+    with pytest.raises(DataError, match=r"no best\.pt or last\.pt"):
+        Predictor.from_run(tmp_path)
+    with pytest.raises(DataError, match="no such run"):
+        Predictor.from_run(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match=r"junk\.pt"):
+        Predictor.from_run(tmp_path / "junk.pt")
+    with pytest.raises(ConfigError, match="mode"):
+        InferenceSettings(mode="fast")
+    with pytest.raises(ConfigError, match="overlap"):
+        InferenceSettings(overlap=1.5)
+    predictor = Predictor.from_run(untrained_run, device="cpu")
+    with pytest.raises(DataError, match="3D"):
+        predictor(Volume(np.zeros((4, 4, 4, 2), np.int16), np.eye(4)))
