@@ -1,0 +1,120 @@
+"""`medseg predict` end to end: NIfTI and DICOM inputs, bad inputs in a batch, resuming, sharding."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medseg.cli import main
+from medseg.data import make_phantom, write_phantom_case
+from medseg.inference.batch import collect_inputs, shard, shard_from_env
+from medseg.io import read_volume
+
+
+def _dice(a, b):
+    return 2 * np.sum(a & b) / max(1, np.sum(a) + np.sum(b))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """Two NIfTI scans (LPS and LPI storage) and one DICOM series folder (ALS case)."""
+    from medseg.io.dicom_writer import write_dicom_series
+
+    root = tmp_path_factory.mktemp("cohort")
+    cases = {i: make_phantom(size="tiny", seed=3, index=i) for i in (1, 2, 3)}
+    for i in (1, 2):
+        write_phantom_case(cases[i], root / "nifti")
+    write_dicom_series(cases[3].image, root / "dicom" / "patient3")
+    return root, cases
+
+
+def test_predict_nifti_and_dicom(trained_run, cohort, tmp_path, capsys):
+    root, cases = cohort
+    out = tmp_path / "pred"
+    code = main(["predict", "--model", str(trained_run), str(root / "nifti"), str(root / "dicom" / "patient3"),
+                 "--out", str(out), "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    for case_id, index, source in (("1", 1, root / "nifti" / "volume-1.nii.gz"),
+                                   ("2", 2, root / "nifti" / "volume-2.nii.gz"),
+                                   ("patient3", 3, root / "dicom" / "patient3")):
+        scan = read_volume(source)
+        pred = read_volume(out / f"{case_id}_seg.nii.gz")
+        assert pred.array.dtype == np.uint8
+        assert pred.shape == scan.shape and np.allclose(pred.affine, scan.affine, atol=1e-4)
+        assert _dice(pred.array > 0, cases[index].label.array > 0) > 0.6
+        report = json.loads((out / f"{case_id}_volumes.json").read_text())
+        expected_ml = np.count_nonzero(pred.array) * scan.voxel_volume_ml
+        assert report["liver_ml"] == pytest.approx(expected_ml, rel=1e-6)
+    # the NIfTI header of the prediction carries the scan's orientation (overlays in any viewer)
+    ref = nib.load(root / "nifti" / "volume-2.nii.gz")
+    pred = nib.load(out / "2_seg.nii.gz")
+    assert nib.aff2axcodes(pred.affine) == nib.aff2axcodes(ref.affine) == ("L", "P", "I")
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_bad_inputs_do_not_stop_the_batch(untrained_run, cohort, tmp_path, capsys):
+    root, _ = cohort
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    good = root / "nifti" / "volume-1.nii.gz"
+    (bad / "truncated.nii.gz").write_bytes(gzip.compress(good.read_bytes())[:2000])
+    nib.save(nib.Nifti1Image(np.zeros((8, 8), np.int16), np.eye(4)), bad / "flat.nii.gz")
+    (bad / "notes.txt").write_text("not an image")
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "truncated_seg.nii.gz").write_bytes(b"previous result")  # must survive the failed re-run
+    code = main(["predict", "--model", str(untrained_run), str(bad / "truncated.nii.gz"), str(good),
+                 str(bad / "flat.nii.gz"), str(bad / "missing.nii.gz"), str(bad / "notes.txt"),
+                 "--out", str(out), "--device", "cpu", "--no-volumes"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "1 predicted, 0 skipped (output exists), 4 failed" in err
+    for name in ("truncated.nii.gz", "flat.nii.gz", "missing.nii.gz", "notes.txt"):
+        assert sum("FAILED" in line and name in line for line in err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert (out / "1_seg.nii.gz").is_file()
+    assert (out / "truncated_seg.nii.gz").read_bytes() == b"previous result"
+    assert sorted(p.name for p in out.iterdir()) == ["1_seg.nii.gz", "truncated_seg.nii.gz"]
+
+
+def test_skip_existing_resumes(untrained_run, cohort, tmp_path, capsys):
+    root, _ = cohort
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "1_seg.nii.gz").write_bytes(b"done earlier")
+    code = main(["predict", "--model", str(untrained_run), str(root / "nifti"), "--out", str(out),
+                 "--device", "cpu", "--skip-existing", "--no-volumes"])
+    assert code == 0
+    assert "1 predicted, 1 skipped" in capsys.readouterr().err
+    assert (out / "1_seg.nii.gz").read_bytes() == b"done earlier"
+    assert read_volume(out / "2_seg.nii.gz").shape == read_volume(root / "nifti" / "volume-2.nii.gz").shape
+
+
+def test_torchrun_sharding(untrained_run, cohort, tmp_path, monkeypatch, capsys):
+    root, _ = cohort
+    inputs, failures = collect_inputs([root / "nifti", root / "dicom"])
+    assert [cid for cid, _ in inputs] == ["1", "2", "patient3"] and not failures
+    assert shard(list("abcde"), rank=1, world_size=2) == ["b", "d"]
+    with pytest.raises(ValueError, match="rank"):
+        shard([1], rank=2, world_size=2)
+    assert shard_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == (3, 4, 1)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "pred"
+    code = main(["predict", "--model", str(untrained_run), str(root / "nifti"), str(root / "dicom"),
+                 "--out", str(out), "--device", "cpu", "--no-volumes"])
+    assert code == 0
+    assert "(process 1 of 2)" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["2_seg.nii.gz"]  # every second scan, from the second
+
+
+def test_bad_model_is_one_line(tmp_path, capsys):
+    (tmp_path / "scan.nii.gz").write_bytes(b"")
+    code = main(["predict", "--model", str(tmp_path / "nope"), str(tmp_path / "scan.nii.gz"), "--out",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "nope" in err
