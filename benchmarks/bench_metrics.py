@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -140,6 +141,7 @@ def main(argv=None) -> int:
     from medseg.evaluation import binary_metrics
 
     torch.set_num_threads(2)
+    load_before = os.getloadavg()[0]
     pairs = make_pair()
     lines = []
     rows = {}
@@ -177,7 +179,8 @@ def main(argv=None) -> int:
     lines += [
         "## Metrics: surface distances of a LiTS-size pair (`benchmarks/bench_metrics.py`)",
         "",
-        f"Machine: {machine()}",
+        f"Machine: {machine()}; load average during the run {load_before:.1f} -> {os.getloadavg()[0]:.1f} "
+        "(shared machine: absolute times scale with the load, ratios are from the same run)",
         "",
         f"Pair: 512x512x300 at 0.7x0.7x2.5 mm; liver {ref_liver.sum() * voxel_ml:.0f} mL with a prediction a few "
         "voxels off, and a 10 mm lesion shifted one voxel. medseg: one `binary_metrics` call (all 11 metrics, "
