@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from medseg import __version__
 from medseg.errors import MedsegError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "cli_reference", "main"]
 
 # Stage modules that contribute sub-commands, in the order they appear in `medseg --help`.
 _COMMAND_MODULES = (
@@ -60,6 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cli_reference() -> str:
+    """Markdown reference of every command: the text of ``medseg --help`` and each ``medseg CMD --help``."""
+    import os
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, {"COLUMNS": "100"}):  # argparse wraps to the terminal width
+        parser = build_parser()
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return _reference_text(parser, action)
+
+
+def _reference_text(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    parts = ["# Command-line reference", "",
+             "Generated from the commands' own `--help` (`python -m medseg.cli --reference > docs/cli.md`).", "",
+             "## medseg", "", "```text", parser.format_help().rstrip(), "```", ""]
+    for name, sub in action.choices.items():
+        parts += [f"## medseg {name}", "", "```text", sub.format_help().rstrip(), "```", ""]
+    return "\n".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``medseg``; returns the process exit code (0 ok, 1 failure, 2 bad input)."""
     parser = build_parser()
@@ -86,4 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--reference"]:
+        print(cli_reference(), end="")
+        sys.exit(0)
     sys.exit(main())
