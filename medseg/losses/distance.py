@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from medseg.losses._functional import activate, reduce_loss, select_channels
 from medseg.losses.base import SegLoss
-from medseg.losses.maps import boundary_distance_map, signed_distance_map
+from medseg.losses.maps import boundary_distance_map, inside_distance, signed_distance_map
 
 __all__ = ["BoundaryLoss", "HausdorffDTLoss", "distance_field"]
 
@@ -78,11 +78,7 @@ def distance_field(masks: torch.Tensor, *, spacing_mm: Sequence[float], backend:
         out[nontrivial] = both[: len(todo)] + both[len(todo) :]
     else:
         arr = todo.cpu().numpy()
-        fields = [
-            ndimage.distance_transform_edt(m, sampling=spacing_mm)
-            + ndimage.distance_transform_edt(~m, sampling=spacing_mm)
-            for m in arr
-        ]
+        fields = [inside_distance(m, spacing_mm) + ndimage.distance_transform_edt(~m, sampling=spacing_mm) for m in arr]
         out[nontrivial] = torch.from_numpy(np.stack(fields).astype(np.float32)).to(out.device)
     return out
 

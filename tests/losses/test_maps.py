@@ -149,3 +149,21 @@ def test_compute_maps_rejects_unknown_names():
 def test_bad_spacing_is_named():
     with pytest.raises(ValueError, match="spacing_mm"):
         signed_distance_map(np.zeros((4, 4, 4), dtype=np.int64), num_classes=2, spacing_mm=(1.0, 1.0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_inside_distance_crop_is_exact(seed):
+    from medseg.losses.maps import inside_distance
+
+    gen = np.random.default_rng(seed)
+    mask = np.zeros((30, 25, 12), dtype=bool)
+    for _ in range(3):  # blobs, some touching the volume's edge
+        c = gen.integers(0, [30, 25, 12])
+        r = gen.integers(2, 6, 3)
+        mask[
+            max(c[0] - r[0], 0) : c[0] + r[0], max(c[1] - r[1], 0) : c[1] + r[1], max(c[2] - r[2], 0) : c[2] + r[2]
+        ] = True
+    spacing = (0.7, 1.9, 3.0)
+    np.testing.assert_array_equal(
+        inside_distance(mask, spacing), ndimage.distance_transform_edt(mask, sampling=spacing)
+    )
