@@ -10,6 +10,7 @@ Re-run: ``.venv/bin/python benchmarks/bench_losses.py`` (``--no-write`` to only 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     import monai.losses as ml
 
+    load = os.getloadavg()[0]
     spacing = (0.8, 0.8, 2.5)
     b, c, s = args.batch, args.classes, args.size
     gen = torch.Generator().manual_seed(0)
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## Losses",
         "",
-        f"Machine: {machine()}; torch threads: {args.threads}.",
+        f"Machine: {machine()}; torch threads: {args.threads}; load average at start {load:.1f} "
+        "(other jobs shared the cores: compare ours and MONAI within this run, not across runs).",
         "",
         f"Forward + backward per batch, logits {b} x {c} x {s}^3 float32 on CPU, fastest of {args.repeats} "
         "(after one warm-up; the machine is shared). Targets: a ball with three smaller balls inside per sample. "

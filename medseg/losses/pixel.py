@@ -16,7 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medseg.losses._functional import as_class_vector, focal_per_voxel, reduce_loss
+from medseg.losses._functional import (
+    as_class_vector,
+    check_inputs,
+    encode_target,
+    focal_per_voxel,
+    reduce_loss,
+    to_compute_dtype,
+)
 from medseg.losses.base import SegLoss
 from medseg.losses.maps import border_weight_map
 
@@ -26,12 +33,13 @@ log = logging.getLogger(__name__)
 
 
 def _cross_entropy_per_voxel(
-    logits: torch.Tensor, target: torch.Tensor, onehot: torch.Tensor, activation: str, weights: torch.Tensor | None
+    logits: torch.Tensor, target: torch.Tensor, activation: str, weights: torch.Tensor | None
 ) -> torch.Tensor:
     """Cross-entropy per voxel ``(B, 1, ...)``; sigmoid sums the binary terms over channels."""
     if activation == "softmax":
         w = None if weights is None else weights.to(logits)
         return F.cross_entropy(logits, target[:, 0].long(), weight=w, reduction="none").unsqueeze(1)
+    onehot = encode_target(target, logits.shape[1], logits.dtype)
     bce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
     if weights is not None:
         bce = bce * weights.to(bce).reshape(1, -1, *([1] * (bce.ndim - 2)))
@@ -56,14 +64,15 @@ class CrossEntropyLoss(SegLoss):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss from logits ``(B, C, ...)`` and integer target ``(B, 1, ...)``."""
-        logits, onehot = self._prepare(logits, target)
+        check_inputs(logits, target, activation=self.activation)  # no one-hot: CE takes the labels
+        logits = to_compute_dtype(logits)
         weights = self.class_weights
         if weights is not None and weights.numel() != logits.shape[1]:
             raise ValueError(f"class_weights has {weights.numel()} values for {logits.shape[1]} channels")
         if self.activation == "softmax" and self.reduction != "none":
             w = None if weights is None else weights.to(logits)
             return F.cross_entropy(logits, target[:, 0].long(), weight=w, reduction=self.reduction)
-        return reduce_loss(_cross_entropy_per_voxel(logits, target, onehot, self.activation, weights), self.reduction)
+        return reduce_loss(_cross_entropy_per_voxel(logits, target, self.activation, weights), self.reduction)
 
 
 class BorderCrossEntropyLoss(SegLoss):
@@ -125,14 +134,15 @@ class BorderCrossEntropyLoss(SegLoss):
         self, logits: torch.Tensor, target: torch.Tensor, *, weight_map: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Loss from logits ``(B, C, ...)``, target ``(B, 1, ...)`` and ``weight_map`` ``(B, 1, ...)``."""
-        logits, onehot = self._prepare(logits, target)
+        check_inputs(logits, target, activation=self.activation)
+        logits = to_compute_dtype(logits)
         if weight_map is None:
             weight_map = self._fallback_map(target)
         if weight_map.shape != target.shape:
             raise ValueError(
                 f"weight_map must be (B, 1, *spatial) = {tuple(target.shape)}, got {tuple(weight_map.shape)}"
             )
-        ce = _cross_entropy_per_voxel(logits, target, onehot, self.activation, None)
+        ce = _cross_entropy_per_voxel(logits, target, self.activation, None)
         return reduce_loss(ce * weight_map.to(ce), self.reduction)
 
 
