@@ -95,6 +95,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def _preprocess_case(job: tuple[CaseSpec, str, dict, str, int]) -> dict[str, Any]:
     """Worker: read, preprocess and write one case; returns its index entry."""
     spec, out_dir, plan_dict, key, locations_per_class = job
+    _single_thread_in_worker()
     out = Path(out_dir)
     plan = PreprocessingPlan.from_dict(plan_dict)
     image, label = load_case_volumes(spec)
@@ -119,6 +120,18 @@ def _preprocess_case(job: tuple[CaseSpec, str, dict, str, int]) -> dict[str, Any
     atomic_write_json(out / f"{spec.case_id}.json", meta)
     return {"case_id": spec.case_id, "cache_key": key, "shape": meta["shape"], "spacing_mm": meta["spacing_mm"],
             "has_label": meta["has_label"], "class_voxels": meta.get("class_voxels", {})}
+
+
+def _single_thread_in_worker() -> None:
+    """In a forked worker process, use one torch thread: an OpenMP thread pool inherited from a parent that
+    already ran a multi-threaded torch op deadlocks at the first parallel op (GNU OpenMP is not fork-safe),
+    and one thread per worker is the right share anyway. The calling process is left alone."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def _cached_entry(out: Path, spec: CaseSpec, key: str) -> dict[str, Any] | None:

@@ -111,3 +111,25 @@ def test_parallel_workers_give_same_result(dataset_copy, tmp_path):
     for cid in ("0", "1"):
         np.testing.assert_array_equal(load_preprocessed(serial, cid).image, load_preprocessed(parallel, cid).image)
         assert load_preprocessed(serial, cid).meta == load_preprocessed(parallel, cid).meta
+
+
+def test_workers_do_not_deadlock_after_threaded_torch_op(tmp_path):
+    """Forked workers inherit the parent's OpenMP pool; a multi-threaded torch op before the pool starts used
+    to hang the first torch op in every worker."""
+    import subprocess
+    import sys
+
+    script = f"""
+import torch, torch.nn.functional as F
+torch.set_num_threads(2)
+F.interpolate(torch.randn(1, 1, 64, 64, 64), size=(50, 50, 50), mode="trilinear")
+from medseg.data import make_phantom
+from medseg.preprocessing import PreprocessingPlan, preprocess_dataset
+cases = [make_phantom(size="tiny", index=i) for i in range(2)]
+preprocess_dataset(cases, {str(tmp_path)!r}, PreprocessingPlan.window((8, 8, 9)), workers=2, progress=False)
+print(torch.get_num_threads())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2"  # the caller's thread count is left alone
+    assert {p.name for p in tmp_path.glob("*.image.npy")} == {"0.image.npy", "1.image.npy"}
