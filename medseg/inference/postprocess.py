@@ -177,10 +177,17 @@ def postprocess_labels(
     """
     config = config or PostprocessConfig()
     out = np.asarray(labels).astype(np.uint8, copy=True)
+    dilation = config.tumor_inside_liver_dilation_mm or 0.0
+    margin = [int(np.floor(dilation / s)) + 2 for s in spacing_mm]
+    box = _bbox(out > 0, margin)  # all steps act near the foreground: work on its box (less memory)
+    if box is None:
+        return out
+    crop = out[box].copy()
     if config.keep_largest_liver:
-        out = keep_largest_foreground(out)
+        crop = keep_largest_foreground(crop)
     if config.tumor_inside_liver_dilation_mm is not None:
-        out = restrict_tumor_to_liver(out, spacing_mm=spacing_mm, dilation_mm=config.tumor_inside_liver_dilation_mm)
+        crop = restrict_tumor_to_liver(crop, spacing_mm=spacing_mm, dilation_mm=config.tumor_inside_liver_dilation_mm)
     if config.min_lesion_volume_mm3 > 0:
-        out = remove_small_lesions(out, spacing_mm=spacing_mm, min_volume_mm3=config.min_lesion_volume_mm3)
+        crop = remove_small_lesions(crop, spacing_mm=spacing_mm, min_volume_mm3=config.min_lesion_volume_mm3)
+    out[box] = crop
     return out

@@ -9,8 +9,9 @@ Example (a notebook)::
     labels = predictor(read_volume("volume-3.nii.gz"))          # uint8, same shape and affine as the scan
     write_volume(labels, "3_seg.nii.gz", label=True)
 
-Steps per scan: the run's own preprocessing (:func:`medseg.preprocessing.preprocess_image`: canonical
-orientation, target spacing, intensity normalisation), sliding-window logits
+Steps per scan: the run's own preprocessing (as :func:`medseg.preprocessing.preprocess_image`: canonical
+orientation, target spacing, intensity normalisation; computed block-wise with the body mask by
+:func:`~medseg.inference.prepare.prepare_scan`), sliding-window logits
 (:func:`~medseg.inference.sliding_window.predict_logits`) with windows that hold only air skipped,
 optionally mirroring test-time augmentation, and in ``"coarse-to-fine"`` mode a first pass at
 ``coarse_factor`` times the spacing with no overlap that finds the liver, so the full-resolution pass runs
@@ -33,10 +34,9 @@ from scipy import ndimage
 
 from medseg.errors import ConfigError, DataError
 from medseg.inference.postprocess import PostprocessConfig, postprocess_labels
-from medseg.inference.restore import restore_argmax
+from medseg.inference.restore import argmax_classes, restore_argmax
 from medseg.inference.sliding_window import predict_logits
 from medseg.inference.tta import mirrored
-from medseg.io.orientation import to_canonical
 from medseg.io.volume import Volume
 
 __all__ = ["MODES", "InferenceSettings", "Predictor", "find_checkpoint", "resolve_device"]
@@ -232,16 +232,17 @@ class Predictor:
 
     def predict_logits(self, volume: Volume) -> tuple[torch.Tensor, Any, dict[str, Any]]:
         """Logits ``(K, X, Y, Z)`` on the preprocessed grid, the preprocessing record and statistics."""
-        from medseg.preprocessing import preprocess_image, resample_array
+        from medseg.inference.prepare import prepare_scan
+        from medseg.preprocessing import resample_array
 
         if volume.array.ndim != 3:
             raise DataError(f"expected a 3D scan, got shape {volume.shape}", path=volume.meta.get("path"))
         s = self.settings
         stats: dict[str, Any] = {"mode": s.mode}
         t0 = time.perf_counter()
-        image, record = preprocess_image(volume, self.plan)
+        threshold = s.air_threshold_hu if s.skip_air else None
+        image, record, mask = prepare_scan(volume, self.plan, air_threshold_hu=threshold)
         image = torch.from_numpy(image)[None]
-        mask = self._body_mask(volume, record) if s.skip_air else None
         stats["preprocess_s"] = time.perf_counter() - t0
         spatial_dims = len(self.patch_size)
         network = mirrored(self.network, spatial_dims=spatial_dims) if s.tta else self.network
@@ -258,7 +259,7 @@ class Predictor:
             coarse_mask = None if mask is None else resample_array(mask, out_shape=coarse_shape, mode="nearest")
             coarse_logits = predict_logits(self.network, coarse, overlap=s.coarse_overlap, mask=coarse_mask,
                                            **common)
-            box = _foreground_box(coarse_logits.argmax(0).numpy() > 0, image.shape[1:],
+            box = _foreground_box(argmax_classes(coarse_logits).numpy() > 0, image.shape[1:],
                                   margin_vox=[s.margin_mm / sp for sp in record.spacing_after_mm])
             stats["coarse_s"] = time.perf_counter() - t0
             if box is None:
@@ -269,15 +270,6 @@ class Predictor:
         stats["fine_s"] = time.perf_counter() - t0
         stats["preprocessed_shape"] = list(record.resampled_shape)
         return logits, record, stats
-
-    def _body_mask(self, volume: Volume, record) -> torch.Tensor:
-        """``(X, Y, Z)`` bool on the preprocessed grid: raw HU above the air threshold (nearest)."""
-        from medseg.preprocessing import resample_array
-
-        body = np.asarray(volume.array) > self.settings.air_threshold_hu
-        canonical, _ = to_canonical(volume.with_array(body))
-        mask = resample_array(torch.from_numpy(canonical.array), out_shape=record.resampled_shape, mode="nearest")
-        return mask.bool()
 
 
 def _foreground_box(foreground: np.ndarray, fine_shape, *, margin_vox) -> tuple[slice, ...] | None:

@@ -135,3 +135,12 @@ def test_bad_runs_and_settings(tmp_path, untrained_run):
     predictor = Predictor.from_run(untrained_run, device="cpu")
     with pytest.raises(DataError, match="3D"):
         predictor(Volume(np.zeros((4, 4, 4, 2), np.int16), np.eye(4)))
+
+
+@pytest.mark.gpu
+def test_cuda_with_amp_matches_cpu(trained_run):
+    cpu = Predictor.from_run(trained_run, device="cpu")
+    gpu = Predictor.from_run(trained_run, device="cuda", settings=InferenceSettings(amp=True))
+    image = make_phantom(size="tiny", seed=1, index=1).image
+    assert gpu.device.type == "cuda"
+    assert _dice(cpu(image).array > 0, gpu(image).array > 0) > 0.98

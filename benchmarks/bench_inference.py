@@ -1,0 +1,233 @@
+"""Benchmark: `medseg predict` against a plain MONAI sliding window over the whole resampled scan.
+
+On one LiTS-size phantom scan (512 x 512 x N, written as NIfTI), each method runs in a fresh process
+(clean peak RSS) with one CPU thread (or the GPU when present), from loading the model and reading the
+file to writing the label map (imports excluded):
+
+* ``monai``: read, the run's preprocessing, ``monai.inferers.sliding_window_inference`` (Gaussian,
+  same window, overlap and batch) over the whole resampled scan, ``restore_to_scan`` + argmax, the same
+  post-processing, write;
+* ``medseg-full``: ``medseg predict --mode full`` (air windows skipped);
+* ``medseg``: ``medseg predict`` with its defaults (coarse-to-fine, air windows skipped).
+
+Same network and weights for all; Dice of each against the phantom's reference labels. Results go to
+``docs/benchmarks.md`` (section "inference").
+
+Usage::
+
+    python benchmarks/bench_inference.py --model runs/liver/fold0          # a trained run (recommended)
+    python benchmarks/bench_inference.py                                   # untrained liver CPU model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _current_rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+# ------------------------------------------------------------------------------------------------
+# workers (one method per fresh process)
+
+
+def _worker_monai(args) -> dict:
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    from medseg.inference import Predictor
+    from medseg.inference.postprocess import postprocess_labels
+    from medseg.io import read_volume, write_volume
+    from medseg.preprocessing import preprocess_image, restore_to_scan
+
+    torch.set_num_threads(1)
+    base = _current_rss_mb()  # after imports, before the model loads (as for medseg predict)
+    t0 = time.perf_counter()
+    predictor = Predictor.from_run(args.model, device=args.device)
+    volume = read_volume(args.scan)
+    image, record = preprocess_image(volume, predictor.plan)
+    t1 = time.perf_counter()
+    with torch.inference_mode(), torch.autocast(device_type=predictor.device.type, dtype=torch.float16,
+                                                enabled=predictor.device.type == "cuda"):
+        logits = sliding_window_inference(
+            torch.from_numpy(image)[None, None].to(predictor.device), tuple(predictor.patch_size), 2,
+            predictor.network, overlap=args.overlap, mode="gaussian",
+        )[0].float()
+    t2 = time.perf_counter()
+    labels = restore_to_scan(logits, record).argmax(0).astype("uint8")
+    del logits
+    labels = postprocess_labels(labels, spacing_mm=volume.spacing_mm, config=predictor.postprocessing)
+    write_volume(volume.with_array(labels), args.out, label=True)
+    t3 = time.perf_counter()
+    return {"seconds": t3 - t0, "network_s": t2 - t1, "base_rss_mb": base}
+
+
+def _worker_medseg(args, mode: str) -> dict:
+    import torch
+
+    from medseg.cli import main
+
+    torch.set_num_threads(1)
+    base = _current_rss_mb()  # before the model loads: medseg predict loads it inside the timed call
+    out_dir = Path(args.out).parent / f"pred-{mode}"
+    t0 = time.perf_counter()
+    code = main(["predict", "--model", str(args.model), str(args.scan), "--out", str(out_dir), "--mode", mode,
+                 "--overlap", str(args.overlap), "--device", args.device, "--no-volumes", "--no-progress"])
+    seconds = time.perf_counter() - t0
+    if code != 0:
+        raise SystemExit(f"medseg predict failed with code {code}")
+    produced = next(out_dir.glob("*_seg.nii.gz"))
+    os.replace(produced, args.out)
+    return {"seconds": seconds, "base_rss_mb": base}
+
+
+# ------------------------------------------------------------------------------------------------
+# driver
+
+
+def _scan(work: Path, index: int, seed: int) -> tuple[Path, Path, dict]:
+    from medseg.data import make_phantom, write_phantom_case
+
+    folder = work / f"lits-seed{seed}-case{index}"
+    info_path = folder / "info.json"
+    if not info_path.exists():
+        case = make_phantom(size="lits", seed=seed, index=index)
+        entry = write_phantom_case(case, folder)
+        info_path.write_text(json.dumps(entry))
+    info = json.loads(info_path.read_text())
+    return folder / info["image"], folder / info["label"], info
+
+
+def _untrained_run(work: Path) -> Path:
+    """The liver pipeline's CPU model, untrained, with a plan for the phantom (speed figures only)."""
+    import torch
+
+    from medseg.models import build_model
+    from medseg.preprocessing import PreprocessingPlan
+    from medseg.training.checkpoint import save_checkpoint
+
+    run = work / "untrained-liver"
+    if (run / "best.pt").exists():
+        return run
+    config = {"name": "unet", "spatial_dims": 3, "in_channels": 1, "out_channels": 3, "depth": 4,
+              "base_filters": 8, "max_filters": 320, "norm": "instance", "deep_supervision": True}
+    torch.manual_seed(0)
+    save_checkpoint(run / "best.pt", {
+        "model": build_model(config).state_dict(), "model_config": config,
+        "plan": PreprocessingPlan((3.0, 3.0, 5.0), "ct_zscore", (-60.0, 180.0), 60.0, 40.0).to_dict(),
+        "config": {}, "inference": {"patch_size": [64, 64, 32], "context_slices": 0, "spatial_dims": 3,
+                                    "num_classes": 3, "postprocessing": {}}})
+    return run
+
+
+def _dice(pred, ref, cls: int) -> float:
+    a, b = pred >= cls, ref >= cls
+    denom = a.sum() + b.sum()
+    return float(2 * (a & b).sum() / denom) if denom else 1.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None, help="run folder or checkpoint (default: untrained)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/medseg-bench-inference"))
+    parser.add_argument("--index", type=int, default=8, help="phantom case index (8: 512x512x226 at 1 mm)")
+    parser.add_argument("--seed", type=int, default=100, help="phantom seed (not a training seed)")
+    parser.add_argument("--overlap", type=float, default=0.5)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--methods", default="monai,medseg-full,medseg")
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--scan", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        result = _worker_monai(args) if args.worker == "monai" else _worker_medseg(
+            args, "full" if args.worker == "medseg-full" else "coarse-to-fine")
+        result["peak_rss_mb"] = _rss_mb()
+        args.result.write_text(json.dumps(result))
+        return
+
+    import numpy as np
+
+    from medseg.io import read_volume
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    scan, label, info = _scan(args.work, args.index, args.seed)
+    print(f"scan {scan} {info['shape']} spacing {info['spacing_mm']} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    model = args.model or _untrained_run(args.work)
+    ref = np.asarray(read_volume(label).array)
+    scan_mb = float(np.prod(info["shape"])) * 2 / 2**20  # int16 in memory
+    results = {}
+    for method in args.methods.split(","):
+        out = args.work / f"{method}_seg.nii.gz"
+        result_path = args.work / f"{method}.json"
+        cmd = [sys.executable, __file__, "--worker", method, "--model", str(model), "--scan", str(scan), "--out",
+               str(out), "--result", str(result_path), "--overlap", str(args.overlap), "--device", args.device]
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        res = json.loads(result_path.read_text())
+        pred = np.asarray(read_volume(out).array)
+        res["dice_liver"], res["dice_tumor"] = _dice(pred, ref, 1), _dice(pred, ref, 2)
+        results[method] = res
+        print(method, json.dumps(res), flush=True)
+    _report(results, info, scan_mb, model, args)
+
+
+def _report(results: dict, info: dict, scan_mb: float, model: Path, args) -> None:
+    from _report import machine, write_section
+
+    base = results.get("monai")
+    rows = []
+    for method, r in results.items():
+        speedup = f"{base['seconds'] / r['seconds']:.1f}x" if base else "-"
+        peak, added = r["peak_rss_mb"], r["peak_rss_mb"] - r["base_rss_mb"]
+        rows.append(f"| {method} | {r['seconds']:.1f} | {speedup} | {r['dice_liver']:.4f} | {r['dice_tumor']:.4f} | "
+                    f"{peak:.0f} ({peak / scan_mb:.1f}x) | {added:.0f} ({added / scan_mb:.1f}x) |")
+    shape = "x".join(str(s) for s in info["shape"])
+    spacing = ", ".join(f"{s:.2f}" for s in info["spacing_mm"])
+    text = f"""## Inference: `medseg predict` vs. a plain MONAI sliding window
+
+Machine: {machine()}
+
+One LiTS-size phantom scan ({shape}, spacing {spacing} mm, {scan_mb:.0f} MB as int16; seed {args.seed},
+case {args.index}), model `{model}`, window and overlap {args.overlap} the same for all methods, one CPU
+thread, each method in a fresh process from reading the NIfTI to writing the label map (the same
+post-processing for all). `monai`: `sliding_window_inference(mode="gaussian")` over the whole resampled
+scan, then `restore_to_scan` + argmax. `medseg-full`: `medseg predict --mode full` (air windows skipped).
+`medseg`: `medseg predict` defaults (coarse-to-fine + air skipping). Peak RSS is the process's maximum
+resident memory (in brackets: multiple of the scan's int16 size); "added" subtracts the process's
+resident memory after importing torch/MONAI/medseg, before the scan is read.
+
+| method | seconds | speed-up vs monai | Dice liver | Dice tumor | peak RSS MB | added RSS MB |
+|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Re-run: `python benchmarks/bench_inference.py --model {model}`
+"""
+    print(text)
+    if not args.no_write:
+        write_section("inference", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""A scan's network input and body mask in one pass over the scan, a block of slices at a time.
+
+Computes exactly what :func:`medseg.preprocessing.preprocess_image` computes (canonical R-A-S order,
+the plan's intensity normalisation, trilinear resampling with ``align_corners=False``; tested to 1e-5)
+plus the body mask (HU above a threshold, nearest-neighbour on the same grid, as
+``resample_array(mode="nearest")``), but never holds a float copy of the whole scan: the canonical
+order is a view (:func:`nibabel.orientations.apply_orientation` flips and transposes without copying),
+and each block of output slices reads, normalises and interpolates only the input slices it needs.
+Peak memory is the preprocessed image plus one block, instead of three float32 copies of the scan.
+Own code for that reason; the grid convention, normalisation and record come from
+:mod:`medseg.preprocessing`.
+"""
+
+from __future__ import annotations
+
+import nibabel.orientations as nio
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medseg.inference.restore import lerp_axis, linear_indices
+from medseg.io.orientation import CANONICAL_AXCODES, Reorientation
+from medseg.io.volume import Volume
+from medseg.preprocessing import PreprocessRecord, grid_affine, normalize_intensity, resampled_shape
+
+__all__ = ["nearest_indices", "prepare_scan"]
+
+
+def nearest_indices(n_in: int, n_out: int, *, axis: int) -> torch.Tensor:
+    """Source index of each output sample along spatial ``axis`` (0-2) of nearest resampling.
+
+    Taken from ``F.interpolate(mode="nearest-exact")`` itself (on an index ramp along the same axis of a
+    5D tensor), so it matches ``resample_array(mode="nearest")`` to the last float rounding.
+    """
+    shape, size = [1, 1, 1], [1, 1, 1]
+    shape[axis], size[axis] = n_in, n_out
+    ramp = torch.arange(n_in, dtype=torch.float32).reshape(1, 1, *shape)
+    return F.interpolate(ramp, size=tuple(size), mode="nearest-exact").flatten().long()
+
+
+def prepare_scan(
+    volume: Volume,
+    plan,
+    *,
+    air_threshold_hu: float | None = -500.0,
+    slices_per_block: int = 8,
+) -> tuple[np.ndarray, PreprocessRecord, torch.Tensor | None]:
+    """Preprocess ``volume`` for the network and find the body, in bounded memory.
+
+    Args:
+        volume: CT scan in HU, any storage orientation.
+        plan: The run's :class:`~medseg.preprocessing.PreprocessingPlan`.
+        air_threshold_hu: Body = HU above this; ``None`` skips the mask.
+        slices_per_block: Output slices computed at once.
+
+    Returns:
+        ``(image, record, body)``: float32 ``(X, Y, Z)`` as :func:`~medseg.preprocessing.preprocess_image`
+        returns, its :class:`~medseg.preprocessing.PreprocessRecord`, and a bool ``(X, Y, Z)`` body mask
+        (or ``None``).
+    """
+    transform = nio.ornt_transform(nio.io_orientation(volume.affine), nio.axcodes2ornt(CANONICAL_AXCODES))
+    canonical = nio.apply_orientation(np.asarray(volume.array), transform)  # a view, no copy
+    canonical_affine = volume.affine @ nio.inv_ornt_aff(transform, volume.shape)
+    in_shape = tuple(canonical.shape)
+    spacing = tuple(float(s) for s in np.linalg.norm(canonical_affine[:3, :3], axis=0))
+    out_shape = resampled_shape(in_shape, spacing_mm=spacing, target_spacing_mm=plan.target_spacing_mm)
+    record = PreprocessRecord(
+        reorientation=Reorientation(transform=transform, source_shape=volume.shape, source_affine=volume.affine),
+        canonical_shape=in_shape,
+        canonical_affine=canonical_affine,
+        resampled_shape=out_shape,
+        resampled_affine=grid_affine(canonical_affine, in_shape, out_shape),
+        spacing_before_mm=spacing,
+        spacing_after_mm=tuple(float(n * s / m) for n, s, m in zip(in_shape, spacing, out_shape)),
+    )
+
+    image = torch.empty(out_shape, dtype=torch.float32)
+    body = None if air_threshold_hu is None else torch.empty(out_shape, dtype=torch.bool)
+    (x0, x1, wx), (y0, y1, wy), (z0, z1, wz) = (linear_indices(n, m) for n, m in zip(in_shape, out_shape))
+    nx, ny, nz = (nearest_indices(n, m, axis=a) for a, (n, m) in enumerate(zip(in_shape, out_shape)))
+    for start in range(0, out_shape[2], slices_per_block):
+        stop = min(out_shape[2], start + slices_per_block)
+        bz0, bz1, bwz, bnz = z0[start:stop], z1[start:stop], wz[start:stop], nz[start:stop]
+        lo = int(min(bz0.min(), bnz.min()))
+        hi = int(max(bz1.max(), bnz.max())) + 1
+        slab = torch.from_numpy(np.ascontiguousarray(canonical[:, :, lo:hi]))
+        values = normalize_intensity(slab, plan)
+        values = lerp_axis(values, 2, bz0 - lo, bz1 - lo, bwz)
+        values = lerp_axis(values, 0, x0, x1, wx)
+        image[:, :, start:stop] = lerp_axis(values, 1, y0, y1, wy)
+        if body is not None:
+            body[:, :, start:stop] = slab[nx][:, ny][:, :, bnz - lo] > air_threshold_hu
+    return image.numpy(), record, body
