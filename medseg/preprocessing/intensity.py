@@ -18,10 +18,11 @@ def normalize_intensity(array: np.ndarray | torch.Tensor, plan: PreprocessingPla
         plan: Supplies ``clip_hu``, ``mean`` and ``std`` (nnU-Net CT z-score or a fixed window).
     """
     low, high = plan.clip_hu
-    if isinstance(array, torch.Tensor):
-        out = array.to(torch.float32).clamp(low, high)
+    if isinstance(array, torch.Tensor):  # one new tensor, then in place: a CT is 100M+ voxels
+        out = array.to(torch.float32, copy=True).clamp_(low, high)
         return out.sub_(plan.mean).div_(plan.std)
-    out = np.clip(np.asarray(array, dtype=np.float32), low, high)
+    out = np.array(array, dtype=np.float32, copy=True)
+    np.clip(out, low, high, out=out)
     out -= np.float32(plan.mean)
     out /= np.float32(plan.std)
     return out

@@ -29,7 +29,7 @@ from medseg.errors import ConfigError, DataError
 from medseg.training.augment import AugmentConfig, Augmenter, affine_margin
 from medseg.training.sampling import centered_start, crop_patch, foreground_count, pick_foreground_voxel, random_start
 
-__all__ = ["EpochSampler", "PatchDataset", "make_loader"]
+__all__ = ["EpochSampler", "PatchDataset", "make_loader", "save_batch_preview"]
 
 logger = logging.getLogger(__name__)
 
@@ -271,3 +271,40 @@ def make_loader(
 def _worker_init(worker_id: int) -> None:
     """One thread per worker: the workers are the parallelism (many threads each would oversubscribe)."""
     torch.set_num_threads(1)
+
+
+def save_batch_preview(batch: Mapping[str, torch.Tensor], path: str | os.PathLike, *, max_patches: int = 8):
+    """Save a PNG of a batch: the middle axial slice of each patch with its label overlaid (liver green,
+    tumor red), to check sampling and augmentation by eye. Written atomically; returns the path.
+
+    Args:
+        batch: A loader batch (``image`` ``(B, C, X, Y[, Z])``, ``label`` ``(B, 1, X, Y[, Z])``).
+        path: Output ``.png``.
+        max_patches: Patches shown (the first ones).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medseg.utils.atomic import atomic_path
+
+    image, label = batch["image"].detach().cpu().numpy(), batch["label"].detach().cpu().numpy()
+    count = min(int(max_patches), image.shape[0])
+    fig, axes = plt.subplots(1, count, figsize=(2.6 * count, 2.8), squeeze=False)
+    colours = np.array([[0, 0, 0, 0], [0.1, 0.9, 0.1, 0.35], [1.0, 0.1, 0.1, 0.6]])
+    for i, ax in enumerate(axes[0]):
+        img, lab = image[i, image.shape[1] // 2], label[i, 0]
+        if img.ndim == 3:  # 3D: the middle axial (Z) slice
+            img, lab = img[:, :, img.shape[2] // 2], lab[:, :, lab.shape[2] // 2]
+        # canonical (R, A) axes -> radiological display: anterior up, patient's right on the viewer's left
+        ax.imshow(img.T[::-1, ::-1], cmap="gray")
+        ax.imshow(colours[np.clip(lab.T[::-1, ::-1], 0, len(colours) - 1)], interpolation="nearest")
+        present = sorted(int(c) for c in np.unique(lab) if c > 0)
+        ax.set_title(f"#{i} labels {present}", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    return path

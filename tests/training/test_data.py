@@ -188,3 +188,18 @@ def test_bad_arguments(tiny_cache, kwargs, error, match):
     args = {"case_ids": ["0"], "patch_size": (8, 8, 8), "batch_size": 2, **kwargs}
     with pytest.raises(error, match=match):
         make_loader(tiny_cache, args.pop("case_ids"), **args)
+
+
+def test_batch_preview_png(block_cache, tmp_path):
+    import matplotlib.image as mpimg
+
+    from medseg.training.data import save_batch_preview
+
+    batch = next(iter(make_loader(block_cache, ["block"], patch_size=(12, 12, 6), batch_size=3,
+                                  foreground_fraction=1.0, iterations_per_epoch=1)))
+    out = save_batch_preview(batch, tmp_path / "preview.png")
+    picture = mpimg.imread(out)
+    assert picture.ndim == 3 and picture.shape[1] > 2 * picture.shape[0]  # three panels side by side
+    # every patch is centred on foreground, so the overlay colours appear
+    green = (picture[..., 1] > picture[..., 0] + 0.2) & (picture[..., 1] > picture[..., 2] + 0.2)
+    assert green.any()
