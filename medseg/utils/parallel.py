@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -21,6 +22,14 @@ def default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def _init_worker() -> None:
+    """One torch thread per worker: a forked child that inherits a multi-threaded OpenMP pool from a parent
+    that already ran torch ops hangs at its first torch op otherwise (and N workers x N threads
+    oversubscribe the cores anyway)."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def map_with_progress(
@@ -53,7 +62,7 @@ def map_with_progress(
                 results.append(fn(item))
                 bar.update()
             return results
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
             futures = [pool.submit(fn, item) for item in items]
             for future in futures:
                 future.result()  # wait in order; update as each finishes
