@@ -36,6 +36,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def _rss_mb() -> float:
+    """Peak resident memory of this process image in MB: ``VmHWM`` (``ru_maxrss`` would include the
+    parent's resident size at fork time, which survives ``exec``)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:  # not Linux
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -83,6 +92,13 @@ def _worker_monai(args) -> dict:
 def _worker_medseg(args, mode: str) -> dict:
     import torch
 
+    import medseg.data.discovery
+    import medseg.inference.batch
+    import medseg.inference.predictor
+    import medseg.io
+    import medseg.models
+    import medseg.preprocessing
+    import medseg.training.checkpoint  # noqa: F401  (imports outside the timed call, as for monai)
     from medseg.cli import main
 
     torch.set_num_threads(1)

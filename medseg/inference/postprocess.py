@@ -96,18 +96,34 @@ def _bbox(mask: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """26-connected components of ``mask`` as uint16 when they fit (half the memory of int32)."""
+    try:
+        return ndimage.label(mask, structure=_CONNECTIVITY, output=np.uint16)
+    except RuntimeError:  # more than 65535 components
+        return ndimage.label(mask, structure=_CONNECTIVITY)
+
+
+def _sizes(components: np.ndarray, n: int) -> np.ndarray:
+    """Voxel count per component label ``0..n`` (``np.bincount`` per block: it casts to int64)."""
+    sizes = np.zeros(n + 1, dtype=np.int64)
+    for start in range(0, components.shape[0], 16):
+        sizes += np.bincount(components[start : start + 16].ravel(), minlength=n + 1)
+    return sizes
+
+
 def keep_largest_foreground(labels: np.ndarray) -> np.ndarray:
     """Keep the largest 26-connected component of ``labels > 0``; returns a new ``(X, Y, Z)`` map."""
     out = labels.copy()
     box = _bbox(labels > 0, (0, 0, 0))
     if box is None:
         return out
-    components, n = ndimage.label(labels[box] > 0, structure=_CONNECTIVITY)
+    components, n = _components(labels[box] > 0)
     if n > 1:
-        sizes = np.bincount(components.ravel())
+        sizes = _sizes(components, n)
         sizes[0] = 0
         region = out[box]
-        region[(components != int(np.argmax(sizes))) & (components > 0)] = 0
+        region[components != int(np.argmax(sizes))] = 0  # background stays 0
     return out
 
 
@@ -131,7 +147,7 @@ def restrict_tumor_to_liver(labels: np.ndarray, *, spacing_mm: Sequence[float], 
     liver = ndimage.binary_dilation(labels[box] == LIVER, structure=_CONNECTIVITY)  # touching
     if ball.size > 1:
         liver = ndimage.binary_dilation(liver, structure=ball)
-    components, n = ndimage.label(tumor[box], structure=_CONNECTIVITY)
+    components, n = _components(tumor[box])
     touching = np.zeros(n + 1, dtype=bool)
     touching[np.unique(components[liver & (components > 0)])] = True
     region = out[box]
@@ -153,8 +169,8 @@ def remove_small_lesions(labels: np.ndarray, *, spacing_mm: Sequence[float], min
         return out
     voxel_mm3 = float(np.prod(spacing_mm))
     box = _bbox(labels > 0, (1, 1, 1))
-    components, n = ndimage.label(tumor[box], structure=_CONNECTIVITY)
-    sizes_mm3 = np.bincount(components.ravel(), minlength=n + 1) * voxel_mm3
+    components, n = _components(tumor[box])
+    sizes_mm3 = _sizes(components, n) * voxel_mm3
     small = sizes_mm3 < min_volume_mm3
     small[0] = False
     if not small.any():
