@@ -63,6 +63,9 @@ class InferenceSettings:
         coarse_factor: Spacing multiplier of the coarse pass.
         coarse_overlap: Window overlap of the coarse pass.
         margin_mm: Margin added around the liver box found by the coarse pass.
+        fine_windows: Windows of the fine pass: ``"tile"`` (a grid laid over the liver box: fewest
+            windows) or ``"reach"`` (the whole-scan windows reaching into the box: inside it, exactly a
+            full run's logits).
         postprocessing: Overrides the run's post-processing (``None``: use the run's).
         progress: Show a progress bar over window batches.
     """
@@ -77,6 +80,7 @@ class InferenceSettings:
     coarse_factor: float = 2.0
     coarse_overlap: float = 0.0
     margin_mm: float = 15.0
+    fine_windows: str = "tile"
     postprocessing: PostprocessConfig | None = None
     progress: bool = False
 
@@ -91,6 +95,8 @@ class InferenceSettings:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.coarse_factor >= 1.0:
             raise ConfigError(f"coarse_factor must be >= 1, got {self.coarse_factor}")
+        if self.fine_windows not in ("tile", "reach"):
+            raise ConfigError(f"fine_windows must be 'tile' or 'reach', got {self.fine_windows!r}")
         if not self.margin_mm >= 0:
             raise ConfigError(f"margin_mm must be >= 0, got {self.margin_mm}")
 
@@ -266,7 +272,8 @@ class Predictor:
                 logger.info("coarse pass found no foreground; predicting the whole scan")
         stats["box"] = None if box is None else [[b.start, b.stop] for b in box]
         t0 = time.perf_counter()
-        logits = predict_logits(network, image, overlap=s.overlap, mask=mask, box=box, **common)
+        logits = predict_logits(network, image, overlap=s.overlap, mask=mask, box=box, box_windows=s.fine_windows,
+                                **common)
         stats["fine_s"] = time.perf_counter() - t0
         stats["preprocessed_shape"] = list(record.resampled_shape)
         return logits, record, stats

@@ -69,6 +69,19 @@ def plan_windows(
     return [tuple(s) for s in slices], total
 
 
+def _grow_box(box: Box, shape: Sequence[int], window: Sequence[int]) -> Box:
+    """Grow ``box`` about its centre to at least one ``window`` per axis (clamped to ``shape``)."""
+    out = []
+    for s, n, w in zip(box, shape, window):
+        lo, hi = s.start, s.stop
+        need = min(w, n)
+        if hi - lo < need:
+            lo = max(0, min((lo + hi) // 2 - need // 2, n - need))
+            hi = lo + need
+        out.append(slice(lo, hi))
+    return tuple(out)
+
+
 @torch.inference_mode()
 def predict_logits(
     network: Callable[[torch.Tensor], torch.Tensor],
@@ -81,6 +94,7 @@ def predict_logits(
     context_slices: int = 0,
     mask: np.ndarray | torch.Tensor | None = None,
     box: Box | None = None,
+    box_windows: str = "reach",
     device: str | torch.device = "cpu",
     amp: bool = False,
     sigma_scale: float = 0.125,
@@ -101,6 +115,9 @@ def predict_logits(
         mask: ``(X, Y, Z)`` boolean (e.g. the body); windows without a True voxel are skipped.
         box: Only windows (of the whole-image grid) that reach into this box (slices on ``X, Y, Z``) run;
             inside the box the result equals a run without ``box``, outside it is background.
+        box_windows: ``"reach"`` (above: exact inside the box) or ``"tile"``: a window grid laid over the box
+            itself (grown to one window where needed); fewer windows when windows are large compared with
+            the box, and the same blending, but windows sit elsewhere than in a whole-scan run.
         device: Where the network runs and the buffers live.
         amp: Use float16 autocast (CUDA only; ignored on CPU).
         sigma_scale: Gaussian sigma as a fraction of the window size.
@@ -122,6 +139,8 @@ def predict_logits(
     window = (*patch_size, 1) if spatial_dims == 2 else tuple(patch_size)
     shape = tuple(image.shape[1:])
 
+    if box_windows not in ("reach", "tile"):
+        raise ValueError(f"box_windows must be 'reach' or 'tile', got {box_windows!r}")
     if box is not None:
         box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, shape))
     # pad (only when the image is smaller than a window) with the image minimum: air, not tissue
@@ -136,9 +155,15 @@ def predict_logits(
         if box is not None:
             box = tuple(slice(s.start + p // 2, s.stop + p // 2) for s, p in zip(box, pads))
     padded = tuple(image.shape[1:])
-    windows, total = plan_windows(padded, window, overlap=overlap, mask=mask)
-    if box is not None:  # windows of the whole-scan grid that reach into the box: inside it, as a full run
-        windows = [w for w in windows if all(a.start < b.stop and a.stop > b.start for a, b in zip(w, box))]
+    if box is not None and box_windows == "tile":  # a window grid laid over the box alone
+        box = _grow_box(box, padded, window)
+        sub_mask = None if mask is None else torch.as_tensor(mask)[box]
+        local, total = plan_windows([b.stop - b.start for b in box], window, overlap=overlap, mask=sub_mask)
+        windows = [tuple(slice(s.start + b.start, s.stop + b.start) for s, b in zip(w, box)) for w in local]
+    else:
+        windows, total = plan_windows(padded, window, overlap=overlap, mask=mask)
+        if box is not None:  # windows of the whole-scan grid that reach into the box: inside it, as a full run
+            windows = [w for w in windows if all(a.start < b.stop and a.stop > b.start for a, b in zip(w, box))]
     logger.debug("sliding window: %d of %d windows", len(windows), total)
     logits = torch.zeros((num_classes, *padded), dtype=torch.float32, device=device)
     if not windows:

@@ -78,6 +78,27 @@ def test_box_runs_only_windows_reaching_into_it(net3d):
     assert torch.all(out[0][outside] == 0) and torch.all(out[1:][:, outside] == BACKGROUND_FILL_LOGIT)
 
 
+def test_box_tiling_lays_a_grid_over_the_box(net3d):
+    image = torch.randn(1, 48, 48, 32, generator=torch.Generator().manual_seed(3))
+    box = (slice(20, 44), slice(3, 9), slice(10, 12))
+    calls = []
+
+    def counting(x):
+        calls.append(x.shape[0])
+        return net3d(x)
+
+    out = predict_logits(counting, image, patch_size=(16, 16, 16), num_classes=3, box=box, box_windows="tile",
+                         batch_size=1)
+    # x: the box 20..43 (24) holds windows at 20, 28; y: grown to 16 about its centre -> 0..16; z: -> 3..19
+    assert sum(calls) == 2
+    with torch.no_grad():
+        first = net3d(image[None, :, 20:36, 0:16, 3:19])[0]
+    torch.testing.assert_close(out[:, 20:28, 0:16, 3:19], first[:, :8], atol=1e-5, rtol=1e-5)
+    assert torch.all(out[1:, :20] == BACKGROUND_FILL_LOGIT)
+    with pytest.raises(ValueError, match="box_windows"):
+        predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3, box=box, box_windows="grid")
+
+
 def test_small_image_is_padded_and_cropped_back(net3d):
     image = torch.randn(1, 10, 16, 6, generator=torch.Generator().manual_seed(4))
     out = predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3)
