@@ -271,7 +271,8 @@ size); "added" subtracts the resident memory after importing torch/MONAI/medseg,
 
 {notes}
 
-Re-run: `python benchmarks/bench_inference.py --model {model}`
+Re-run: `medseg train liver --out runs/liver/fold0` (the CPU profile on the built-in phantom set), then
+`python benchmarks/bench_inference.py --model runs/liver/fold0`.
 """
     print(text)
     if not args.no_write:

@@ -265,8 +265,10 @@ class Predictor:
             coarse_mask = None if mask is None else resample_array(mask, out_shape=coarse_shape, mode="nearest")
             coarse_logits = predict_logits(self.network, coarse, overlap=s.coarse_overlap, mask=coarse_mask,
                                            **common)
+            keep_largest = (s.postprocessing or self.postprocessing).keep_largest_liver
             box = _foreground_box(argmax_classes(coarse_logits).numpy() > 0, image.shape[1:],
-                                  margin_vox=[s.margin_mm / sp for sp in record.spacing_after_mm])
+                                  margin_vox=[s.margin_mm / sp for sp in record.spacing_after_mm],
+                                  min_fraction=1.0 if keep_largest else 0.1)
             stats["coarse_s"] = time.perf_counter() - t0
             if box is None:
                 logger.info("coarse pass found no foreground; predicting the whole scan")
@@ -279,17 +281,19 @@ class Predictor:
         return logits, record, stats
 
 
-def _foreground_box(foreground: np.ndarray, fine_shape, *, margin_vox) -> tuple[slice, ...] | None:
+def _foreground_box(foreground: np.ndarray, fine_shape, *, margin_vox, min_fraction: float = 0.1
+                    ) -> tuple[slice, ...] | None:
     """Bounding box (on the fine grid) of the coarse foreground components that matter, plus a margin.
 
-    Components smaller than 10% of the largest (stray false positives) are ignored.
+    Components smaller than ``min_fraction`` of the largest are ignored: stray false positives, or with
+    ``min_fraction=1`` everything but the largest, when post-processing keeps only the largest liver.
     """
     components, n = ndimage.label(foreground, structure=np.ones((3, 3, 3), dtype=bool))
     if n == 0:
         return None
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
-    keep = sizes >= 0.1 * sizes.max()
+    keep = sizes >= min_fraction * sizes.max()
     keep[0] = False
     mask = keep[components]
     box = []
