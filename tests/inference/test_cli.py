@@ -118,3 +118,26 @@ def test_bad_model_is_one_line(tmp_path, capsys):
                  str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "nope" in err
+
+
+def test_interrupted_batch_leaves_only_complete_files(untrained_run, cohort, tmp_path):
+    from medseg.inference import Predictor, predict_batch
+
+    root, _ = cohort
+    predictor = Predictor.from_run(untrained_run, device="cpu")
+    real_predict = predictor.predict
+    calls = []
+
+    class Interrupting:
+        def predict(self, volume):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real_predict(volume)
+
+    out = tmp_path / "pred"
+    inputs, _ = collect_inputs([root / "nifti"])
+    with pytest.raises(KeyboardInterrupt):
+        predict_batch(Interrupting(), inputs, out, write_volumes=True)
+    assert sorted(p.name for p in out.iterdir()) == ["1_seg.nii.gz", "1_volumes.json"]
+    assert read_volume(out / "1_seg.nii.gz").shape == read_volume(inputs[0][1]).shape
