@@ -241,9 +241,9 @@ def _report(results: dict, info: dict, scan_mb: float, model: Path, args, model_
                     f"{peak:.0f} ({peak / scan_mb:.1f}x) | {added:.0f} ({added / scan_mb:.1f}x) |")
     notes = ""
     if base:
-        notes = (f"Of the `monai` run, {base['network_s']:.1f} s are the sliding window itself; the rest (reading,"
-                 " resampling, restoring to the scan grid, post-processing, writing) is shared work that"
-                 " medseg does in blocks.")
+        notes = (f"Of the `monai` run, {base['network_s']:.1f} s are the sliding window itself; the rest\n"
+                 "(reading, resampling, restoring to the scan grid, post-processing, writing) is work that\n"
+                 "medseg does in blocks.")
     shape = "x".join(str(s) for s in info["shape"])
     spacing = ", ".join(f"{s:.2f}" for s in info["spacing_mm"])
     text = f"""## Inference: `medseg predict` vs. a plain MONAI sliding window
@@ -251,9 +251,10 @@ def _report(results: dict, info: dict, scan_mb: float, model: Path, args, model_
 Machine: {machine()}
 
 One LiTS-size phantom scan ({shape}, spacing {spacing} mm, {scan_mb:.0f} MB as int16; seed {args.seed},
-case {args.index}); model `{model}` ({model_line}). Window and overlap {args.overlap} the same for all
-methods; one CPU thread; fastest of {args.repeat} runs; each method in a fresh process, timed from loading
-the model and reading the NIfTI to writing the label map, with the same post-processing.
+case {args.index}); model `{model}`:
+{model_line}. Window and overlap {args.overlap} the same for all methods; one CPU thread; fastest of
+{args.repeat} runs; each method in a fresh process, timed from loading the model and reading the NIfTI
+to writing the label map, with the same post-processing.
 
 - `monai`: `sliding_window_inference(mode="gaussian")` over the whole resampled scan, then
   `restore_to_scan` + argmax (the plain approach).
@@ -271,8 +272,8 @@ size); "added" subtracts the resident memory after importing torch/MONAI/medseg,
 
 {notes}
 
-Re-run: `medseg train liver --out runs/liver/fold0` (the CPU profile on the built-in phantom set), then
-`python benchmarks/bench_inference.py --model runs/liver/fold0`.
+Re-run: `medseg train liver --epochs 40 --out runs/liver/fold0` (the CPU profile on the built-in
+phantom set), then `python benchmarks/bench_inference.py --model runs/liver/fold0`.
 """
     print(text)
     if not args.no_write:
