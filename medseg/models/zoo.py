@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 from torch import nn
 
@@ -11,11 +12,6 @@ from medseg.models.registry import register_model
 from medseg.models.unet import NORMS, SegmentationUNet
 
 __all__ = ["attention_unet", "resunet", "unet"]
-
-
-def _build(variant: str, **params) -> nn.Module:
-    _validate(params)
-    return SegmentationUNet(variant=variant, **params)
 
 
 def _validate(p: dict) -> None:
@@ -45,8 +41,8 @@ def _validate(p: dict) -> None:
         raise ConfigError(f"model.deep_supervision_heads must be in 1..{depth - 2} for depth {depth}, got {heads}")
 
 
-@register_model("unet")
-def unet(
+def _variant(
+    variant: str,
     *,
     spatial_dims: int,
     in_channels: int,
@@ -61,45 +57,27 @@ def unet(
     deep_supervision_heads: int | None = None,
     dropout: float = 0.0,
 ) -> nn.Module:
-    """Plain U-Net (Ronneberger et al. 2015; 3D: Cicek et al. 2016); see :class:`SegmentationUNet`."""
-    return _build("plain", **locals())
+    """Validate the configuration and build :class:`SegmentationUNet` of ``variant``."""
+    params = dict(locals())
+    del params["variant"]
+    _validate(params)
+    return SegmentationUNet(variant=variant, **params)
 
 
-@register_model("resunet")
-def resunet(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    depth: int = 5,
-    base_filters: int = 32,
-    max_filters: int | None = None,
-    norm: str = "instance",
-    kernel_size: int = 3,
-    strides: Sequence | None = None,
-    deep_supervision: bool = False,
-    deep_supervision_heads: int | None = None,
-    dropout: float = 0.0,
-) -> nn.Module:
-    """Residual-encoder U-Net (He et al. 2016 blocks; Isensee et al. 2024); see :class:`SegmentationUNet`."""
-    return _build("residual", **locals())
+def _registered(name: str, variant: str, doc: str) -> Callable[..., nn.Module]:
+    """Register the builder of ``variant`` as ``name``; its signature (read by ``model_parameters``) is
+    ``_variant``'s keyword parameters."""
+    builder = functools.partial(_variant, variant)
+    builder.__doc__ = doc
+    return register_model(name)(builder)
 
 
-@register_model("attention_unet")
-def attention_unet(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    depth: int = 5,
-    base_filters: int = 32,
-    max_filters: int | None = None,
-    norm: str = "instance",
-    kernel_size: int = 3,
-    strides: Sequence | None = None,
-    deep_supervision: bool = False,
-    deep_supervision_heads: int | None = None,
-    dropout: float = 0.0,
-) -> nn.Module:
-    """Attention U-Net (Oktay et al. 2018); see :class:`SegmentationUNet`."""
-    return _build("attention", **locals())
+unet = _registered(
+    "unet", "plain", "Plain U-Net (Ronneberger et al. 2015; 3D: Cicek et al. 2016); see SegmentationUNet."
+)
+resunet = _registered(
+    "resunet", "residual", "Residual-encoder U-Net (He et al. 2016 blocks; Isensee et al. 2024); see SegmentationUNet."
+)
+attention_unet = _registered(
+    "attention_unet", "attention", "Attention U-Net (Oktay et al. 2018); see SegmentationUNet."
+)
