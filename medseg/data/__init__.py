@@ -1,31 +1,25 @@
 """Data sets: the synthetic LiTS-like phantom, data-set discovery and integrity checks."""
 
-from medseg.data.check import CheckReport, Problem, SpacingLimits, check_case, check_dataset
-from medseg.data.discovery import Case, DatasetScan, discover_dataset, discover_images, scan_dataset
-from medseg.data.phantom import (
-    PHANTOM_SIZES,
-    PhantomCase,
-    make_phantom,
-    phantom_case_ids,
-    write_phantom_case,
-    write_phantom_dataset,
-)
+from medseg.utils.lazy import lazy_exports
 
-__all__ = [
-    "PHANTOM_SIZES",
-    "Case",
-    "CheckReport",
-    "DatasetScan",
-    "PhantomCase",
-    "Problem",
-    "SpacingLimits",
-    "check_case",
-    "check_dataset",
-    "discover_dataset",
-    "discover_images",
-    "make_phantom",
-    "phantom_case_ids",
-    "scan_dataset",
-    "write_phantom_case",
-    "write_phantom_dataset",
-]
+_EXPORTS = {
+    "CheckReport": "check",
+    "Problem": "check",
+    "SpacingLimits": "check",
+    "check_case": "check",
+    "check_dataset": "check",
+    "Case": "discovery",
+    "DatasetScan": "discovery",
+    "discover_dataset": "discovery",
+    "discover_images": "discovery",
+    "scan_dataset": "discovery",
+    "PHANTOM_SIZES": "phantom",
+    "PhantomCase": "phantom",
+    "make_phantom": "phantom",
+    "phantom_case_ids": "phantom",
+    "write_phantom_case": "phantom",
+    "write_phantom_dataset": "phantom",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

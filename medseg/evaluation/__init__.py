@@ -11,37 +11,32 @@ Start here:
 * :func:`evaluate_folders` -- what ``medseg evaluate`` runs.
 """
 
-from medseg.evaluation.binary import BINARY_METRIC_KEYS, binary_metrics
-from medseg.evaluation.case import REGIONS, CaseResult, EvaluationConfig, evaluate_case
-from medseg.evaluation.cohort import lesions_dataframe, summarize, to_dataframe
-from medseg.evaluation.diameters import axial_diameter_mm, max_diameter_mm
-from medseg.evaluation.lesions import label_lesions, match_lesions
-from medseg.evaluation.overlap import overlap_from_counts, overlap_metrics
-from medseg.evaluation.runner import EvaluationRun, evaluate_folders
-from medseg.evaluation.surface import surface_distances, surface_metrics, surface_voxels
-from medseg.evaluation.volumes import measure_volumes, volumes_report
+from medseg.utils.lazy import lazy_exports
 
-__all__ = [
-    "BINARY_METRIC_KEYS",
-    "REGIONS",
-    "CaseResult",
-    "EvaluationConfig",
-    "EvaluationRun",
-    "axial_diameter_mm",
-    "binary_metrics",
-    "evaluate_case",
-    "evaluate_folders",
-    "label_lesions",
-    "lesions_dataframe",
-    "match_lesions",
-    "max_diameter_mm",
-    "measure_volumes",
-    "overlap_from_counts",
-    "overlap_metrics",
-    "summarize",
-    "surface_distances",
-    "surface_metrics",
-    "surface_voxels",
-    "to_dataframe",
-    "volumes_report",
-]
+_EXPORTS = {
+    "BINARY_METRIC_KEYS": "binary",
+    "binary_metrics": "binary",
+    "CaseResult": "case",
+    "EvaluationConfig": "case",
+    "REGIONS": "case",
+    "evaluate_case": "case",
+    "lesions_dataframe": "cohort",
+    "summarize": "cohort",
+    "to_dataframe": "cohort",
+    "axial_diameter_mm": "diameters",
+    "max_diameter_mm": "diameters",
+    "label_lesions": "lesions",
+    "match_lesions": "lesions",
+    "overlap_from_counts": "overlap",
+    "overlap_metrics": "overlap",
+    "EvaluationRun": "runner",
+    "evaluate_folders": "runner",
+    "surface_distances": "surface",
+    "surface_metrics": "surface",
+    "surface_voxels": "surface",
+    "measure_volumes": "volumes",
+    "volumes_report": "volumes",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

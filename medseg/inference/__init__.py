@@ -5,10 +5,7 @@ Names are imported on first use, so ``medseg --help`` (which imports :mod:`medse
 not load torch.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from medseg.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "BatchSummary": "batch",
@@ -27,15 +24,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,34 +6,27 @@ Example:
     >>> train(config, run_dir="runs/liver/fold0", data="data/LiTS", fold=0)  # doctest: +SKIP
 """
 
-from medseg.training.checkpoint import (
-    FORMAT_VERSION,
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
-from medseg.training.config import PipelineConfig, apply_overrides, config_from_dict, find_pipeline, load_pipeline
-from medseg.training.data import make_loader
-from medseg.training.loop import build_optimizer, build_scheduler, load_run_config, train
-from medseg.training.prepare import make_folds, prepare_data
+from medseg.utils.lazy import lazy_exports
 
-__all__ = [
-    "FORMAT_VERSION",
-    "PipelineConfig",
-    "apply_overrides",
-    "build_optimizer",
-    "build_scheduler",
-    "capture_rng_state",
-    "config_from_dict",
-    "find_pipeline",
-    "load_checkpoint",
-    "load_pipeline",
-    "load_run_config",
-    "make_folds",
-    "make_loader",
-    "prepare_data",
-    "restore_rng_state",
-    "save_checkpoint",
-    "train",
-]
+_EXPORTS = {
+    "FORMAT_VERSION": "checkpoint",
+    "capture_rng_state": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "restore_rng_state": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "PipelineConfig": "config",
+    "apply_overrides": "config",
+    "config_from_dict": "config",
+    "find_pipeline": "config",
+    "load_pipeline": "config",
+    "make_loader": "data",
+    "build_optimizer": "loop",
+    "build_scheduler": "loop",
+    "load_run_config": "loop",
+    "train": "loop",
+    "make_folds": "prepare",
+    "prepare_data": "prepare",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
