@@ -10,6 +10,7 @@ Goal (CPU-sized defaults, 2-core CPU): liver Dice >= 0.90 and tumor Dice >= 0.60
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -65,6 +66,7 @@ def throughput(config, prepared, device: str, *, batches: int = 20) -> dict[str,
 
 
 def time_to_goal(config, out: Path, data: str | None) -> dict:
+    """Train ``config``; record wall time at each epoch and the first validation meeting both goals."""
     from medseg.training.loop import train
 
     events = {"start": time.perf_counter(), "rows": []}
@@ -82,60 +84,78 @@ def time_to_goal(config, out: Path, data: str | None) -> dict:
     return events
 
 
+def _describe(config) -> str:
+    m, t = config.model, config.training
+    loss = config.loss if isinstance(config.loss, str) else json.dumps(config.loss)
+    return (f"{m['name']} {config.spatial_dims}D depth {m['depth']} width {m['base_filters']}, patch "
+            f"{list(t.patch_size)} x batch {t.batch_size}, {config.optimizer.name} lr {config.optimizer.lr}, "
+            f"loss `{loss}`")  # fmt: skip
+
+
+def bench_pipeline(name: str, args, device: str) -> list[str]:
+    """Throughput rows and (unless ``--quick``) the time-to-goal table of one pipeline's CPU profile."""
+    from medseg.training.config import load_pipeline
+    from medseg.training.prepare import prepare_data
+
+    config = load_pipeline(name, device="cpu", overrides=args.overrides)
+    t0 = time.perf_counter()
+    prepared = prepare_data(config, data=args.data, fold=0)
+    prep_s = time.perf_counter() - t0
+    lines = [f"### `medseg train {name}` (CPU profile)", "", _describe(config) + ".", "",
+             "| device | loader patches/s | model step s | model patches/s |", "|---|---|---|---|"]  # fmt: skip
+    rates = throughput(config, prepared, "cpu")
+    lines.append(f"| cpu | {rates['loader_patches_per_s']:.1f} | {rates['step_s']:.3f} | "
+                 f"{rates['model_patches_per_s']:.1f} |")  # fmt: skip
+    if device == "cuda":
+        gpu_config = load_pipeline(name, device="cuda", overrides=args.overrides)
+        g = throughput(gpu_config, prepared, "cuda")
+        lines.append(f"| cuda (full defaults: {_describe(gpu_config)}) | {g['loader_patches_per_s']:.1f} | "
+                     f"{g['step_s']:.3f} | {g['model_patches_per_s']:.1f} |")  # fmt: skip
+    lines += ["", f"Data check + fingerprint + preprocessing (cached afterwards): {prep_s:.1f} s.", ""]
+    if args.quick:
+        return lines
+    with tempfile.TemporaryDirectory() as tmp:
+        ev = time_to_goal(config, Path(tmp) / "run", args.data)
+    v = config.validation
+    cases = f"{v.max_cases} of the" if v.max_cases else "all"
+    lines += [f"{config.training.epochs} epochs x {config.training.iterations_per_epoch} iterations, validation "
+              f"every {v.every_n_epochs} epochs on {cases} {len(prepared.val_ids)} cases of fold 0 "
+              "(raw argmax, no post-processing, on the preprocessed grid):", "",
+              "| epoch | wall s | train loss | liver Dice | tumor Dice |", "|---|---|---|---|---|"]  # fmt: skip
+    for row in ev["rows"]:
+        if "val_dice_liver" in row:
+            lines.append(f"| {row['epoch']} | {row['wall_s']:.0f} | {row['train_loss']:.3f} | "
+                         f"{row['val_dice_liver']:.3f} | {row['val_dice_tumor']:.3f} |")  # fmt: skip
+    goal = ev.get("goal")
+    verdict = (f"goal (liver >= {LIVER_GOAL}, tumor >= {TUMOR_GOAL}) **reached at epoch {goal['epoch']} after "
+               f"{goal['wall_s'] / 60:.1f} min**" if goal else
+               f"goal (liver >= {LIVER_GOAL}, tumor >= {TUMOR_GOAL}) **not reached**")  # fmt: skip
+    lines += ["", f"`{name}`: {verdict}; whole run {ev['total_s'] / 60:.1f} min (preprocessing excluded).", ""]
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="throughput only, no training run")
+    parser.add_argument("--pipeline", action="append", help="pipeline(s) to run (default: liver and liver-2d)")
     parser.add_argument("--data", help="data set (default: the built-in small phantom set, as `medseg train`)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="pipeline overrides")
     parser.add_argument("--no-write", action="store_true", help="print, do not update docs/benchmarks.md")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    from medseg.training.config import load_pipeline
-    from medseg.training.prepare import prepare_data
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lines = [f"Machine: {machine()}", "",
-             "Re-run: `.venv/bin/python benchmarks/bench_training.py` (`--quick`: throughput only).", ""]  # fmt: skip
-    config = load_pipeline("liver", device="cpu", overrides=args.overrides)
-    t0 = time.perf_counter()
-    prepared = prepare_data(config, data=args.data, fold=0)
-    prep_s = time.perf_counter() - t0
-    lines += ["| setting (CPU profile) | patch | batch | model | loader patches/s | step s | model patches/s |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    rates = throughput(config, prepared, "cpu")
-    m = config.model
-    lines.append(f"| liver, cpu | {list(config.training.patch_size)} | {config.training.batch_size} | "
-                 f"{m['name']} depth {m['depth']} width {m['base_filters']} | {rates['loader_patches_per_s']:.1f} | "
-                 f"{rates['step_s']:.3f} | {rates['model_patches_per_s']:.1f} |")  # fmt: skip
-    if device == "cuda":
-        gpu_config = load_pipeline("liver", device="cuda", overrides=args.overrides)
-        g = throughput(gpu_config, prepared, "cuda")
-        gm = gpu_config.model
-        lines.append(f"| liver, cuda (full defaults) | {list(gpu_config.training.patch_size)} | "
-                     f"{gpu_config.training.batch_size} | {gm['name']} depth {gm['depth']} width {gm['base_filters']} "
-                     f"| {g['loader_patches_per_s']:.1f} | {g['step_s']:.3f} | "
-                     f"{g['model_patches_per_s']:.1f} |")  # fmt: skip
-    lines += ["", f"Data check + fingerprint + preprocessing of the data set (cached afterwards): {prep_s:.1f} s.", ""]
-    if not args.quick:
-        with tempfile.TemporaryDirectory() as tmp:
-            ev = time_to_goal(config, Path(tmp) / "run", args.data)
-        goal = ev.get("goal")
-        lines += [f"`medseg train liver` (CPU profile: {config.training.epochs} epochs x "
-                  f"{config.training.iterations_per_epoch} iterations, validation every "
-                  f"{config.validation.every_n_epochs} epochs on {config.validation.max_cases} cases of fold 0):", "",
-                  "| epoch | wall s | train loss | liver Dice | tumor Dice |", "|---|---|---|---|---|"]  # fmt: skip
-        for row in ev["rows"]:
-            if "val_dice_liver" in row:
-                lines.append(f"| {row['epoch']} | {row['wall_s']:.0f} | {row['train_loss']:.3f} | "
-                             f"{row['val_dice_liver']:.3f} | {row['val_dice_tumor']:.3f} |")  # fmt: skip
-        verdict = (f"Goal (liver >= {LIVER_GOAL}, tumor >= {TUMOR_GOAL}) reached at epoch {goal['epoch']} after "
-                   f"{goal['wall_s'] / 60:.1f} min" if goal else
-                   f"Goal (liver >= {LIVER_GOAL}, tumor >= {TUMOR_GOAL}) NOT reached")  # fmt: skip
-        lines += ["", f"{verdict}; whole run {ev['total_s'] / 60:.1f} min (preprocessing excluded)."]
+             "Re-run: `.venv/bin/python benchmarks/bench_training.py` (`--quick`: throughput only). Goal: "
+             f"validation liver Dice >= {LIVER_GOAL} and tumor Dice >= {TUMOR_GOAL} within 10 minutes on "
+             "2 CPU cores, `small` phantom set (16 cases; fold 0: 12 training, 4 validation).", ""]  # fmt: skip
+    for name in args.pipeline or ["liver", "liver-2d"]:
+        part = bench_pipeline(name, args, device)
+        print("\n".join(part), flush=True)
+        lines += part
+    if device != "cuda":
+        lines.append("No GPU on this machine: no GPU figures.")
     text = "\n".join(lines)
-    print(text)
     if not args.no_write:
-        write_section("training", "## Training (`medseg train liver`)\n\n" + text)
+        write_section("training", "## Training (`benchmarks/bench_training.py`)\n\n" + text)
     return 0
 
 

@@ -42,7 +42,8 @@ def register(subparsers) -> None:
                         "(default); full: whole scan at full resolution")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
-                   help="mirroring test-time augmentation (8x slower in 3D; default off)")
+                   help="mirroring test-time augmentation along the axes mirrored in training "
+                        "(up to 8x slower in 3D; default off)")
     p.add_argument("--skip-air", action=argparse.BooleanOptionalAction, default=True,
                    help="skip windows outside the body (default on)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")

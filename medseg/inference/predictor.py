@@ -56,7 +56,8 @@ class InferenceSettings:
             ``"full"`` (whole scan at full resolution; windows holding only air still skipped).
         overlap: Window overlap of the full-resolution pass, in ``[0, 1)``.
         batch_size: Windows per forward pass (``None``: 2 for 3D models, 16 for 2D).
-        tta: Mirroring test-time augmentation (``2^d`` times slower).
+        tta: Mirroring test-time augmentation along the axes the network was trained mirrored
+            (``2^k`` times slower for ``k`` such axes).
         skip_air: Skip windows without a voxel above ``air_threshold_hu`` (outside the body).
         air_threshold_hu: HU threshold of the body mask.
         amp: float16 autocast on CUDA.
@@ -140,6 +141,8 @@ class Predictor:
         patch_size: Training patch size (window), 2 or 3 entries.
         num_classes: Output classes (0 = background).
         context_slices: 2.5D neighbours per side (2D models).
+        mirror_axes: Spatial axes mirrored in training, so the ones test-time augmentation mirrors
+            (``None``: every axis, for checkpoints that do not record them).
         labels: Class index (str) -> name.
         postprocessing: The run's post-processing configuration.
         settings: :class:`InferenceSettings`.
@@ -151,6 +154,7 @@ class Predictor:
     patch_size: tuple[int, ...]
     num_classes: int
     context_slices: int = 0
+    mirror_axes: tuple[int, ...] | None = None
     labels: dict[str, str] = field(default_factory=lambda: {"0": "background", **_LIVER_TUMOR})
     postprocessing: PostprocessConfig = field(default_factory=PostprocessConfig)
     settings: InferenceSettings = field(default_factory=InferenceSettings)
@@ -196,6 +200,7 @@ class Predictor:
             patch_size=patch,
             num_classes=int(info.get("num_classes", checkpoint["model_config"]["out_channels"])),
             context_slices=int(info.get("context_slices", 0) or 0),
+            mirror_axes=None if info.get("mirror_axes") is None else tuple(int(a) for a in info["mirror_axes"]),
             labels={str(k): str(v) for k, v in info.get("labels", {"0": "background", **_LIVER_TUMOR}).items()},
             postprocessing=PostprocessConfig.from_dict(info.get("postprocessing")),
             settings=settings or InferenceSettings(),
@@ -251,7 +256,11 @@ class Predictor:
         image = torch.from_numpy(image)[None]
         stats["preprocess_s"] = time.perf_counter() - t0
         spatial_dims = len(self.patch_size)
-        network = mirrored(self.network, spatial_dims=spatial_dims) if s.tta else self.network
+        network = self.network
+        if s.tta and self.mirror_axes == ():
+            logger.warning("tta: the network was trained without mirroring; predicting without test-time augmentation")
+        elif s.tta:
+            network = mirrored(self.network, spatial_dims=spatial_dims, axes=self.mirror_axes)
         batch_size = s.batch_size or (2 if spatial_dims == 3 else 16)
         common = {"patch_size": self.patch_size, "num_classes": self.num_classes, "batch_size": batch_size,
                   "context_slices": self.context_slices, "device": self.device, "amp": s.amp,

@@ -32,7 +32,8 @@ def _validate(p: dict) -> None:
     strides = p["strides"]
     if strides is not None:
         if len(strides) != depth:
-            raise ConfigError(f"model.strides needs {depth} entries (one per level), got {len(strides)}")
+            raise ConfigError(f"model.strides needs {depth} entries (one per level of model.depth={depth}), got "
+                              f"{len(strides)}; give {depth} or set model.strides=null for the default")
         for s in strides:
             if not isinstance(s, int) and (not isinstance(s, Sequence) or len(s) != dims):
                 raise ConfigError(f"model.strides entries must be an int or {dims} ints, got {s!r}")

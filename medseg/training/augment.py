@@ -2,8 +2,12 @@
 
 The set and the default strengths follow nnU-Net's (Isensee et al., Nature Methods 18, 2021): rotation
 and scaling (p 0.2, +-30 degrees, 0.7-1.4), Gaussian noise (p 0.1), multiplicative brightness (p 0.15),
-contrast (p 0.15), gamma (p 0.3) and mirroring along every axis (p 0.5 each). Every transform is MONAI's;
-this module only chooses them and their parameters:
+contrast (p 0.15), gamma (p 0.3) and mirroring along every axis (p 0.5 each). ``flip_axes`` restricts the
+mirroring: the liver pipelines leave out the left-right axis, because a left-right mirror turns the spleen
+(liver-like HU, on the left) into a liver look-alike on the liver's side and takes away the network's
+laterality cue (nnU-Net ships a no-mirroring trainer variant for such lateralised tasks, and likewise
+skips mirroring at test time for it). Every transform is MONAI's; this module only chooses them and
+their parameters:
 
 * ``RandAffined`` (rotation + scaling; image bilinear with border padding, label nearest with zeros),
 * ``RandGaussianNoised``, ``RandScaleIntensityd`` (brightness), ``RandScaleIntensityFixedMeand`` with
@@ -35,6 +39,8 @@ class AugmentConfig:
 
     Attributes:
         flip_prob: Probability of mirroring, per spatial axis.
+        flip_axes: Spatial axes that may be mirrored (0-based, on the canonical RAS grid: 0 left-right,
+            1 posterior-anterior, 2 inferior-superior); ``None``: every axis (nnU-Net).
         affine_prob: Probability of a rotation + scaling of the patch.
         rotate_deg: Maximum rotation angle in degrees.
         rotate_all_axes: 3D only: rotate about every axis (``True``) or only in the axial plane
@@ -48,6 +54,7 @@ class AugmentConfig:
     """
 
     flip_prob: float = 0.5
+    flip_axes: tuple[int, ...] | None = None
     affine_prob: float = 0.2
     rotate_deg: float = 30.0
     rotate_all_axes: bool | None = None
@@ -73,6 +80,11 @@ class AugmentConfig:
                 object.__setattr__(self, f.name, pair)
         if not (0.0 <= self.rotate_deg <= 180.0):
             raise ConfigError(f"augment.rotate_deg must be in [0, 180], got {self.rotate_deg!r}")
+        if self.flip_axes is not None:
+            axes = tuple(self.flip_axes) if isinstance(self.flip_axes, list | tuple) else (None,)
+            if not all(isinstance(a, int) and 0 <= a <= 2 for a in axes) or len(set(axes)) != len(axes):
+                raise ConfigError(f"augment.flip_axes must be distinct axes among 0, 1, 2, got {self.flip_axes!r}")
+            object.__setattr__(self, "flip_axes", axes)
         if self.noise_std < 0:
             raise ConfigError(f"augment.noise_std must be >= 0, got {self.noise_std!r}")
 
@@ -148,8 +160,8 @@ class Augmenter:
                                          factors=(config.contrast_range[0] - 1.0, config.contrast_range[1] - 1.0)),
             RandAdjustContrastd(keys="image", prob=config.gamma_prob, gamma=config.gamma_range, retain_stats=True),
         ]
-        flips = [RandFlipd(keys=("image", "label"), prob=config.flip_prob, spatial_axis=a)
-                 for a in range(spatial_dims)]
+        axes = range(spatial_dims) if config.flip_axes is None else [a for a in config.flip_axes if a < spatial_dims]
+        flips = [RandFlipd(keys=("image", "label"), prob=config.flip_prob, spatial_axis=a) for a in axes]
         self._rest = Compose([*intensity, *flips])
 
     def spatial(self, sample: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:

@@ -103,6 +103,17 @@ def _make_loss(config: PipelineConfig, model: torch.nn.Module) -> torch.nn.Modul
     return loss
 
 
+def _mirror_axes(config: PipelineConfig) -> list[int]:
+    """Spatial axes the network saw mirrored in training: the ones test-time augmentation may mirror."""
+    from medseg.training.augment import AugmentConfig
+
+    aug = AugmentConfig.from_dict(config.augmentation.params)
+    if not config.augmentation.enabled or aug.flip_prob == 0:
+        return []
+    axes = range(config.spatial_dims) if aug.flip_axes is None else aug.flip_axes
+    return [a for a in axes if a < config.spatial_dims]
+
+
 def _inference_info(config: PipelineConfig) -> dict[str, Any]:
     from medseg.inference.postprocess import PostprocessConfig
 
@@ -111,7 +122,7 @@ def _inference_info(config: PipelineConfig) -> dict[str, Any]:
         "patch_size": list(t.patch_size), "context_slices": t.context_slices, "spatial_dims": config.spatial_dims,
         "num_classes": config.data.num_classes, "labels": dict(config.data.labels),
         "postprocessing": PostprocessConfig.from_dict(config.postprocessing).to_dict(),
-        "overlap": config.validation.overlap,
+        "overlap": config.validation.overlap, "mirror_axes": _mirror_axes(config),
     }  # fmt: skip
 
 

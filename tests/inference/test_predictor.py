@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import nibabel.orientations as nio
 import numpy as np
 import pytest
@@ -107,6 +109,45 @@ def test_tta_runs_and_probabilities_sum_to_one(trained):
     probs = trained.predict_probabilities(image)
     assert probs.array.shape == (3, *image.shape) and probs.array.dtype == np.float32
     np.testing.assert_allclose(probs.array.sum(0), 1.0, atol=1e-5)
+
+
+def test_tta_mirrors_only_the_axes_seen_in_training(trained, monkeypatch, caplog):
+    """TTA along the recorded axes equals averaging manual flips along them (dims 3, 4 of (B, C, X, Y, Z));
+    an empty record means no TTA."""
+    from medseg.inference import predictor as predictor_module
+
+    image = make_phantom(size="tiny", seed=1, index=0).image
+    seen = []
+    real = predictor_module.mirrored
+
+    def spy(network, *, spatial_dims, axes=None):
+        seen.append(axes)
+        return real(network, spatial_dims=spatial_dims, axes=axes)
+
+    monkeypatch.setattr(predictor_module, "mirrored", spy)
+    only_ap = replace(trained, mirror_axes=(1, 2)).with_settings(tta=True, mode="full")
+    logits, _, _ = only_ap.predict_logits(image)
+    assert seen == [(1, 2)]
+    plain = trained.with_settings(mode="full")
+    flips = [replace(trained, network=_Flipped(trained.network, dims)).with_settings(mode="full")
+             for dims in [(), (3,), (4,), (3, 4)]]
+    manual = torch.stack([f.predict_logits(image)[0] for f in flips]).mean(0)  # TTA averages logits
+    torch.testing.assert_close(logits, manual, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(plain.predict_logits(image)[0], manual, atol=1e-2)
+    none = replace(trained, mirror_axes=()).with_settings(tta=True, mode="full")
+    torch.testing.assert_close(none.predict_logits(image)[0], plain.predict_logits(image)[0])
+    assert "without mirroring" in caplog.text and len(seen) == 1
+
+
+class _Flipped(torch.nn.Module):
+    """The network applied to the input mirrored along ``dims``, its output mirrored back."""
+
+    def __init__(self, network, dims):
+        super().__init__()
+        self.network, self.dims = network, tuple(dims)
+
+    def forward(self, x):
+        return self.network(x.flip(self.dims)).flip(self.dims) if self.dims else self.network(x)
 
 
 def test_2d_model_with_context_slices(tmp_path):

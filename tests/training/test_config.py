@@ -24,7 +24,9 @@ def test_cpu_profile_applies_and_flags_win():
     config = load_pipeline("liver", device="cpu")
     assert config.training.patch_size == tuple(cpu["training"]["patch_size"])
     assert config.model["base_filters"] == cpu["model"]["base_filters"]
-    assert config.optimizer.lr == raw["optimizer"]["lr"]  # untouched by the profile
+    assert config.optimizer.lr == cpu["optimizer"]["lr"] != raw["optimizer"]["lr"]
+    assert config.training.grad_clip_norm == raw["training"]["grad_clip_norm"]  # untouched by the profile
+    assert config.loss["params"] == {**raw["loss"]["params"], **cpu["loss"]["params"]}  # merged, not replaced
     flagged = load_pipeline("liver", device="cpu", overrides=["training.epochs=3", "model.base_filters=4"])
     assert flagged.training.epochs == 3 and flagged.model["base_filters"] == 4
 

@@ -137,6 +137,26 @@ def test_identity_affine_and_full_flip_match_plain_patches(block_cache):
         assert torch.equal(f["image"], p["image"].flip(1, 2, 3)) and torch.equal(f["label"], p["label"].flip(1, 2, 3))
 
 
+@pytest.mark.parametrize("axes", [(1, 2), (0,), ()])
+def test_flip_axes_mirror_only_those_axes(block_cache, axes):
+    plain = PatchDataset(block_cache, ["block"], patch_size=(8, 9, 6), batch_size=2)
+    flipped = PatchDataset(block_cache, ["block"], patch_size=(8, 9, 6), batch_size=2,
+                           augment={**NO_AUG, "flip_prob": 1.0, "flip_axes": list(axes)})
+    dims = tuple(a + 1 for a in axes)  # tensor dims of (C, X, Y, Z)
+    for i in range(4):
+        p, f = plain[i], flipped[i]
+        expect = p["image"].flip(dims) if dims else p["image"]
+        assert torch.equal(f["image"], expect)
+
+
+@pytest.mark.parametrize("axes", [[0, 0], [3], ["x"], 1])
+def test_bad_flip_axes(axes):
+    from medseg.training.augment import AugmentConfig
+
+    with pytest.raises(ConfigError, match="flip_axes"):
+        AugmentConfig.from_dict({"flip_axes": axes})
+
+
 def test_rotation_keeps_foreground_centre(block_cache):
     """Rotated/scaled foreground patches (odd sizes: exact centre) stay centred on their foreground voxel."""
     ds = PatchDataset(block_cache, ["block"], patch_size=(11, 11, 7), batch_size=1, foreground_fraction=1.0,

@@ -14,7 +14,8 @@ from medseg.training.checkpoint import load_checkpoint
 def test_torchrun_two_process_gloo(tiny_dataset, tmp_path):
     run = tmp_path / "ddp"
     sets = ["data.folds=2", "training.epochs=2", "training.iterations_per_epoch=2", "training.batch_size=1",
-            "training.workers=0", "training.patch_size=[32,32,16]", "model.depth=3", "model.base_filters=4",
+            "training.workers=0", "training.patch_size=[32,32,16]", "model.depth=3", "model.strides=null",
+            "model.base_filters=4",
             "validation.max_cases=1", f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "medseg", "-v", "train", "liver", "--data", str(tiny_dataset), "--out", str(run),

@@ -21,7 +21,7 @@ from medseg.training.loop import train
 TINY = ["data.folds=2", "training.iterations_per_epoch=4", "training.batch_size=2", "training.workers=0",
         "model.depth=3", "model.base_filters=8", "validation.max_cases=1", "validation.every_n_epochs=2",
         "training.deterministic=true"]  # fmt: skip
-TINY_3D = [*TINY, "training.patch_size=[32,32,16]"]
+TINY_3D = [*TINY, "training.patch_size=[32,32,16]", "model.strides=null"]
 TINY_2D = [*TINY, "training.patch_size=[48,48]", "training.batch_size=4", "training.context_slices=1"]
 
 
@@ -65,7 +65,7 @@ def test_cli_3d_run_loss_falls_and_run_folder_is_complete(tiny_dataset, cache, t
 
 
 def test_2d_run_loss_falls(tiny_dataset, cache, tmp_path):
-    config = _config("liver-2d", cache, "training.epochs=4", "validation.every_n_epochs=4")
+    config = _config("liver-2d", cache, "training.epochs=6", "validation.every_n_epochs=6")
     result = train(config, run_dir=tmp_path / "run2d", data=tiny_dataset, progress=False)
     losses = [float(r["train_loss"]) for r in _rows(tmp_path / "run2d")]
     assert losses[-1] < 0.8 * losses[0], losses

@@ -31,7 +31,8 @@ def test_folds_partition_cases_deterministically():
 
 
 def test_poly_schedule_matches_formula():
-    config = load_pipeline("liver", device="cpu", overrides=["training.epochs=2", "training.iterations_per_epoch=5"])
+    config = load_pipeline("liver", device="cpu", overrides=["training.epochs=2", "training.iterations_per_epoch=5",
+                                                             "optimizer.name=sgd", "optimizer.lr=0.01"])
     opt = build_optimizer(config, [torch.nn.Parameter(torch.zeros(1))])
     assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.99
     sched = build_scheduler(config, opt)
@@ -43,7 +44,8 @@ def test_poly_schedule_matches_formula():
     expected = [0.01 * (1 - t / 10) ** 0.9 for t in range(10)]
     np.testing.assert_allclose(lrs, expected, rtol=1e-12)
     cosine = load_pipeline("liver", device="cpu", overrides=[
-        "training.epochs=1", "training.iterations_per_epoch=4", "schedule.name=cosine", "optimizer.name=adamw"])
+        "training.epochs=1", "training.iterations_per_epoch=4", "schedule.name=cosine", "optimizer.name=adamw",
+        "optimizer.lr=0.01"])
     opt = build_optimizer(cosine, [torch.nn.Parameter(torch.zeros(1))])
     assert isinstance(opt, torch.optim.AdamW)
     sched = build_scheduler(cosine, opt)
