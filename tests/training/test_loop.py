@@ -55,6 +55,7 @@ def test_cli_3d_run_loss_falls_and_run_folder_is_complete(tiny_dataset, cache, t
     state = torch.load(run / "last.pt", weights_only=True)  # plain types and tensors only
     assert state["epoch"] == 5 and state["inference"]["patch_size"] == [32, 32, 16]
     assert state["inference"]["labels"] == {"0": "background", "1": "liver", "2": "tumor"}
+    assert state["inference"]["mirror_axes"] == [1, 2]  # the pipeline's flip_axes: what TTA may mirror
     best = load_checkpoint(run / "best.pt")
     validated = [float(r["val_metric"]) for r in rows if r["val_metric"]]
     assert best["best_metric"] == pytest.approx(max(validated))
@@ -70,7 +71,9 @@ def test_2d_run_loss_falls(tiny_dataset, cache, tmp_path):
     losses = [float(r["train_loss"]) for r in _rows(tmp_path / "run2d")]
     assert losses[-1] < 0.8 * losses[0], losses
     assert 0.0 <= result["val_dice_liver"] <= 1.0
-    assert load_checkpoint(tmp_path / "run2d" / "last.pt")["model_config"]["in_channels"] == 3
+    state = load_checkpoint(tmp_path / "run2d" / "last.pt")
+    assert state["model_config"]["in_channels"] == 3
+    assert state["inference"]["mirror_axes"] == [1]  # flip_axes [1, 2] on axial slices: only anterior-posterior
 
 
 def test_resume_after_interruption_gives_identical_weights(tiny_dataset, cache, tmp_path):
@@ -116,3 +119,16 @@ def test_cli_reports_bad_config_in_one_line(capsys, tmp_path):
     assert err == ["medseg train: error: training.epochs: expected an integer, got 'zero'"]
     assert main(["train", "liver", "--out", str(tmp_path / "r"), "--resume"]) == 2
     assert "not a medseg run folder" in capsys.readouterr().err
+
+
+def test_mirror_axes_follow_the_augmentation_settings():
+    from medseg.training.loop import _mirror_axes
+
+    def axes(name, *overrides):
+        return _mirror_axes(load_pipeline(name, device="cpu", overrides=list(overrides)))
+
+    assert axes("liver") == [1, 2]
+    assert axes("liver", "augmentation.params={}") == [0, 1, 2]  # nnU-Net: every axis
+    assert axes("liver-2d", "augmentation.params={}") == [0, 1]
+    assert axes("liver", "augmentation.enabled=false") == []
+    assert axes("liver-2d", "augmentation.params={flip_prob: 0}") == []
