@@ -244,6 +244,15 @@ def _report(results: dict, info: dict, scan_mb: float, model: Path, args, model_
         notes = (f"Of the `monai` run, {base['network_s']:.1f} s are the sliding window itself; the rest\n"
                  "(reading, resampling, restoring to the scan grid, post-processing, writing) is work that\n"
                  "medseg does in blocks.")
+        ours = results.get("medseg")
+        if ours:
+            speedup = base["seconds"] / ours["seconds"]
+            equal = abs(ours["dice_liver"] - base["dice_liver"]) <= 0.005
+            added = (ours["peak_rss_mb"] - ours["base_rss_mb"]) / scan_mb
+            notes += ("\n\nGoals: at least 3x faster than the plain sliding window at equal Dice (liver within "
+                      f"0.005): {'met' if speedup >= 3 and equal else 'NOT met'} ({speedup:.1f}x, liver Dice "
+                      f"{ours['dice_liver'] - base['dice_liver']:+.4f}); peak memory added by the scan under 4x its "
+                      f"int16 size: {'met' if added < 4 else 'NOT met'} ({added:.1f}x).")
     shape = "x".join(str(s) for s in info["shape"])
     spacing = ", ".join(f"{s:.2f}" for s in info["spacing_mm"])
     text = f"""## Inference: `medseg predict` vs. a plain MONAI sliding window
@@ -272,7 +281,7 @@ size); "added" subtracts the resident memory after importing torch/MONAI/medseg,
 
 {notes}
 
-Re-run: `medseg train liver --epochs 40 --out runs/liver/fold0` (the CPU profile on the built-in
+Re-run: `medseg train liver --out runs/liver/fold0` (the CPU profile on the built-in
 phantom set), then `python benchmarks/bench_inference.py --model runs/liver/fold0`.
 """
     print(text)

@@ -12,7 +12,9 @@ Three steps, each optional, applied in this order on the scan's own grid (so siz
 Connected components come from :func:`scipy.ndimage.label`; the dilation uses
 :func:`scipy.ndimage.binary_dilation` with an ellipsoidal structuring element whose radii are
 ``dilation_mm / spacing_mm`` voxels, so it is isotropic in millimetres on anisotropic grids. Work is done
-inside the foreground's bounding box, so memory stays near the size of the label map.
+inside the foreground's bounding box, so memory stays near the size of the label map, and the dilation
+(whose cost grows with the structuring element: ~1000 voxels for 5 mm at 0.8 mm) only around tumor
+components that do not already touch the liver (9.6 s -> well under a second on a 512x512x298 scan).
 """
 
 from __future__ import annotations
@@ -143,15 +145,23 @@ def restrict_tumor_to_liver(labels: np.ndarray, *, spacing_mm: Sequence[float], 
     if not tumor.any():
         return out
     ball = ball_mm(dilation_mm, spacing_mm=spacing_mm)
-    box = _bbox(labels > 0, [b // 2 + 1 for b in ball.shape])
-    liver = ndimage.binary_dilation(labels[box] == LIVER, structure=_CONNECTIVITY)  # touching
-    if ball.size > 1:
-        liver = ndimage.binary_dilation(liver, structure=ball)
+    reach = [b // 2 + 1 for b in ball.shape]  # how far a liver voxel's dilation reaches, per axis
+    box = _bbox(labels > 0, reach)
+    liver = labels[box] == LIVER
     components, n = _components(tumor[box])
-    touching = np.zeros(n + 1, dtype=bool)
-    touching[np.unique(components[liver & (components > 0)])] = True
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[np.unique(components[ndimage.binary_dilation(liver, structure=_CONNECTIVITY) & (components > 0)])] = True
+    keep[0] = False
+    if ball.size > 1:  # components not touching the liver: dilate it only around each of them
+        for index, where in enumerate(ndimage.find_objects(components), start=1):
+            if where is None or keep[index]:
+                continue
+            crop = tuple(slice(max(0, w.start - r), min(n_ax, w.stop + r))
+                         for w, r, n_ax in zip(where, reach, liver.shape))  # fmt: skip
+            near = ndimage.binary_dilation(ndimage.binary_dilation(liver[crop], structure=_CONNECTIVITY), ball)
+            keep[index] = bool((near & (components[crop] == index)).any())
     region = out[box]
-    region[(components > 0) & ~touching[components]] = 0
+    region[(components > 0) & ~keep[components]] = 0
     return out
 
 

@@ -56,6 +56,30 @@ def test_tumor_kept_only_near_liver(spacing, dilation, kept):
     assert np.count_nonzero(out == 1) == np.count_nonzero(labels == 1)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_restrict_tumor_matches_a_whole_map_dilation(seed):
+    """The per-component dilation equals dilating the liver over the whole map (scipy, no boxes, no
+    shortcuts) on random scenes with tumors inside, near and far from the liver."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    spacing = (0.8, 0.8, 2.0) if seed % 2 else (1.0, 1.5, 1.0)
+    labels = (ndimage.gaussian_filter(rng.random((40, 36, 24)), 3) > 0.52).astype(np.uint8)  # liver blobs
+    specks = ndimage.binary_dilation(rng.random(labels.shape) > 0.9985, iterations=1)
+    labels[specks] = 2  # tumors: inside, at the edge of and away from the liver
+    twenty_six = np.ones((3, 3, 3), bool)
+    near = ndimage.binary_dilation(ndimage.binary_dilation(labels == 1, structure=twenty_six),
+                                   structure=ball_mm(4.0, spacing_mm=spacing))  # fmt: skip
+    components, n = ndimage.label(labels == 2, structure=twenty_six)
+    expected = labels.copy()
+    for index in range(1, n + 1):
+        if not (near & (components == index)).any():
+            expected[components == index] = 0
+    out = restrict_tumor_to_liver(labels, spacing_mm=spacing, dilation_mm=4.0)
+    assert 0 < np.count_nonzero(out == 2) < np.count_nonzero(labels == 2)  # some kept, some removed
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_tumor_touching_liver_kept_with_zero_dilation():
     labels = np.zeros((10, 10, 10), dtype=np.uint8)
     labels[0:5] = 1
