@@ -113,16 +113,19 @@ def bench_loader(workdir: Path, *, cases: int, batches: int) -> list[list[str]]:
     cache = preprocess_dataset(specs, workdir / "cache", plan, workers=2, progress=False)
     prep_s = time.perf_counter() - start
     ids = [s[0] for s in specs]
-    settings = [("CPU profile", (64, 64, 32), {"depth": 4, "base_filters": 8}, "cpu")]
-    if torch.cuda.is_available():
-        settings.append(("GPU default", (128, 128, 128), {"depth": 5, "base_filters": 32}, "cuda"))
+    from medseg.training.config import load_pipeline
+
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    settings = []
+    for device in devices:  # the liver pipeline's network and patch as resolved for each device
+        config = load_pipeline("liver", device=device)
+        settings.append((f"`liver` on {device}", tuple(config.training.patch_size), config.model_config(), device))
     rows = [[f"fingerprint + preprocess {cases} `small` cases (2 workers)", f"{prep_s:.1f} s", "", ""]]
     for name, patch, params, device in settings:
         rate = _loader_rate(cache, ids, patch=patch, batch=2, workers=2, batches=batches)
-        config = {"name": "unet", "spatial_dims": 3, "in_channels": 1, "out_channels": 3,
-                  "deep_supervision": True, **params}
-        step_s = _step_time(config, patch=patch, batch=2, device=device, steps=3)
-        rows.append([f"{name}: {patch}, batch 2, U-Net {params} on {device}", f"{rate:.1f} patches/s",
+        step_s = _step_time(params, patch=patch, batch=2, device=device, steps=3)
+        model = f"{params['name']} depth {params['depth']} width {params['base_filters']}"
+        rows.append([f"{name}: {list(patch)}, batch 2, {model}", f"{rate:.1f} patches/s",
                      f"{step_s * 1000:.0f} ms/step ({2 / step_s:.1f} patches/s)", f"{(2 / rate) / step_s:.2f}"])
     return rows
 
