@@ -114,6 +114,16 @@ def _mirror_axes(config: PipelineConfig) -> list[int]:
     return [a for a in axes if a < config.spatial_dims]
 
 
+def _validation_postprocess(config: PipelineConfig):
+    """The run's post-processing for validation (``val_dice_<region>_post``); ``None`` unless the labels are
+    LiTS' (the steps assume 1 liver, 2 tumor)."""
+    from medseg.inference.postprocess import PostprocessConfig
+
+    liver_tumor = {str(k): str(v) for k, v in config.data.labels.items()} == {"0": "background", "1": "liver",
+                                                                               "2": "tumor"}  # fmt: skip
+    return PostprocessConfig.from_dict(config.postprocessing) if liver_tumor else None
+
+
 def _inference_info(config: PipelineConfig) -> dict[str, Any]:
     from medseg.inference.postprocess import PostprocessConfig
 
@@ -216,6 +226,7 @@ def train(
         ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     maps = frozenset(getattr(loss_fn, "required_maps", frozenset()))
+    postprocess = _validation_postprocess(config)
     augment = dict(config.augmentation.params) if config.augmentation.enabled else None
     loader_workers = t.workers if t.workers is not None else max(0, (os.cpu_count() or 1) - 1)
     tb = TensorBoard(run_dir / "tensorboard", enabled=info.is_main)
@@ -270,7 +281,8 @@ def train(
                 dice = validate_cases(model, prepared.cache_dir, ids, patch_size=t.patch_size,
                                       num_classes=config.data.num_classes, context_slices=t.context_slices,
                                       overlap=v.overlap, batch_size=v.batch_size, device=device,
-                                      amp=use_amp)  # fmt: skip
+                                      amp=use_amp, postprocess=postprocess,
+                                      spacing_mm=prepared.plan.target_spacing_mm)  # fmt: skip
                 row.update({f"val_dice_{k}": val for k, val in dice.items() if k != "mean_foreground_dice"})
                 key = {"mean_foreground_dice": "mean_foreground_dice", "liver_dice": "liver", "tumor_dice": "tumor"}
                 row["val_metric"] = last_dice = dice[key[v.metric]]

@@ -4,6 +4,11 @@ Regions follow LiTS: *liver* is every voxel labelled liver or tumor (label >= 1)
 Dice per case comes from MONAI's ``compute_dice`` with ``ignore_empty=False``: a region absent from both
 prediction and reference scores 1, absent from the reference but predicted scores 0 (the LiTS per-case
 convention). The reported value per region is the mean over validation cases.
+
+With ``postprocess`` given, each case's argmax is also post-processed as ``medseg predict`` does it
+(:func:`medseg.inference.postprocess.postprocess_labels`, on the preprocessed grid) and scored again:
+``liver_post`` / ``tumor_post``, so the curves show what the run's predictions will be, not only the raw
+network output.
 """
 
 from __future__ import annotations
@@ -59,8 +64,15 @@ def validate_cases(
     batch_size: int = 2,
     device: str | torch.device = "cpu",
     amp: bool = False,
+    postprocess=None,
+    spacing_mm: Sequence[float] | None = None,
 ) -> dict[str, float]:
-    """Mean Dice per region over ``case_ids`` of a preprocessed cache, plus ``mean_foreground_dice``.
+    """Mean Dice per region over ``case_ids`` of a preprocessed cache, plus ``mean_foreground_dice`` (of
+    the raw regions).
+
+    Args:
+        postprocess: A :class:`~medseg.inference.postprocess.PostprocessConfig`: also report each region
+            after post-processing (``<region>_post``). Needs ``spacing_mm``, the cache's grid spacing.
 
     The model is put in ``eval()`` mode and returned to its previous mode afterwards.
     """
@@ -79,10 +91,18 @@ def validate_cases(
                 model, torch.from_numpy(image), patch_size=patch_size, num_classes=num_classes, overlap=overlap,
                 batch_size=batch_size, context_slices=context_slices, device=device, amp=amp,
             )  # fmt: skip
-            per_case.append(region_dice(logits.argmax(0), np.asarray(case.label), num_classes=num_classes))
+            pred, ref = logits.argmax(0), np.asarray(case.label)
+            dice = region_dice(pred, ref, num_classes=num_classes)
+            if postprocess is not None:
+                from medseg.inference.postprocess import postprocess_labels
+
+                post = postprocess_labels(pred.numpy().astype(np.uint8), spacing_mm=spacing_mm, config=postprocess)
+                dice.update({f"{k}_post": v for k, v in region_dice(post, ref, num_classes=num_classes).items()})
+            per_case.append(dice)
     finally:
         model.train(was_training)
     result = {name: float(np.mean([d[name] for d in per_case])) for name in per_case[0]} if per_case else {}
-    result["mean_foreground_dice"] = float(np.mean(list(result.values()))) if result else math.nan
+    raw = [v for k, v in result.items() if not k.endswith("_post")]
+    result["mean_foreground_dice"] = float(np.mean(raw)) if raw else math.nan
     logger.debug("validation on %d cases: %s", len(per_case), result)
     return result

@@ -52,6 +52,7 @@ def test_cli_3d_run_loss_falls_and_run_folder_is_complete(tiny_dataset, cache, t
     losses = [float(r["train_loss"]) for r in rows]
     assert len(rows) == 5 and losses[-1] < 0.8 * losses[0], losses
     assert rows[1]["val_dice_liver"] and not rows[0]["val_dice_liver"]  # validated every 2nd and the last epoch
+    assert 0.0 <= float(rows[1]["val_dice_liver_post"]) <= 1.0 and rows[1]["val_dice_tumor_post"]  # post-processed
     state = torch.load(run / "last.pt", weights_only=True)  # plain types and tensors only
     assert state["epoch"] == 5 and state["inference"]["patch_size"] == [32, 32, 16]
     assert state["inference"]["labels"] == {"0": "background", "1": "liver", "2": "tumor"}
