@@ -30,6 +30,7 @@ from medseg.errors import ConfigError
 
 __all__ = [
     "PostprocessConfig",
+    "applies_to",
     "ball_mm",
     "keep_largest_foreground",
     "postprocess_labels",
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 LIVER, TUMOR = 1, 2
+LIVER_TUMOR_LABELS = {"1": "liver", "2": "tumor"}
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity, as the phantom's lesion count
 
 
@@ -76,6 +78,13 @@ class PostprocessConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return asdict(self)
+
+
+def applies_to(labels: Mapping[Any, str]) -> bool:
+    """Whether a label map with these names (class index -> name) is LiTS': 1 liver, 2 tumor, which the
+    steps assume."""
+    names = {str(k): str(v) for k, v in labels.items()}
+    return all(names.get(k) == v for k, v in LIVER_TUMOR_LABELS.items())
 
 
 def ball_mm(radius_mm: float, *, spacing_mm: Sequence[float]) -> np.ndarray:

@@ -33,7 +33,7 @@ import torch
 from scipy import ndimage
 
 from medseg.errors import ConfigError, DataError
-from medseg.inference.postprocess import PostprocessConfig, postprocess_labels
+from medseg.inference.postprocess import LIVER_TUMOR_LABELS, PostprocessConfig, applies_to, postprocess_labels
 from medseg.inference.restore import argmax_classes, restore_argmax
 from medseg.inference.sliding_window import predict_logits
 from medseg.inference.tta import mirrored
@@ -44,7 +44,6 @@ __all__ = ["MODES", "InferenceSettings", "Predictor", "find_checkpoint", "resolv
 logger = logging.getLogger(__name__)
 
 MODES = ("coarse-to-fine", "full")
-_LIVER_TUMOR = {"1": "liver", "2": "tumor"}
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ class Predictor:
     num_classes: int
     context_slices: int = 0
     mirror_axes: tuple[int, ...] | None = None
-    labels: dict[str, str] = field(default_factory=lambda: {"0": "background", **_LIVER_TUMOR})
+    labels: dict[str, str] = field(default_factory=lambda: {"0": "background", **LIVER_TUMOR_LABELS})
     postprocessing: PostprocessConfig = field(default_factory=PostprocessConfig)
     settings: InferenceSettings = field(default_factory=InferenceSettings)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -201,7 +200,7 @@ class Predictor:
             num_classes=int(info.get("num_classes", checkpoint["model_config"]["out_channels"])),
             context_slices=int(info.get("context_slices", 0) or 0),
             mirror_axes=None if info.get("mirror_axes") is None else tuple(int(a) for a in info["mirror_axes"]),
-            labels={str(k): str(v) for k, v in info.get("labels", {"0": "background", **_LIVER_TUMOR}).items()},
+            labels={str(k): str(v) for k, v in info.get("labels", {"0": "background", **LIVER_TUMOR_LABELS}).items()},
             postprocessing=PostprocessConfig.from_dict(info.get("postprocessing")),
             settings=settings or InferenceSettings(),
             device=device,
@@ -223,7 +222,7 @@ class Predictor:
         labels = restore_argmax(logits, record)
         del logits
         config = self.settings.postprocessing or self.postprocessing
-        if all(self.labels.get(k) == v for k, v in _LIVER_TUMOR.items()):
+        if applies_to(self.labels):
             labels = postprocess_labels(labels, spacing_mm=volume.spacing_mm, config=config)
         stats["restore_postprocess_s"] = time.perf_counter() - t0
         out = volume.with_array(labels, kind="label", labels=dict(self.labels))

@@ -98,6 +98,14 @@ class AugmentConfig:
             raise ConfigError(f"unknown augment key(s) {unknown}; valid keys: {', '.join(sorted(valid))}")
         return cls(**data)
 
+    def mirror_axes(self, spatial_dims: int) -> list[int]:
+        """Spatial axes mirrored for ``spatial_dims``-D patches (``[]`` when ``flip_prob`` is 0): the flips
+        of :class:`Augmenter`, and the axes test-time augmentation may mirror."""
+        if self.flip_prob == 0:
+            return []
+        axes = range(spatial_dims) if self.flip_axes is None else self.flip_axes
+        return [a for a in axes if a < spatial_dims]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -160,8 +168,8 @@ class Augmenter:
                                          factors=(config.contrast_range[0] - 1.0, config.contrast_range[1] - 1.0)),
             RandAdjustContrastd(keys="image", prob=config.gamma_prob, gamma=config.gamma_range, retain_stats=True),
         ]
-        axes = range(spatial_dims) if config.flip_axes is None else [a for a in config.flip_axes if a < spatial_dims]
-        flips = [RandFlipd(keys=("image", "label"), prob=config.flip_prob, spatial_axis=a) for a in axes]
+        flips = [RandFlipd(keys=("image", "label"), prob=config.flip_prob, spatial_axis=a)
+                 for a in config.mirror_axes(spatial_dims)]
         self._rest = Compose([*intensity, *flips])
 
     def spatial(self, sample: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:

@@ -107,21 +107,17 @@ def _mirror_axes(config: PipelineConfig) -> list[int]:
     """Spatial axes the network saw mirrored in training: the ones test-time augmentation may mirror."""
     from medseg.training.augment import AugmentConfig
 
-    aug = AugmentConfig.from_dict(config.augmentation.params)
-    if not config.augmentation.enabled or aug.flip_prob == 0:
+    if not config.augmentation.enabled:
         return []
-    axes = range(config.spatial_dims) if aug.flip_axes is None else aug.flip_axes
-    return [a for a in axes if a < config.spatial_dims]
+    return AugmentConfig.from_dict(config.augmentation.params).mirror_axes(config.spatial_dims)
 
 
 def _validation_postprocess(config: PipelineConfig):
     """The run's post-processing for validation (``val_dice_<region>_post``); ``None`` unless the labels are
     LiTS' (the steps assume 1 liver, 2 tumor)."""
-    from medseg.inference.postprocess import PostprocessConfig
+    from medseg.inference.postprocess import PostprocessConfig, applies_to
 
-    liver_tumor = {str(k): str(v) for k, v in config.data.labels.items()} == {"0": "background", "1": "liver",
-                                                                               "2": "tumor"}  # fmt: skip
-    return PostprocessConfig.from_dict(config.postprocessing) if liver_tumor else None
+    return PostprocessConfig.from_dict(config.postprocessing) if applies_to(config.data.labels) else None
 
 
 def _inference_info(config: PipelineConfig) -> dict[str, Any]:

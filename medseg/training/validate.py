@@ -16,10 +16,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from monai.metrics import compute_dice
+
+if TYPE_CHECKING:
+    from medseg.inference.postprocess import PostprocessConfig
 
 __all__ = ["REGIONS", "region_dice", "validate_cases"]
 
@@ -64,7 +68,7 @@ def validate_cases(
     batch_size: int = 2,
     device: str | torch.device = "cpu",
     amp: bool = False,
-    postprocess=None,
+    postprocess: PostprocessConfig | None = None,
     spacing_mm: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """Mean Dice per region over ``case_ids`` of a preprocessed cache, plus ``mean_foreground_dice`` (of
@@ -96,7 +100,7 @@ def validate_cases(
             if postprocess is not None:
                 from medseg.inference.postprocess import postprocess_labels
 
-                post = postprocess_labels(pred.numpy().astype(np.uint8), spacing_mm=spacing_mm, config=postprocess)
+                post = postprocess_labels(pred.numpy(), spacing_mm=spacing_mm, config=postprocess)
                 dice.update({f"{k}_post": v for k, v in region_dice(post, ref, num_classes=num_classes).items()})
             per_case.append(dice)
     finally:

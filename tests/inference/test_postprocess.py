@@ -8,6 +8,7 @@ import pytest
 from medseg.errors import ConfigError
 from medseg.inference.postprocess import (
     PostprocessConfig,
+    applies_to,
     ball_mm,
     keep_largest_foreground,
     postprocess_labels,
@@ -122,3 +123,10 @@ def test_postprocess_pipeline_and_config():
         PostprocessConfig.from_dict({"min_lesion_volume": 3})
     with pytest.raises(ConfigError, match="must be >= 0"):
         PostprocessConfig(min_lesion_volume_mm3=-1)
+
+
+def test_applies_to_lits_labels_only():
+    assert applies_to({"0": "background", "1": "liver", "2": "tumor"})
+    assert applies_to({0: "background", 1: "liver", 2: "tumor", 3: "vessel"})  # int keys, extra classes
+    assert not applies_to({"0": "background", "1": "kidney", "2": "tumor"})
+    assert not applies_to({"0": "background", "1": "liver"})
