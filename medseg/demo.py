@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -137,6 +138,7 @@ def _summarise(out: Path, evaluation: Path, pred: Path, manifest: dict, run_dir:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m medseg.demo``."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # an entry point, like the CLI: figures go to PNG files
     parser = argparse.ArgumentParser(prog="python -m medseg.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default: %(default)s)")
     parser.add_argument("--train-cases", type=int, default=12, help="phantom training cases (default: %(default)s)")

@@ -79,9 +79,6 @@ def plot_overlays(
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from medseg.utils.atomic import atomic_path

@@ -32,6 +32,7 @@ def test_wheel_contains_pipeline_recipes(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("medseg-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"medseg/pipelines/{name}" for name in recipes} <= names
-    for module in ("medseg/cli.py", "medseg/io/dicom.py", "medseg/data/check.py", "medseg/pipelines/__init__.py"):
+    modules = ("medseg/cli/__init__.py", "medseg/io/dicom.py", "medseg/data/check.py", "medseg/pipelines/__init__.py")
+    for module in modules:
         assert module in names
     assert any(n.endswith("entry_points.txt") for n in names)

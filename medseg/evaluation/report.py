@@ -1,6 +1,7 @@
 """Write an evaluation to disk: ``per_case.csv``, ``lesions.csv``, ``summary.json`` and figures.
 
-Every file is written atomically (temporary file + rename). Figures use matplotlib's Agg backend:
+Every file is written atomically (temporary file + rename). Figures use whatever matplotlib backend is
+active (the CLI chooses ``Agg``; a notebook keeps its own):
 
 * ``boxplots.png``: Dice and HD95 per region (one box per region, cases as dots);
 * ``volumes.png``: predicted vs reference volume (scatter with identity line) and Bland-Altman plot
@@ -40,9 +41,6 @@ def _save(fig, path: Path) -> Path:
 
 def plot_boxplots(per_case: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Box plots of Dice and HD95 (mm) per region, NaN cases left out (their count in the title)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
@@ -70,9 +68,6 @@ def plot_boxplots(per_case: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 def plot_volume_agreement(per_case: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Scatter (pred vs ref) and Bland-Altman plots of liver and tumor volumes in mL."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(8, 7.5))

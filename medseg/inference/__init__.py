@@ -1,7 +1,7 @@
 """Inference: sliding window, test-time augmentation, post-processing, and the predictor
 (checkpoint -> label map on the scan's own grid), plus the batch loop behind ``medseg predict``.
 
-Names are imported on first use, so ``medseg --help`` (which imports :mod:`medseg.inference.cli`) does
+Names are imported on first use, so ``medseg --help`` (which imports :mod:`medseg.cli.predict`) does
 not load torch.
 """
 

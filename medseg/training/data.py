@@ -282,9 +282,6 @@ def save_batch_preview(batch: Mapping[str, torch.Tensor], path: str | os.PathLik
         path: Output ``.png``.
         max_patches: Patches shown (the first ones).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from medseg.utils.atomic import atomic_path

@@ -35,9 +35,6 @@ def write_metrics_csv(path: str | os.PathLike, history: list[dict[str, Any]]) ->
 
 def plot_curves(path: str | os.PathLike, history: list[dict[str, Any]], *, title: str = "") -> Path:
     """PNG with the training loss (left) and validation Dice per region (right) against epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))

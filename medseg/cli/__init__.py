@@ -1,9 +1,10 @@
 """The ``medseg`` command line: thin sub-commands over the library.
 
-Each stage registers its own sub-commands in a small ``cli`` module next to its code
-(``medseg/data/cli.py``, ``medseg/evaluation/cli.py``, ...). Each such module defines
-``register(subparsers)``, which adds its parsers and sets ``func`` to a callable taking the parsed
-arguments and returning an exit code. Heavy imports (torch, MONAI) happen inside those callables, so
+Every sub-command lives in this package, one module per stage (``data``: phantom and check,
+``train``, ``predict``, ``evaluate``: evaluate and volumes). Each module defines ``register(subparsers)``,
+which adds its parsers and sets ``func`` to a callable taking the parsed arguments and returning an exit
+code. Only this package chooses a matplotlib backend (``Agg``, in :func:`main`); library code never does.
+Heavy imports (torch, MONAI) happen inside those callables, so
 ``medseg --help`` stays fast.
 
 Errors with the user's input (:class:`medseg.errors.MedsegError`, a missing file) print one line to
@@ -13,24 +14,19 @@ stderr and exit with status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from medseg import __version__
+from medseg.cli import data, evaluate, predict, train
 from medseg.errors import MedsegError
 
 __all__ = ["build_parser", "cli_reference", "main"]
 
-# Stage modules that contribute sub-commands, in the order they appear in `medseg --help`.
-_COMMAND_MODULES = (
-    "medseg.data.cli",  # phantom, check
-    "medseg.training.cli",  # train
-    "medseg.inference.cli",  # predict
-    "medseg.evaluation.cli",  # evaluate, volumes
-)
+# Sub-command modules, in the order they appear in `medseg --help`.
+_COMMAND_MODULES = (data, train, predict, evaluate)
 
 _EPILOG = """examples:
   medseg phantom data/phantom --cases 8 --size small
@@ -53,16 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medseg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:  # stage not built yet
-            continue
-        importlib.import_module(name).register(subparsers)
+    for module in _COMMAND_MODULES:
+        module.register(subparsers)
     return parser
 
 
 def cli_reference() -> str:
     """Markdown reference of every command: the text of ``medseg --help`` and each ``medseg CMD --help``."""
-    import os
     from unittest import mock
 
     with mock.patch.dict(os.environ, {"COLUMNS": "100"}):  # argparse wraps to the terminal width
@@ -82,6 +75,7 @@ def _reference_text(parser: argparse.ArgumentParser, action: argparse.Action) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``medseg``; returns the process exit code (0 ok, 1 failure, 2 bad input)."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to PNG files; only the CLI picks the backend
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -104,9 +98,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"medseg {args.command}: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--reference"]:
-        print(cli_reference(), end="")
-        sys.exit(0)
-    sys.exit(main())
