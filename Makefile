@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.medseg-installed
 DEMO_OUT ?= demo_output
 
-.PHONY: install test test-slow lint demo bench clean
+.PHONY: install test test-slow lint demo lab bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m medseg.demo --out $(DEMO_OUT)
+
+# JupyterLab on the notebooks (installed by the `notebooks` extra, part of `dev`); Ctrl-C stops it.
+# LAB_ARGS passes options, e.g. make lab LAB_ARGS="--no-browser --port 8890"
+LAB_ARGS ?=
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks $(LAB_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -35,3 +35,50 @@ def test_notebook_runs(path, tmp_path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     assert (tmp_path / "phantom_data" / "manifest.json").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_make_lab_serves_the_notebooks(tmp_path):
+    """The README's `make lab` starts JupyterLab on the notebooks; its REST API lists them (issue #16)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    repo = Path(__file__).resolve().parent.parent
+    port, token = _free_port(), "medseg-test-token"
+    args = f"--no-browser --ip 127.0.0.1 --port {port} --ServerApp.token={token} --ServerApp.port_retries=0"
+    if os.geteuid() == 0:  # CI runs as root, which Jupyter refuses without this flag
+        args += " --allow-root"
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp_path)}
+    proc = subprocess.Popen(["make", "-s", "lab", f"LAB_ARGS={args}"], cwd=repo, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        listing = None
+        for _ in range(120):  # up to ~60 s on a loaded 2-core machine
+            time.sleep(0.5)
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents?token={token}", timeout=5) as r:
+                    listing = json.load(r)
+                break
+            except OSError:
+                continue
+        assert listing is not None, "JupyterLab did not answer"
+        names = sorted(item["name"] for item in listing["content"])
+        assert names == sorted(p.name for p in NOTEBOOKS)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10) as r:
+            assert r.status == 200 and b"JupyterLab" in r.read()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -36,3 +36,33 @@ def test_wheel_contains_pipeline_recipes(tmp_path):
     for module in modules:
         assert module in names
     assert any(n.endswith("entry_points.txt") for n in names)
+
+
+def _requirements() -> dict[str, str]:
+    """``name -> specifier`` of the installed distribution's requirements (no extras)."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    reqs = [Requirement(r) for r in requires("medseg") or []]
+    return {r.name.lower(): str(r.specifier) for r in reqs if r.marker is None}
+
+
+def test_metadata_accepts_a_range_of_torch_versions():
+    """Installing medseg into a CUDA environment must keep that environment's torch (issue #16)."""
+    from packaging.specifiers import SpecifierSet
+
+    spec = SpecifierSet(_requirements()["torch"])
+    assert "==" not in str(spec) and "===" not in str(spec)
+    accepted = [v for v in ("2.4.0", "2.6.0", "2.9.1", "2.13.0", "2.14.1") if spec.contains(v)]
+    assert accepted == ["2.4.0", "2.6.0", "2.9.1", "2.13.0", "2.14.1"]
+    assert not spec.contains("1.13.1")
+
+
+def test_pyproject_declares_the_same_torch_range_as_the_installed_metadata():
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch_spec = [d for d in declared if d.replace(" ", "").startswith("torch")]
+    assert torch_spec == ["torch>=2.4,<3"]
+    assert "torch==2.13.0" in (REPO / "constraints.txt").read_text()  # make and CI keep the CPU wheel
