@@ -8,14 +8,13 @@ affine is converted to LPS; array axes 0 and 1 are the row and column directions
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from medseg.errors import DataError
 from medseg.io.volume import Volume
+from medseg.utils.atomic import atomic_dir
 
 __all__ = ["write_dicom_series"]
 
@@ -36,7 +35,7 @@ def write_dicom_series(
     when values fall outside -1024..64511). ImagePositionPatient / ImageOrientationPatient / PixelSpacing
     encode the volume's affine (converted to LPS) and InstanceNumber follows array axis 2, so
     :func:`read_dicom_series` gives back the same array and affine. The series is written to a temporary
-    folder beside ``folder`` and renamed when complete.
+    folder beside ``folder`` (:func:`medseg.utils.atomic.atomic_dir`: umask mode, fsync'ed) and renamed when complete.
 
     Args:
         volume: ``(X, Y, Z)`` integer-valued HU volume; in-plane axes 0 and 1 must be orthogonal.
@@ -72,8 +71,7 @@ def write_dicom_series(
 
     series_uid = series_uid or generate_uid()
     study_uid, frame_uid = generate_uid(), generate_uid()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=_mkparent(folder)))
-    try:
+    with atomic_dir(folder) as tmp:
         for k in range(array.shape[2]):
             ds = _ct_slice(stored[:, :, k].T, signed, intercept)
             ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.FrameOfReferenceUID = series_uid, study_uid, frame_uid
@@ -84,18 +82,7 @@ def write_dicom_series(
             ds.PixelSpacing = _ds_list([spacing[1], spacing[0]])  # [between rows, between columns]
             ds.SliceThickness = _ds_list([spacing[2]])[0]
             ds.save_as(tmp / f"slice_{k + 1:04d}.dcm", enforce_file_format=True)
-        if folder.exists():
-            folder.rmdir()
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
-
-
-def _mkparent(folder: Path) -> Path:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    return folder.parent
 
 
 def _ct_slice(pixels: np.ndarray, signed: int, intercept: int):

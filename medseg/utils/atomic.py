@@ -1,20 +1,71 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename over it.
+"""Atomic, durable file writes that respect the umask, and clean-up of the temporary files a kill leaves.
 
-A reader never sees a half-written file, and an interrupted run leaves the previous version (or nothing)
-in place: ``os.replace`` is atomic on POSIX and Windows when both paths are on one file system.
+Every file medseg writes (label maps, CSV, JSON, PNG, checkpoints, caches, phantom data, DICOM series)
+goes through :func:`atomic_path` (or :func:`atomic_dir` for a folder):
+
+1. a temporary file is created beside the target with ``os.open(..., O_CREAT | O_EXCL, 0o666)``, so the
+   kernel applies the user's umask (``tempfile.mkstemp`` would make it ``0600``: unreadable to the group);
+2. the caller's writer fills it; the file is then flushed to disk (``os.fsync``);
+3. it is renamed over the target (``os.replace``: atomic on POSIX and Windows on one file system) and the
+   folder is fsync'ed, so the new name survives a power loss. Folders created on the way are fsync'ed too.
+
+A reader therefore sees the old file or the complete new one, never a truncated one. An ``OSError`` on
+the way (full disk, read-only file system, permission denied) removes the temporary file and is re-raised
+naming the *target* (not the hidden temporary name), so the CLI can print one line; the previous target
+is untouched.
+
+Temporary names are ``.<head>.<host>-<pid>-<token>.medseg-tmp<suffixes>``, e.g.
+``.last.3f2a91c0-48211-9c1e2b.medseg-tmp.pt``; the target's suffixes are kept so that format-sniffing
+writers (nibabel, matplotlib, torch, numpy) behave as they would for the target. Because the name
+carries the writing host and process, :func:`remove_stale_temps` can prove a temporary file is stale:
+written on this host by a process that no longer runs (or, from another host, older than a day). The
+first write into a folder by a process removes such leftovers there, so a killed run's temporary files
+(checkpoint-sized ones included) disappear at the next run in the same folder. Files left by earlier
+medseg versions (``.<head>.<8 random>.tmp<suffixes>``, from ``mkstemp``) are removed when older than an
+hour. Nothing else is ever deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
+import logging
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "atomic_dir",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "fsync_dir",
+    "is_temp_name",
+    "makedirs_durable",
+    "remove_stale_temps",
+]
+
+logger = logging.getLogger(__name__)
+
+_TEMP_MARK = ".medseg-tmp"
+_TEMP_NAME = re.compile(r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{6,}" + re.escape(_TEMP_MARK) + r"[^/]*$")
+_LEGACY_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)*$")  # tempfile.mkstemp/mkdtemp
+OTHER_HOST_MAX_AGE_S = 24 * 3600.0
+LEGACY_MAX_AGE_S = 3600.0
+_cleaned: set[tuple[int, str]] = set()  # (pid, folder) already cleaned by this process
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def _suffixes(path: Path) -> str:
@@ -22,38 +73,215 @@ def _suffixes(path: Path) -> str:
     return "".join(path.suffixes)
 
 
+def _temp_name(target: Path) -> str:
+    head = target.name.split(".")[0][:64] or "file"
+    return f".{head}.{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}{_TEMP_MARK}{_suffixes(target)}"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is a medseg temporary file or folder name (this version's or an earlier one's)."""
+    return bool(_TEMP_NAME.match(name) or _LEGACY_TEMP_NAME.match(name))
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (new, renamed or removed names) to disk; a no-op where unsupported."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows cannot open folders; some file systems refuse
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def makedirs_durable(folder: str | os.PathLike) -> Path:
+    """``mkdir -p`` with the umask's mode, fsync'ing the parent of every folder it creates."""
+    folder = Path(folder)
+    missing = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            new.mkdir()
+        fsync_dir(new.parent)
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+    return folder
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or unknown: keep its files
+    return True
+
+
+def _is_stale(entry: os.DirEntry, now: float) -> bool:
+    match = _TEMP_NAME.match(entry.name)
+    try:
+        age = now - entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return False
+    if match:
+        if match["host"] == _host_tag():
+            return not _pid_alive(int(match["pid"]))
+        return age > OTHER_HOST_MAX_AGE_S
+    return bool(_LEGACY_TEMP_NAME.match(entry.name)) and age > LEGACY_MAX_AGE_S
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the stale medseg temporary files and folders directly in ``folder``; returns what was removed.
+
+    A temporary file is stale when its name says it was written on this host by a process that is no
+    longer running, or on another host more than :data:`OTHER_HOST_MAX_AGE_S` ago; earlier versions'
+    ``mkstemp`` names count when older than :data:`LEGACY_MAX_AGE_S`. Errors are logged, never raised.
+    """
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        logger.debug("cannot list %s for stale temporary files: %s", folder, exc)
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(".") or not is_temp_name(entry.name) or not _is_stale(entry, now):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            logger.warning("cannot remove stale temporary file %s: %s", entry.path, exc)
+            continue
+        removed.append(Path(entry.path))
+    if removed:
+        logger.info("removed %d stale temporary file(s) in %s", len(removed), folder)
+        with contextlib.suppress(OSError):
+            fsync_dir(folder)
+    return removed
+
+
+def _prepare_folder(folder: Path) -> None:
+    makedirs_durable(folder)
+    key = (os.getpid(), os.path.abspath(folder))
+    if key not in _cleaned:
+        _cleaned.add(key)
+        remove_stale_temps(folder)
+
+
+def _naming_target(exc: OSError, target: Path, tmp: Path) -> OSError:
+    """The same error, naming ``target`` where it named the temporary file (or nothing)."""
+    if exc.filename not in (None, str(tmp), os.fspath(tmp)) or exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(target))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it to ``path``, on error remove it.
+    """Yield a temporary path beside ``path``; on success make it durable and rename it to ``path``.
 
-    The temporary name keeps the target's suffixes, so format-sniffing writers (nibabel, matplotlib,
-    torch) behave as they would for the target.
+    On any error the temporary file is removed and ``path`` keeps its previous content; an ``OSError``
+    is re-raised naming ``path``. The temporary file exists (empty, with the umask's mode) when the
+    body starts; writers that replace rather than overwrite it are fine too.
 
     Example:
         >>> with atomic_path("out/seg.nii.gz") as tmp:  # doctest: +SKIP
         ...     nib.save(img, tmp)
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name.split('.')[0]}.", suffix=f".tmp{_suffixes(target)}", dir=target.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file name", str(target))
+    _prepare_folder(target.parent)
+    tmp = target.parent / _temp_name(target)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
+        _fsync_file(tmp)
         os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except OSError as exc:
+        _remove(tmp)
+        new = _naming_target(exc, target, tmp)
+        if new is exc:
+            raise
+        raise new from exc
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        _remove(tmp)
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically; returns the path."""
+def _remove(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success fsync its files and rename it to ``path``.
+
+    ``path`` must not exist or be an empty folder (a folder cannot be replaced atomically). Same error
+    handling as :func:`atomic_path`.
+    """
+    target = Path(path)
+    _prepare_folder(target.parent)
+    tmp = target.parent / _temp_name(target)
+    tmp.mkdir(mode=0o777)
+    try:
+        yield tmp
+        for sub, _, files in os.walk(tmp):
+            for name in files:
+                _fsync_file(Path(sub) / name)
+            fsync_dir(sub)
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except OSError as exc:
+        _remove(tmp)
+        new = _naming_target(exc, target, tmp)
+        if new is exc:
+            raise
+        raise new from exc
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and durably; returns the path."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
     return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8; undecodable file-name bytes kept as they were) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
