@@ -1,0 +1,191 @@
+"""Atomic writes: umask modes, fsync of file and folder, errors naming the target, stale temp clean-up."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medseg.utils import atomic
+from medseg.utils.atomic import (
+    atomic_dir,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    is_temp_name,
+    remove_stale_temps,
+)
+
+
+@pytest.fixture
+def umask():
+    """Set a umask for one test and restore the previous one."""
+    old = os.umask(0o022)
+    os.umask(old)
+
+    def set_(value: int) -> None:
+        os.umask(value)
+
+    yield set_
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize(("mask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775)])
+def test_outputs_follow_the_umask(tmp_path, umask, mask, file_mode, dir_mode):
+    umask(mask)
+    text = atomic_write_text(tmp_path / "new" / "deeper" / "a.txt", "x")
+    with atomic_dir(tmp_path / "series") as tmp:
+        (tmp / "slice.dcm").write_bytes(b"d")
+    assert _mode(text) == file_mode
+    assert _mode(tmp_path / "new") == dir_mode and _mode(tmp_path / "new" / "deeper") == dir_mode
+    assert _mode(tmp_path / "series") == dir_mode and _mode(tmp_path / "series" / "slice.dcm") == file_mode
+
+
+def test_writers_that_reopen_the_temp_file_keep_the_mode(tmp_path, umask):
+    """nibabel / matplotlib / numpy open the temporary path themselves: the mode must survive that."""
+    import nibabel as nib
+    import numpy as np
+
+    umask(0o002)
+    with atomic_path(tmp_path / "seg.nii.gz") as tmp:
+        nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.eye(4)), tmp)
+    with atomic_path(tmp_path / "a.npy") as tmp:
+        np.save(tmp, np.arange(3))
+    assert _mode(tmp_path / "seg.nii.gz") == 0o664 and _mode(tmp_path / "a.npy") == 0o664
+    assert np.load(tmp_path / "a.npy").tolist() == [0, 1, 2]
+
+
+def test_fsync_file_before_rename_and_folder_after(tmp_path, monkeypatch):
+    (tmp_path / "out").mkdir()
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        kind = "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        events.append(kind)
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_write_text(tmp_path / "out" / "a.json", "{}")
+    # The first write into a folder may also clean it (no stale files here, so no extra fsync).
+    assert events == ["file", "rename", "dir"]
+    events.clear()
+    with atomic_dir(tmp_path / "out" / "series") as tmp:
+        (tmp / "1.dcm").write_bytes(b"1")
+        (tmp / "2.dcm").write_bytes(b"2")
+    assert events == ["file", "file", "dir", "rename", "dir"]
+
+
+def test_new_folders_are_fsynced(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_ino), real_fsync(fd)))
+    atomic_write_text(tmp_path / "a" / "b" / "c.txt", "x")
+    inodes = {p.stat().st_ino for p in (tmp_path, tmp_path / "a", tmp_path / "a" / "b")}
+    assert inodes <= set(synced)  # each new folder's parent, and the target's folder
+
+
+def test_error_keeps_previous_file_and_removes_temp(tmp_path):
+    target = atomic_write_text(tmp_path / "a.csv", "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
+
+
+def test_os_error_names_the_target_not_the_temp_file(tmp_path):
+    target = tmp_path / "summary.json"
+    with pytest.raises(OSError) as info, atomic_path(target) as tmp:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_permission_error_keeps_its_type(tmp_path):
+    with pytest.raises(PermissionError) as info, atomic_path(tmp_path / "x.png"):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    assert info.value.filename == str(tmp_path / "x.png")
+
+
+def test_a_folder_is_not_a_file_target(tmp_path):
+    with pytest.raises(IsADirectoryError), atomic_path(tmp_path):
+        pass
+
+
+def test_temp_names_keep_suffixes_and_are_recognised(tmp_path):
+    with atomic_path(tmp_path / "3_seg.nii.gz") as tmp:
+        assert tmp.name.startswith(".3_seg.") and tmp.name.endswith(".medseg-tmp.nii.gz")
+        assert is_temp_name(tmp.name)
+        tmp.write_bytes(b"")
+    assert not is_temp_name("3_seg.nii.gz") and not is_temp_name(".hidden_notes.txt")
+    assert is_temp_name(".last.k2j4_9ab.tmp.pt")  # earlier versions' mkstemp name
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _age(path: Path, seconds: float) -> Path:
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+    return path
+
+
+def test_stale_temp_files_are_removed_and_live_ones_kept(tmp_path):
+    host = atomic._host_tag()
+    dead = tmp_path / f".last.{host}-{_dead_pid()}-abcdef01.medseg-tmp.pt"
+    live = tmp_path / f".best.{host}-{os.getppid()}-abcdef02.medseg-tmp.pt"  # the pytest runner's parent
+    mine = tmp_path / f".metrics.{host}-{os.getpid()}-abcdef03.medseg-tmp.csv"
+    other_host_old = tmp_path / ".curves.00000000-1-abcdef04.medseg-tmp.png"
+    other_host_new = tmp_path / ".curves.00000000-1-abcdef05.medseg-tmp.png"
+    legacy_old = tmp_path / ".3_seg.a1b2c3d4.tmp.nii.gz"
+    legacy_new = tmp_path / ".4_seg.a1b2c3d4.tmp.nii.gz"
+    dead_dir = tmp_path / f".series.{host}-{_dead_pid()}-abcdef06.medseg-tmp"
+    user_files = [tmp_path / "last.pt", tmp_path / ".notes.txt", tmp_path / "x.tmp"]
+    for path in [dead, live, mine, other_host_old, other_host_new, legacy_old, legacy_new, *user_files]:
+        path.write_bytes(b"x")
+    _age(other_host_old, 2 * 86400), _age(legacy_old, 2 * 3600), _age(user_files[1], 10 * 86400)
+    dead_dir.mkdir()
+    (dead_dir / "slice.dcm").write_bytes(b"x")
+
+    removed = remove_stale_temps(tmp_path)
+
+    assert sorted(removed) == sorted([dead, other_host_old, legacy_old, dead_dir])
+    assert all(p.exists() for p in [live, mine, other_host_new, legacy_new, *user_files])
+    assert not any(p.exists() for p in removed)
+
+
+def test_first_write_into_a_folder_cleans_a_killed_writers_temp(tmp_path):
+    """A writer killed with SIGKILL leaves its temporary file; the next run's first write removes it."""
+    code = (
+        "import os, signal, sys\n"
+        "from medseg.utils.atomic import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'x' * 1000)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "last.pt")], check=False)
+    assert proc.returncode == -9
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and is_temp_name(left[0])
+    atomic._cleaned.discard((os.getpid(), os.path.abspath(tmp_path)))
+    atomic_write_json(tmp_path / "summary.json", {"ok": True})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
