@@ -7,8 +7,9 @@ code. Only this package chooses a matplotlib backend (``Agg``, in :func:`main`);
 Heavy imports (torch, MONAI) happen inside those callables, so
 ``medseg --help`` stays fast.
 
-Errors with the user's input (:class:`medseg.errors.MedsegError`, a missing file) print one line to
-stderr and exit with status 2, never a traceback.
+Errors with the user's input (:class:`medseg.errors.MedsegError`) and from the system (any ``OSError``:
+a missing file, a full disk, a read-only file system, permission denied) print one line to stderr naming
+the file and the cause and exit with status 2, never a traceback (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from medseg import __version__
 from medseg.cli import data, evaluate, predict, train
 from medseg.errors import MedsegError
+from medseg.utils.paths import os_error_line
 
 __all__ = ["build_parser", "cli_reference", "main"]
 
@@ -86,15 +88,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _keep_undecodable_names(sys.stdout)
     try:
         return int(args.func(args) or 0)
     except MedsegError as exc:
         print(f"medseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
-        print(f"medseg {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+    except OSError as exc:  # full disk, read-only file system, permission denied, missing file...
+        print(f"medseg {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"medseg {args.command}: interrupted", file=sys.stderr)
         return 130
 
+
+def _keep_undecodable_names(stream) -> None:
+    """Print file names that are not valid UTF-8 byte for byte instead of failing on them."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="surrogateescape")
+        except (ValueError, OSError):  # pragma: no cover - a stream that cannot be reconfigured
+            pass
