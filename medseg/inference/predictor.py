@@ -35,7 +35,7 @@ from scipy import ndimage
 from medseg.errors import ConfigError, DataError
 from medseg.inference.postprocess import LIVER_TUMOR_LABELS, PostprocessConfig, applies_to, postprocess_labels
 from medseg.inference.restore import argmax_classes, restore_argmax
-from medseg.inference.sliding_window import predict_logits
+from medseg.inference.sliding_window import WindowSettings, predict_logits
 from medseg.inference.tta import mirrored
 from medseg.io.volume import Volume
 
@@ -261,9 +261,9 @@ class Predictor:
         elif s.tta:
             network = mirrored(self.network, spatial_dims=spatial_dims, axes=self.mirror_axes)
         batch_size = s.batch_size or (2 if spatial_dims == 3 else 16)
-        common = {"patch_size": self.patch_size, "num_classes": self.num_classes, "batch_size": batch_size,
-                  "context_slices": self.context_slices, "device": self.device, "amp": s.amp,
-                  "progress": s.progress}
+        window = WindowSettings(patch_size=self.patch_size, num_classes=self.num_classes, overlap=s.overlap,
+                                batch_size=batch_size, context_slices=self.context_slices,
+                                box_windows=s.fine_windows, device=self.device, amp=s.amp, progress=s.progress)
 
         box = None
         if s.mode == "coarse-to-fine":
@@ -271,8 +271,8 @@ class Predictor:
             coarse_shape = tuple(max(1, round(n / s.coarse_factor)) for n in image.shape[1:])
             coarse = resample_array(image, out_shape=coarse_shape, mode="trilinear")
             coarse_mask = None if mask is None else resample_array(mask, out_shape=coarse_shape, mode="nearest")
-            coarse_logits = predict_logits(self.network, coarse, overlap=s.coarse_overlap, mask=coarse_mask,
-                                           **common)
+            coarse_logits = predict_logits(self.network, coarse, replace(window, overlap=s.coarse_overlap),
+                                           mask=coarse_mask)
             keep_largest = (s.postprocessing or self.postprocessing).keep_largest_liver
             box = _foreground_box(argmax_classes(coarse_logits).numpy() > 0, image.shape[1:],
                                   margin_vox=[s.margin_mm / sp for sp in record.spacing_after_mm],
@@ -282,8 +282,7 @@ class Predictor:
                 logger.info("coarse pass found no foreground; predicting the whole scan")
         stats["box"] = None if box is None else [[b.start, b.stop] for b in box]
         t0 = time.perf_counter()
-        logits = predict_logits(network, image, overlap=s.overlap, mask=mask, box=box, box_windows=s.fine_windows,
-                                **common)
+        logits = predict_logits(network, image, window, mask=mask, box=box)
         stats["fine_s"] = time.perf_counter() - t0
         stats["preprocessed_shape"] = list(record.resampled_shape)
         return logits, record, stats

@@ -10,6 +10,9 @@ Gaussian importance map (:func:`monai.data.utils.compute_importance_map`, sigma 
 in nnU-Net, Isensee et al. 2021, *Nature Methods* 18:203). With no mask and no box, the result equals
 MONAI's ``sliding_window_inference(mode="gaussian")`` (tested).
 
+How the windows run is one frozen :class:`WindowSettings`; :func:`predict_logits` is four named steps:
+pad the image to one window, place the windows, run and blend them, crop the padding off.
+
 Memory: one ``float32`` logit buffer ``(K, X, Y, Z)`` on the preprocessed grid plus one ``float32``
 weight buffer over the extent of the windows that run; windows are evaluated ``batch_size`` at a time.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,14 +29,69 @@ import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 from tqdm.auto import tqdm
 
-__all__ = ["BACKGROUND_FILL_LOGIT", "plan_windows", "predict_logits"]
+__all__ = ["BACKGROUND_FILL_LOGIT", "BOX_WINDOWS", "WindowSettings", "plan_windows", "predict_logits"]
 
 logger = logging.getLogger(__name__)
 
 #: Logit given to the foreground classes where no window ran (background logit 0): a confident background.
 BACKGROUND_FILL_LOGIT = -20.0
 
+#: How the windows of a run restricted to a box are placed (see :class:`WindowSettings`).
+BOX_WINDOWS = ("reach", "tile")
+
 Box = tuple[slice, slice, slice]
+Network = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """How :func:`predict_logits` runs its windows.
+
+    Attributes:
+        patch_size: 3D model: ``(wx, wy, wz)``. 2D model: ``(wx, wy)``, applied to each axial slice.
+        num_classes: ``K``, the number of output channels.
+        overlap: Fraction of overlap between neighbouring windows, in ``[0, 1)`` (0.5 as nnU-Net).
+        batch_size: Windows per forward pass.
+        context_slices: 2D models only: ``k`` neighbouring slices each side given as channels
+            (``C_in * (2k + 1)`` network inputs; edge slices repeated at the scan's ends).
+        box_windows: With a ``box``: ``"reach"`` (the windows of the whole-image grid that reach into the
+            box: inside it, exactly a run without ``box``) or ``"tile"`` (a window grid laid over the box
+            itself, grown to one window where needed: fewer windows when windows are large compared with
+            the box, the same blending, but windows sit elsewhere than in a whole-scan run).
+        device: Where the network runs and the buffers live.
+        amp: Use float16 autocast (CUDA only; ignored on CPU).
+        sigma_scale: Gaussian sigma as a fraction of the window size.
+        progress: Show a tqdm bar over window batches.
+    """
+
+    patch_size: tuple[int, ...]
+    num_classes: int
+    overlap: float = 0.5
+    batch_size: int = 2
+    context_slices: int = 0
+    box_windows: str = "reach"
+    device: str | torch.device = "cpu"
+    amp: bool = False
+    sigma_scale: float = 0.125
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        if len(self.patch_size) not in (2, 3):
+            raise ValueError(f"patch_size must have 2 or 3 entries, got {self.patch_size}")
+        if len(self.patch_size) == 3 and self.context_slices:
+            raise ValueError("context_slices applies to 2D models only")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.box_windows not in BOX_WINDOWS:
+            raise ValueError(f"box_windows must be 'reach' or 'tile', got {self.box_windows!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @property
+    def window(self) -> tuple[int, int, int]:
+        """The window on the ``(X, Y, Z)`` grid (a 2D model's window is one slice thick)."""
+        return (*self.patch_size, 1) if len(self.patch_size) == 2 else self.patch_size
 
 
 def _scan_interval(image_size: Sequence[int], window: Sequence[int], overlap: float) -> tuple[int, ...]:
@@ -84,21 +143,12 @@ def _grow_box(box: Box, shape: Sequence[int], window: Sequence[int]) -> Box:
 
 @torch.inference_mode()
 def predict_logits(
-    network: Callable[[torch.Tensor], torch.Tensor],
+    network: Network,
     image: torch.Tensor | np.ndarray,
+    settings: WindowSettings,
     *,
-    patch_size: Sequence[int],
-    num_classes: int,
-    overlap: float = 0.5,
-    batch_size: int = 2,
-    context_slices: int = 0,
     mask: np.ndarray | torch.Tensor | None = None,
     box: Box | None = None,
-    box_windows: str = "reach",
-    device: str | torch.device = "cpu",
-    amp: bool = False,
-    sigma_scale: float = 0.125,
-    progress: bool = False,
 ) -> torch.Tensor:
     """Gaussian-blended sliding-window logits of ``network`` over a whole image.
 
@@ -106,22 +156,10 @@ def predict_logits(
         network: Maps a batch ``(B, C_in, *patch)`` to logits ``(B, K, *patch)`` (a module in ``eval()``
             mode or a test-time-augmentation wrapper); a list/tuple output (deep supervision) uses item 0.
         image: ``(C_in, X, Y, Z)`` preprocessed image on the canonical grid (CPU tensor or array).
-        patch_size: 3D model: ``(wx, wy, wz)``. 2D model: ``(wx, wy)``, applied to each axial slice.
-        num_classes: ``K``, the number of output channels.
-        overlap: Fraction of overlap between neighbouring windows (0.5 as nnU-Net).
-        batch_size: Windows per forward pass.
-        context_slices: 2D models only: ``k`` neighbouring slices each side given as channels
-            (``C_in * (2k + 1)`` network inputs; edge slices repeated at the scan's ends).
+        settings: Window size, overlap, batching, device (:class:`WindowSettings`).
         mask: ``(X, Y, Z)`` boolean (e.g. the body); windows without a True voxel are skipped.
-        box: Only windows (of the whole-image grid) that reach into this box (slices on ``X, Y, Z``) run;
-            inside the box the result equals a run without ``box``, outside it is background.
-        box_windows: ``"reach"`` (above: exact inside the box) or ``"tile"``: a window grid laid over the box
-            itself (grown to one window where needed); fewer windows when windows are large compared with
-            the box, and the same blending, but windows sit elsewhere than in a whole-scan run.
-        device: Where the network runs and the buffers live.
-        amp: Use float16 autocast (CUDA only; ignored on CPU).
-        sigma_scale: Gaussian sigma as a fraction of the window size.
-        progress: Show a tqdm bar over window batches.
+        box: Run only for this box (slices on ``X, Y, Z``), with the windows ``settings.box_windows``
+            chooses; outside it the result is background.
 
     Returns:
         ``(K, X, Y, Z)`` float32 logits on the CPU. Voxels that no window covered (skipped or outside
@@ -130,32 +168,38 @@ def predict_logits(
     image = torch.as_tensor(image)
     if image.ndim != 4:
         raise ValueError(f"image must be (C, X, Y, Z), got shape {tuple(image.shape)}")
-    spatial_dims = len(patch_size)
-    if spatial_dims not in (2, 3):
-        raise ValueError(f"patch_size must have 2 or 3 entries, got {tuple(patch_size)}")
-    if spatial_dims == 3 and context_slices:
-        raise ValueError("context_slices applies to 2D models only")
-    device = torch.device(device)
-    window = (*patch_size, 1) if spatial_dims == 2 else tuple(patch_size)
     shape = tuple(image.shape[1:])
-
-    if box_windows not in ("reach", "tile"):
-        raise ValueError(f"box_windows must be 'reach' or 'tile', got {box_windows!r}")
     if box is not None:
         box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, shape))
-    # pad (only when the image is smaller than a window) with the image minimum: air, not tissue
-    pads = [max(0, w - s) for w, s in zip(window, shape)]
-    if any(pads):
-        pad_arg = []
-        for p in reversed(pads):
-            pad_arg += [p // 2, p - p // 2]
-        image = F.pad(image[None].float(), pad_arg, value=float(image.min()))[0]
-        if mask is not None:
-            mask = F.pad(torch.as_tensor(mask)[None, None].float(), pad_arg)[0, 0] > 0
-        if box is not None:
-            box = tuple(slice(s.start + p // 2, s.stop + p // 2) for s, p in zip(box, pads))
-    padded = tuple(image.shape[1:])
-    if box is not None and box_windows == "tile":  # a window grid laid over the box alone
+    image, mask, box, pads = _pad_to_window(image, mask, box, settings.window)
+    windows, box = _place_windows(tuple(image.shape[1:]), settings, mask, box)
+    logits = _run_windows(network, image, windows, settings, box)
+    return _crop(logits, pads, shape)
+
+
+def _pad_to_window(image: torch.Tensor, mask, box: Box | None, window: Sequence[int]):
+    """Pad (only where the image is smaller than a window) with the image minimum (air, not tissue),
+    half before and half after; ``mask`` and ``box`` follow. Returns them with the pads per axis."""
+    pads = [max(0, w - s) for w, s in zip(window, image.shape[1:])]
+    if not any(pads):
+        return image, mask, box, pads
+    pad_arg = []
+    for p in reversed(pads):
+        pad_arg += [p // 2, p - p // 2]
+    image = F.pad(image[None].float(), pad_arg, value=float(image.min()))[0]
+    if mask is not None:
+        mask = F.pad(torch.as_tensor(mask)[None, None].float(), pad_arg)[0, 0] > 0
+    if box is not None:
+        box = tuple(slice(s.start + p // 2, s.stop + p // 2) for s, p in zip(box, pads))
+    return image, mask, box, pads
+
+
+def _place_windows(padded: Sequence[int], settings: WindowSettings, mask, box: Box | None
+                   ) -> tuple[list[Box], Box | None]:
+    """The windows that run (the whole-image grid minus air, restricted to ``box`` as ``box_windows``
+    says) and the box they fill (``"tile"``: grown to at least one window)."""
+    window, overlap = settings.window, settings.overlap
+    if box is not None and settings.box_windows == "tile":  # a window grid laid over the box alone
         box = _grow_box(box, padded, window)
         sub_mask = None if mask is None else torch.as_tensor(mask)[box]
         local, total = plan_windows([b.stop - b.start for b in box], window, overlap=overlap, mask=sub_mask)
@@ -165,46 +209,34 @@ def predict_logits(
         if box is not None:  # windows of the whole-scan grid that reach into the box: inside it, as a full run
             windows = [w for w in windows if all(a.start < b.stop and a.stop > b.start for a, b in zip(w, box))]
     logger.debug("sliding window: %d of %d windows", len(windows), total)
-    logits = torch.zeros((num_classes, *padded), dtype=torch.float32, device=device)
+    return windows, box
+
+
+def _run_windows(network: Network, image: torch.Tensor, windows: list[Box], settings: WindowSettings,
+                 box: Box | None) -> torch.Tensor:
+    """Blended logits ``(K, *padded)`` on ``settings.device``: Gaussian-weighted sum of the window outputs
+    over the sum of weights, background where no window ran or outside ``box``."""
+    device = torch.device(settings.device)
+    padded = tuple(image.shape[1:])
+    logits = torch.zeros((settings.num_classes, *padded), dtype=torch.float32, device=device)
     if not windows:
         _fill_background(logits, torch.ones(padded, dtype=torch.bool, device=device))
-        return _crop(logits, pads, shape)
+        return logits
     extent = tuple(slice(min(w[a].start for w in windows), max(w[a].stop for w in windows)) for a in range(3))
     offset = [e.start for e in extent]
     weights = torch.zeros([e.stop - e.start for e in extent], dtype=torch.float32, device=device)
-
-    weight_map = compute_importance_map(tuple(patch_size), mode="gaussian", sigma_scale=sigma_scale, device=device)
-    if spatial_dims == 2:
+    weight_map = compute_importance_map(settings.patch_size, mode="gaussian", sigma_scale=settings.sigma_scale,
+                                        device=device)
+    if len(settings.patch_size) == 2:
         weight_map = weight_map[..., None]
     src = image.to(device=device, dtype=torch.float32)
-    autocast = amp and device.type == "cuda"
-    n_z = padded[2]
-
-    batches = range(0, len(windows), batch_size)
-    for start in tqdm(batches, desc="windows", unit="batch", disable=not progress, leave=False):
-        group = windows[start : start + batch_size]
-        inputs = []
-        for sl in group:
-            if spatial_dims == 3:
-                inputs.append(src[(slice(None), *sl)])
-            else:
-                z = sl[2].start
-                zi = torch.arange(z - context_slices, z + context_slices + 1, device=device).clamp_(0, n_z - 1)
-                patch = src[:, sl[0], sl[1]][..., zi]  # (C, wx, wy, 2k+1)
-                inputs.append(patch.movedim(-1, 1).reshape(-1, *patch.shape[1:3]))
-        batch = torch.stack(inputs)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=autocast):
-            out = network(batch)
-        if isinstance(out, list | tuple):
-            out = out[0]
-        out = out.float()
-        if out.shape[1] != num_classes:
-            raise ValueError(f"network returned {out.shape[1]} channels, expected num_classes={num_classes}")
+    batches = range(0, len(windows), settings.batch_size)
+    for start in tqdm(batches, desc="windows", unit="batch", disable=not settings.progress, leave=False):
+        group = windows[start : start + settings.batch_size]
+        out = _forward(network, _gather(src, group, settings), settings, device)
         for sl, pred in zip(group, out):
-            pred = pred[..., None] if spatial_dims == 2 else pred
             logits[(slice(None), *sl)] += pred * weight_map
             weights[tuple(slice(s.start - o, s.stop - o) for s, o in zip(sl, offset))] += weight_map
-
     region = logits[(slice(None), *extent)]
     covered = weights > 0
     region.div_(torch.where(covered, weights, torch.ones_like(weights)))
@@ -213,7 +245,36 @@ def predict_logits(
     outside = torch.ones(padded, dtype=torch.bool, device=device)
     outside[box if box is not None else extent] = False
     _fill_background(logits, outside)
-    return _crop(logits, pads, shape)
+    return logits
+
+
+def _gather(src: torch.Tensor, group: list[Box], settings: WindowSettings) -> torch.Tensor:
+    """The network inputs of a group of windows: ``(B, C_in, *patch)``; 2D windows with their ``2k + 1``
+    context slices as channels (edge slices repeated)."""
+    if len(settings.patch_size) == 3:
+        return torch.stack([src[(slice(None), *sl)] for sl in group])
+    k, n_z = settings.context_slices, src.shape[-1]
+    inputs = []
+    for sl in group:
+        z = sl[2].start
+        zi = torch.arange(z - k, z + k + 1, device=src.device).clamp_(0, n_z - 1)
+        patch = src[:, sl[0], sl[1]][..., zi]  # (C, wx, wy, 2k+1)
+        inputs.append(patch.movedim(-1, 1).reshape(-1, *patch.shape[1:3]))
+    return torch.stack(inputs)
+
+
+def _forward(network: Network, batch: torch.Tensor, settings: WindowSettings, device: torch.device) -> torch.Tensor:
+    """float32 logits ``(B, K, *window)`` of one batch (item 0 of a deep-supervision list; 2D outputs get a
+    trailing slice axis)."""
+    autocast = settings.amp and device.type == "cuda"
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=autocast):
+        out = network(batch)
+    if isinstance(out, list | tuple):
+        out = out[0]
+    out = out.float()
+    if out.shape[1] != settings.num_classes:
+        raise ValueError(f"network returned {out.shape[1]} channels, expected num_classes={settings.num_classes}")
+    return out[..., None] if len(settings.patch_size) == 2 else out
 
 
 def _crop(logits: torch.Tensor, pads: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
@@ -230,4 +291,3 @@ def _fill_background(logits: torch.Tensor, where: torch.Tensor) -> None:
     logits[0][where] = 0.0
     for k in range(1, logits.shape[0]):
         logits[k][where] = BACKGROUND_FILL_LOGIT
-

@@ -80,9 +80,11 @@ def validate_cases(
 
     The model is put in ``eval()`` mode and returned to its previous mode afterwards.
     """
-    from medseg.inference.sliding_window import predict_logits
+    from medseg.inference.sliding_window import WindowSettings, predict_logits
     from medseg.preprocessing import load_preprocessed
 
+    window = WindowSettings(patch_size=tuple(patch_size), num_classes=num_classes, overlap=overlap,
+                            batch_size=batch_size, context_slices=context_slices, device=device, amp=amp)
     was_training = model.training
     model.eval()
     per_case = []
@@ -91,10 +93,7 @@ def validate_cases(
             case = load_preprocessed(cache_dir, case_id)
             image = np.array(case.image, dtype=np.float32)  # a writable copy of the memory map
             image = image[None] if image.ndim == 3 else image
-            logits = predict_logits(
-                model, torch.from_numpy(image), patch_size=patch_size, num_classes=num_classes, overlap=overlap,
-                batch_size=batch_size, context_slices=context_slices, device=device, amp=amp,
-            )  # fmt: skip
+            logits = predict_logits(model, torch.from_numpy(image), window)
             pred, ref = logits.argmax(0), np.asarray(case.label)
             dice = region_dice(pred, ref, num_classes=num_classes)
             if postprocess is not None:

@@ -8,7 +8,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from monai.networks.nets import UNet
 
-from medseg.inference.sliding_window import BACKGROUND_FILL_LOGIT, plan_windows, predict_logits
+from medseg.inference.sliding_window import BACKGROUND_FILL_LOGIT, WindowSettings, plan_windows, predict_logits
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,7 @@ def test_equals_monai_gaussian_sliding_window(net3d, overlap, batch_size):
     image = torch.randn(1, 37, 41, 29, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = sliding_window_inference(image[None], (16, 16, 16), 2, net3d, overlap=overlap, mode="gaussian")[0]
-    out = predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3, overlap=overlap,
-                         batch_size=batch_size)
+    out = predict_logits(net3d, image, WindowSettings((16, 16, 16), 3, overlap=overlap, batch_size=batch_size))
     assert out.shape == (3, 37, 41, 29)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
@@ -41,7 +40,7 @@ def test_window_grid_matches_monai_count():
 
 def test_mask_skips_windows_and_fills_background(net3d):
     image = torch.randn(1, 40, 40, 24, generator=torch.Generator().manual_seed(2))
-    ref = predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3)
+    ref = predict_logits(net3d, image, WindowSettings((16, 16, 16), 3))
     mask = torch.zeros(40, 40, 24, dtype=torch.bool)
     mask[2:6, 2:6, 2:6] = True
     calls = []
@@ -50,7 +49,7 @@ def test_mask_skips_windows_and_fills_background(net3d):
         calls.append(x.shape[0])
         return net3d(x)
 
-    out = predict_logits(counting, image, patch_size=(16, 16, 16), num_classes=3, mask=mask, batch_size=1)
+    out = predict_logits(counting, image, WindowSettings((16, 16, 16), 3, batch_size=1), mask=mask)
     # windows start at 0, 8, 16, 24 (x, y) and 0, 8 (z): the mask box 2..5 lies in starts {0} x {0} x {0}
     assert sum(calls) == 1
     # every voxel of the mask is covered by exactly the windows that contain a mask voxel -> equal to full run
@@ -61,7 +60,7 @@ def test_mask_skips_windows_and_fills_background(net3d):
 
 def test_box_runs_only_windows_reaching_into_it(net3d):
     image = torch.randn(1, 48, 48, 32, generator=torch.Generator().manual_seed(3))
-    ref = predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3)
+    ref = predict_logits(net3d, image, WindowSettings((16, 16, 16), 3))
     box = (slice(20, 26), slice(3, 9), slice(10, 12))
     calls = []
 
@@ -69,7 +68,7 @@ def test_box_runs_only_windows_reaching_into_it(net3d):
         calls.append(x.shape[0])
         return net3d(x)
 
-    out = predict_logits(counting, image, patch_size=(16, 16, 16), num_classes=3, box=box, batch_size=1)
+    out = predict_logits(counting, image, WindowSettings((16, 16, 16), 3, batch_size=1), box=box)
     # windows [s, s + 16) with s = 0, 8, 16, ...: x 20..25 -> s = 8, 16, 24; y 3..8 -> 0, 8; z 10..11 -> 0, 8
     assert sum(calls) == 3 * 2 * 2
     torch.testing.assert_close(out[(slice(None), *box)], ref[(slice(None), *box)])
@@ -87,8 +86,7 @@ def test_box_tiling_lays_a_grid_over_the_box(net3d):
         calls.append(x.shape[0])
         return net3d(x)
 
-    out = predict_logits(counting, image, patch_size=(16, 16, 16), num_classes=3, box=box, box_windows="tile",
-                         batch_size=1)
+    out = predict_logits(counting, image, WindowSettings((16, 16, 16), 3, box_windows="tile", batch_size=1), box=box)
     # x: the box 20..43 (24) holds windows at 20, 28; y: grown to 16 about its centre -> 0..16; z: -> 3..19
     assert sum(calls) == 2
     with torch.no_grad():
@@ -96,12 +94,12 @@ def test_box_tiling_lays_a_grid_over_the_box(net3d):
     torch.testing.assert_close(out[:, 20:28, 0:16, 3:19], first[:, :8], atol=1e-5, rtol=1e-5)
     assert torch.all(out[1:, :20] == BACKGROUND_FILL_LOGIT)
     with pytest.raises(ValueError, match="box_windows"):
-        predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3, box=box, box_windows="grid")
+        WindowSettings((16, 16, 16), 3, box_windows="grid")
 
 
 def test_small_image_is_padded_and_cropped_back(net3d):
     image = torch.randn(1, 10, 16, 6, generator=torch.Generator().manual_seed(4))
-    out = predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3)
+    out = predict_logits(net3d, image, WindowSettings((16, 16, 16), 3))
     padded = torch.nn.functional.pad(image[None], (5, 5, 0, 0, 3, 3), value=float(image.min()))
     with torch.no_grad():
         expected = net3d(padded)[0][:, 3:13, :, 5:11]
@@ -113,7 +111,7 @@ def test_2d_model_with_context_slices():
     torch.manual_seed(0)
     net = UNet(2, 3, 3, (4, 8), (2,), num_res_units=0).eval()
     image = torch.randn(1, 16, 16, 5, generator=torch.Generator().manual_seed(5))
-    out = predict_logits(net, image, patch_size=(16, 16), num_classes=3, context_slices=1, batch_size=4)
+    out = predict_logits(net, image, WindowSettings((16, 16), 3, context_slices=1, batch_size=4))
     # slice z uses slices z-1, z, z+1 as channels (edge slices repeated); one window per slice
     for z in range(5):
         idx = [max(0, z - 1), z, min(4, z + 1)]
@@ -125,8 +123,12 @@ def test_2d_model_with_context_slices():
 def test_bad_arguments_name_the_problem(net3d):
     image = torch.zeros(1, 16, 16, 16)
     with pytest.raises(ValueError, match="overlap"):
-        predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=3, overlap=1.0)
+        WindowSettings((16, 16, 16), 3, overlap=1.0)
     with pytest.raises(ValueError, match="num_classes"):
-        predict_logits(net3d, image, patch_size=(16, 16, 16), num_classes=2)
+        predict_logits(net3d, image, WindowSettings((16, 16, 16), 2))
     with pytest.raises(ValueError, match=r"\(C, X, Y, Z\)"):
-        predict_logits(net3d, image[0], patch_size=(16, 16, 16), num_classes=3)
+        predict_logits(net3d, image[0], WindowSettings((16, 16, 16), 3))
+    with pytest.raises(ValueError, match="context_slices"):
+        WindowSettings((16, 16, 16), 3, context_slices=1)
+    with pytest.raises(ValueError, match="patch_size"):
+        WindowSettings((16,), 3)
