@@ -11,9 +11,10 @@ as seen and flagged ``truncated: true``, never dropped or zeroed.
 JSON contract (``medseg volumes --json`` and ``<case>_volumes.json`` written by ``medseg predict``):
 ``liver_ml``, ``liver_parenchyma_ml``, ``tumor_ml``, ``tumor_burden_percent``, ``lesion_count``,
 ``liver_truncated``, ``tumor_truncated``, ``spacing_mm``, ``hu`` (per region ``mean``/``std``, only with a
-scan) and ``lesions``: a list (largest first) of ``{lesion, volume_ml, axial_diameter_mm,
-max_diameter_mm, centroid_mm, truncated[, hu_mean, hu_std]}``; ``centroid_mm`` is in scanner (RAS+)
-coordinates when an affine is given, else in mm from voxel (0, 0, 0) along the array axes.
+scan) and ``lesions``: a list (largest first) of ``{lesion, volume_ml, axial_diameter_mm, short_axis_mm,
+max_diameter_mm, centroid_mm, truncated[, hu_mean, hu_std]}``; ``axial_diameter_mm`` and ``short_axis_mm``
+are the RECIST long and short axes (:func:`medseg.evaluation.diameters.recist_axes_mm`); ``centroid_mm``
+is in scanner (RAS+) coordinates when an affine is given, else in mm from voxel (0, 0, 0) along the array axes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from medseg.evaluation.diameters import axial_diameter_mm, max_diameter_mm
+from medseg.evaluation.diameters import max_diameter_mm, recist_axes_mm
 from medseg.evaluation.lesions import label_lesions
 from medseg.evaluation.surface import bounding_box, check_spacing
 from medseg.io.volume import Volume
@@ -148,9 +149,11 @@ def _measure_lesions(
     for index, lesion_box in enumerate(ndimage.find_objects(lesion_labels), start=1):
         mask = lesion_labels[lesion_box] == index
         touches = any(sl.start + lo == 0 or sl.stop + lo == n for sl, lo, n in zip(lesion_box, offset, tumor.shape))
+        recist = recist_axes_mm(mask, spacing_mm=spacing, axial_axis=axial)
         lesion = {
             "volume_ml": float(sizes[index]) * voxel_ml,
-            "axial_diameter_mm": axial_diameter_mm(mask, spacing_mm=spacing, axial_axis=axial),
+            "axial_diameter_mm": recist.long_axis_mm,
+            "short_axis_mm": recist.short_axis_mm,
             "max_diameter_mm": max_diameter_mm(mask, spacing_mm=spacing),
             "centroid_mm": [float(c) for c in centroids[index - 1]],
             "truncated": bool(touches),
