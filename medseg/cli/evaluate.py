@@ -73,6 +73,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    _check_evaluate_outputs(args)
     run = evaluate_folders(
         args.pred, args.ref, args.out, config=config, workers=args.workers, figures=not args.no_figures
     )
@@ -95,6 +96,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_evaluate_outputs(args: argparse.Namespace) -> None:
+    """Refuse an --out that is an input folder or an existing file, or whose reports would replace an input."""
+    from medseg.evaluation.matching import match_cases
+    from medseg.evaluation.report import REPORT_FILES
+    from medseg.utils.paths import check_outputs
+
+    check_outputs({"--out": args.out}, [args.pred, args.ref], folders=["--out"])
+    pairs, unmatched = match_cases(args.pred, args.ref)
+    inputs = [p for pair in pairs for p in (pair.ref, pair.pred) if p is not None] + list(unmatched)
+    check_outputs({f"--out ({name})": args.out / name for name in REPORT_FILES}, inputs)
+
+
 def _fmt(value: float, digits: int = 1) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
@@ -107,7 +120,9 @@ def _volumes(args: argparse.Namespace) -> int:
     from medseg.evaluation.volumes import volumes_report
     from medseg.io.reader import read_volume
     from medseg.utils.atomic import atomic_path, atomic_write_json
+    from medseg.utils.paths import check_outputs
 
+    check_outputs({"--json": args.json, "--csv": args.csv}, [args.seg, args.image])
     label = read_volume(args.seg)
     image = read_volume(args.image) if args.image else None
     try:

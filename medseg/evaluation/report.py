@@ -1,6 +1,9 @@
 """Write an evaluation to disk: ``per_case.csv``, ``lesions.csv``, ``summary.json`` and figures.
 
-Every file is written atomically (temporary file + rename). Figures use whatever matplotlib backend is
+Every file is written atomically (temporary file + rename, :mod:`medseg.utils.atomic`), and
+``summary.json`` last: it says ``"status": "incomplete"`` from the start of a run
+(:func:`mark_incomplete`) until every other file is written, then ``"complete"`` with the list of files,
+so an interrupted evaluation is recognisable. Figures use whatever matplotlib backend is
 active (the CLI chooses ``Agg``; a notebook keeps its own):
 
 * ``boxplots.png``: Dice and HD95 per region (one box per region, cases as dots);
@@ -11,9 +14,11 @@ active (the CLI chooses ``Agg``; a notebook keeps its own):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +27,10 @@ import pandas as pd
 from medseg.evaluation.case import REGIONS
 from medseg.utils.atomic import atomic_path, atomic_write_json
 
-__all__ = ["plot_boxplots", "plot_volume_agreement", "write_report"]
+__all__ = ["REPORT_FILES", "mark_incomplete", "plot_boxplots", "plot_volume_agreement", "write_report"]
+
+#: Every file an evaluation may write, ``summary.json`` last.
+REPORT_FILES = ("per_case.csv", "lesions.csv", "boxplots.png", "volumes.png", "summary.json")
 
 logger = logging.getLogger(__name__)
 
@@ -118,15 +126,39 @@ def write_report(
         The written files by name.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {
-        "per_case": _write_csv(per_case, out / "per_case.csv"),
-        "summary": atomic_write_json(out / "summary.json", summary),
-    }
+    if _status(out / "summary.json") != "incomplete":
+        mark_incomplete(out)
+    written = {"per_case": _write_csv(per_case, out / "per_case.csv")}
     if lesions is not None:
         written["lesions"] = _write_csv(lesions, out / "lesions.csv")
     if figures and len(per_case):
         written["boxplots"] = plot_boxplots(per_case, out / "boxplots.png")
         written["volumes"] = plot_volume_agreement(per_case, out / "volumes.png")
+    for name in REPORT_FILES[:-1]:  # an earlier run's file that this run does not rewrite would mislead
+        if out / name not in written.values():
+            (out / name).unlink(missing_ok=True)
+    files = [*sorted(p.name for p in written.values()), "summary.json"]
+    written["summary"] = atomic_write_json(out / "summary.json", {"status": "complete", "files": files, **summary})
     logger.info("wrote %s", ", ".join(str(p) for p in written.values()))
     return written
+
+
+def mark_incomplete(out_dir: str | os.PathLike) -> Path:
+    """Replace ``summary.json`` by a ``"status": "incomplete"`` marker before any result is written.
+
+    :func:`write_report` writes ``summary.json`` with ``"status": "complete"`` (and the list of files)
+    last, so a run killed at any moment leaves either a complete set or a folder whose summary says
+    ``incomplete``: the other files may be from this run or an earlier one.
+    """
+    return atomic_write_json(Path(out_dir) / "summary.json", {
+        "status": "incomplete",
+        "note": "evaluation started but did not finish; the other files here may be partial or from an earlier run",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+
+
+def _status(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -15,8 +15,9 @@ from medseg.errors import DataError
 from medseg.evaluation.case import CaseResult, EvaluationConfig, evaluate_case
 from medseg.evaluation.cohort import lesions_dataframe, summarize, to_dataframe
 from medseg.evaluation.matching import CasePair, check_pair_geometry, match_cases
-from medseg.evaluation.report import write_report
+from medseg.evaluation.report import mark_incomplete, write_report
 from medseg.io.reader import read_volume
+from medseg.utils.lock import folder_lock
 from medseg.utils.parallel import map_with_progress
 
 __all__ = ["EvaluationRun", "evaluate_folders", "evaluate_pair"]
@@ -76,8 +77,12 @@ def evaluate_folders(
     reference is logged and ignored. Any grid mismatch stops the run before computing, with one line per
     mismatching case in the log and in the raised error.
 
+    ``out_dir`` is locked for the run (a second evaluation into it is refused) and its ``summary.json``
+    says ``"status": "incomplete"`` until every result file is written (:mod:`medseg.evaluation.report`).
+
     Raises:
         DataError: Folder missing or empty, duplicate case ids, or prediction/reference grid mismatches.
+        FolderLockedError: Another process is evaluating into ``out_dir``.
     """
     config = config or EvaluationConfig()
     pairs, unmatched = match_cases(pred_dir, ref_dir)
@@ -89,13 +94,20 @@ def evaluate_folders(
     problems = [p for p in (check_pair_geometry(pair) for pair in pairs) if p]
     if problems:
         raise DataError(f"{len(problems)} prediction(s) do not match their reference grid: " + "; ".join(problems))
-    results = map_with_progress(
-        partial(evaluate_pair, config=config),
-        pairs,
-        workers=workers,
-        desc="evaluate",
-        disable=None if progress is None else not progress,
-    )
+    with folder_lock(out_dir, "evaluate"):
+        mark_incomplete(out_dir)
+        results = map_with_progress(
+            partial(evaluate_pair, config=config),
+            pairs,
+            workers=workers,
+            desc="evaluate",
+            disable=None if progress is None else not progress,
+        )
+        return _report(out_dir, results, missing, config, figures=figures)
+
+
+def _report(out_dir, results: list[CaseResult], missing: list[str], config: EvaluationConfig, *,
+            figures: bool) -> EvaluationRun:
     per_case = to_dataframe(results)
     summary = summarize(per_case)
     summary["missing_predictions"] = missing

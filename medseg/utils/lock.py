@@ -1,0 +1,117 @@
+"""Advisory locks on output folders, released by the kernel when their process ends (even by SIGKILL).
+
+A lock is a hidden file in the folder (``.medseg-<purpose>.lock``) locked with ``flock`` (POSIX;
+``msvcrt.locking`` on Windows). The
+file holds the holder's PID, host and command, so a refused second process can say who holds it. The
+lock file is left in place when released: deleting it would let a third process lock a new file while
+a second still waits on the old one.
+
+Uses: ``medseg evaluate`` holds ``.medseg-evaluate.lock`` for its whole run (a second ``evaluate`` into
+the same folder is refused); ``medseg predict`` holds ``.medseg-predict.lock`` only while it writes one
+case's files, so several ``predict`` processes (or ``torchrun`` ranks) share a folder safely and each
+case's label map and volumes JSON come from the same process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from medseg.errors import MedsegError
+from medseg.utils.atomic import makedirs_durable
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+__all__ = ["FolderLockedError", "folder_lock", "lock_path"]
+
+
+class FolderLockedError(MedsegError):
+    """Another process holds the folder's lock."""
+
+
+def lock_path(folder: str | os.PathLike, purpose: str) -> Path:
+    """The lock file of ``folder`` for ``purpose`` (``"evaluate"``, ``"predict"``...)."""
+    return Path(folder) / f".medseg-{purpose}.lock"
+
+
+def _holder_text(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return "another process"
+    if not isinstance(info, dict) or "pid" not in info:
+        return "another process"
+    return f"PID {info['pid']} on {info.get('host', '?')} ({info.get('command', '?')})"
+
+
+def _stamp(fd: int) -> None:
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv[:2]) or "python",
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    os.ftruncate(fd, 0)
+    os.write(fd, (json.dumps(info) + "\n").encode())
+
+
+def _lock(fd: int, *, wait: bool) -> bool:
+    """Lock ``fd``; ``False`` when another process holds it and ``wait`` is false."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
+    import msvcrt  # pragma: no cover - Windows: a lock on the first byte, also released at exit
+
+    while True:  # pragma: no cover
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            if not wait:
+                return False
+            time.sleep(0.2)
+
+
+def _unlock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:  # pragma: no cover - Windows
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, purpose: str, *, wait: bool = False) -> Iterator[Path]:
+    """Hold ``folder``'s ``purpose`` lock for the ``with`` block (the folder is created).
+
+    Args:
+        folder: The output folder.
+        purpose: Lock name; different purposes do not exclude each other.
+        wait: Block until the lock is free (``True``) or raise at once (``False``).
+
+    Raises:
+        FolderLockedError: ``wait=False`` and another process holds the lock (the message names it).
+    """
+    path = lock_path(makedirs_durable(folder), purpose)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if not _lock(fd, wait=wait):
+            raise FolderLockedError(f"folder is in use by {_holder_text(path)}: wait for it to finish or "
+                                    f"choose another folder ({path.name})", path=folder)
+        try:
+            _stamp(fd)
+            yield path
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)
