@@ -32,12 +32,16 @@ from medseg.io.volume import Volume
 if TYPE_CHECKING:  # pydicom is imported where used, keeping `import medseg` fast
     from pydicom.dataset import Dataset
 
-__all__ = ["SeriesInfo", "is_dicom_file", "list_dicom_series", "read_dicom_file", "read_dicom_series",
-           "write_dicom_series"]
+__all__ = ["NO_UID", "SeriesInfo", "check_not_part_of_series", "is_dicom_file", "list_dicom_series",
+           "read_dicom_file", "read_dicom_series", "write_dicom_series"]
 
 logger = logging.getLogger(__name__)
 
 _LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # LPS <-> RAS (its own inverse)
+
+#: How a series without SeriesInstanceUID is listed, and how ``series_uid=`` / ``--series-uid`` chooses it.
+NO_UID = "<no uid>"
+_NOT_IMAGES = {"1.2.840.10008.5.1.4.1.1.66.4": "DICOM SEG", "1.2.840.10008.5.1.4.1.1.481.3": "RTSTRUCT"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class SeriesInfo:
 
     def __str__(self) -> str:
         desc = f" '{self.description}'" if self.description else ""
-        return f"{self.uid or '<no uid>'} ({self.n_slices} slices, {self.modality or '?'}{desc})"
+        return f"{self.uid or NO_UID} ({self.n_slices} slices, {self.modality or '?'}{desc})"
 
 
 def is_dicom_file(path: str | os.PathLike) -> bool:
@@ -90,7 +94,8 @@ def read_dicom_series(folder: str | os.PathLike, *, series_uid: str | None = Non
 
     Args:
         folder: A folder holding one series (subfolders are searched), or several with ``series_uid``.
-        series_uid: SeriesInstanceUID to read when the folder holds several series.
+        series_uid: SeriesInstanceUID to read when the folder holds several series; ``""`` or
+            ``"<no uid>"`` (:data:`NO_UID`) chooses the series whose files have no SeriesInstanceUID.
 
     Returns:
         ``(columns, rows, slices)`` Volume, int16 when the rescaled values are integers that fit, float32
@@ -103,14 +108,21 @@ def read_dicom_series(folder: str | os.PathLike, *, series_uid: str | None = Non
             file. A non-CT modality is a logged warning.
     """
     folder = _as_folder(folder)
-    groups = _scan(folder)
+    skipped: Counter = Counter()
+    groups = _scan(folder, skipped=skipped)
     if not groups:
+        if skipped:
+            found = ", ".join(f"{n} {kind} file(s)" for kind, n in skipped.items())
+            raise DataError(f"no CT images, only {found}: a segmentation is a label map or reference "
+                            "(medseg volumes / evaluate --ref), not a scan", path=folder)
         raise DataError("no DICOM images found (empty folder or no files with a DICM header)", path=folder)
     listing = "; ".join(str(_series_info(uid, items)) for uid, items in groups.items())
+    if series_uid == NO_UID:
+        series_uid = ""
     if series_uid is None:
         if len(groups) > 1:
             raise DataError(f"{len(groups)} DICOM series in one folder: {listing}; pass series_uid= "
-                            "(medseg: --series-uid) to choose one", path=folder)
+                            "(medseg: --series-uid UID) to choose one", path=folder)
         series_uid = next(iter(groups))
     elif series_uid not in groups:
         raise DataError(f"no series with uid {series_uid}; found: {listing}", path=folder)
@@ -135,7 +147,7 @@ def read_dicom_series(folder: str | os.PathLike, *, series_uid: str | None = Non
     spacings = np.array([[float(v) for v in ds.PixelSpacing] for _, ds in items])
     numbers = [ds.get("InstanceNumber") for _, ds in items]
     hint = np.array([float(n) for n in numbers]) if all(n is not None for n in numbers) else None
-    order, affine = _stack_geometry(positions, iops, spacings, hint, _thickness(items[0][1]), names, folder)
+    order, affine = _stack_geometry(positions, iops, spacings, hint, 1.0, names, folder)
     array = _as_hu_dtype(_series_values([items[i] for i in order]))
     ds0 = items[order[0]][1]
     meta = {"path": str(folder), "format": "dicom", "modality": str(ds0.get("Modality", "")),
@@ -156,8 +168,12 @@ def read_dicom_file(path: str | os.PathLike) -> Volume:
     path = Path(path)
     if not path.is_file():
         raise DataError("no such file", path=path)
+    header = _read(path, pixels=False)
+    if "Rows" not in header:
+        raise DataError("DICOM file holds no image", path=path)
+    _check_pixel_bytes(path, header)
     ds = _read(path, pixels=True)
-    if "PixelData" not in ds or "Rows" not in ds:
+    if "PixelData" not in ds:
         raise DataError("DICOM file holds no image", path=path)
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise DataError(f"colour DICOM image ({ds.get('PhotometricInterpretation')}), expected grayscale CT",
@@ -172,7 +188,7 @@ def read_dicom_file(path: str | os.PathLike) -> Volume:
         hu = _slice_hu(path, ds)
         _, affine = _stack_geometry(np.array([[float(v) for v in ds.ImagePositionPatient]]),
                                     np.array([[float(v) for v in ds.ImageOrientationPatient]]),
-                                    np.array([[float(v) for v in ds.PixelSpacing]]), None, _thickness(ds),
+                                    np.array([[float(v) for v in ds.PixelSpacing]]), None, _thickness(ds, path),
                                     [path.name], path)
         return Volume(array=_as_hu_dtype(hu.T[:, :, None]), affine=affine, meta=meta)
     if "PerFrameFunctionalGroupsSequence" not in ds:
@@ -238,22 +254,81 @@ def _read(path: Path, *, pixels: bool) -> Dataset:
         raise DataError(f"unreadable DICOM file ({_short(exc)})", path=path) from None
 
 
-def _scan(folder: Path) -> dict[str, list[tuple[Path, Dataset]]]:
-    """Headers of the image files under ``folder``, grouped by SeriesInstanceUID (files sorted by path)."""
+def _scan(folder: Path, *, skipped: Counter | None = None) -> dict[str, list[tuple[Path, Dataset]]]:
+    """Headers of the image files under ``folder``, grouped by SeriesInstanceUID (files sorted by path).
+
+    DICOM SEG and RTSTRUCT files are skipped (counted in ``skipped``); every image's declared pixel data
+    must fit in its file (checked before anything is decoded).
+    """
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).parts
         if any(part.startswith(".") for part in rel) or not path.is_file() or not is_dicom_file(path):
             continue
         ds = _read(path, pixels=False)
+        kind = _NOT_IMAGES.get(str(ds.get("SOPClassUID", "")))
+        if kind:
+            logger.debug("%s: %s, not an image; skipped", path, kind)
+            if skipped is not None:
+                skipped[kind] += 1
+            continue
         if "Rows" not in ds:
             sop = ds.file_meta.get("MediaStorageSOPClassUID") if hasattr(ds, "file_meta") else None
             if len(ds) == 0 or sop is None or "Image" in getattr(sop, "name", ""):
                 raise DataError("truncated or incomplete DICOM file (no image header)", path=path)
             logger.debug("%s: not an image (%s), skipped", path, getattr(sop, "name", sop))
             continue
+        _check_pixel_bytes(path, ds)
         groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
     return groups
+
+
+def check_not_part_of_series(path: str | os.PathLike) -> None:
+    """Refuse a single-slice file whose folder holds other slices of its series (pass the folder instead).
+
+    Raises:
+        DataError: Naming the file, the series and how many of its files are in the folder.
+    """
+    import pydicom
+
+    path = Path(path)
+    ds = _read(path, pixels=False)
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1 or "SeriesInstanceUID" not in ds:
+        return
+    uid = str(ds.SeriesInstanceUID)
+    others = 0
+    for other in path.parent.iterdir():
+        if other == path or other.name.startswith(".") or not other.is_file() or not is_dicom_file(other):
+            continue
+        try:
+            head = pydicom.dcmread(other, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "Rows"])
+        except Exception:  # an unreadable neighbour is not this file's problem
+            continue
+        others += int(str(head.get("SeriesInstanceUID", "")) == uid and "Rows" in head)
+    if others:
+        raise DataError(f"one slice of a {others + 1}-file DICOM series ({uid}); pass the folder {path.parent} to "
+                        "read the whole series", path=path)
+
+
+def _check_pixel_bytes(path: Path, ds: Dataset) -> None:
+    """Refuse, before decoding, an uncompressed image whose file is shorter than its declared pixel data."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and getattr(syntax, "is_compressed", False):
+        return
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        bits, samples = int(ds.get("BitsAllocated", 16)), int(ds.get("SamplesPerPixel", 1))
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"invalid image header ({_short(exc)})", path=path) from None
+    if min(rows, columns, frames, bits, samples) <= 0:
+        raise DataError(f"invalid image size (Rows {rows}, Columns {columns}, {frames} frame(s))", path=path)
+    needed = (rows * columns * frames * samples * bits + 7) // 8
+    size = path.stat().st_size
+    if needed > size:
+        raise DataError(f"pixel data shorter than declared: {rows} rows x {columns} columns x {frames} frame(s) at "
+                        f"{bits} bits need {needed} bytes, the file has {size}: truncated or corrupt", path=path)
 
 
 def _series_info(uid: str, items: list[tuple[Path, Dataset]]) -> SeriesInfo:
@@ -277,11 +352,21 @@ def _require(ds: Dataset, keys: tuple[str, ...], path: Path) -> None:
             raise DataError(f"no {key}, cannot place the image in space", path=path)
 
 
-def _thickness(ds: Dataset) -> float:
+def _thickness(ds: Dataset, where: Path) -> float:
+    """Slice step of a single slice: SpacingBetweenSlices, else SliceThickness, else 1 mm (logged).
+
+    A value that is present but zero or negative is an error, never silently 1 mm.
+    """
+    found = []
     for key in ("SpacingBetweenSlices", "SliceThickness"):
         value = ds.get(key)
-        if value not in (None, "") and float(value) > 0:
-            return float(value)
+        if value not in (None, ""):
+            if float(value) > 0:
+                return float(value)
+            found.append(f"{key} {float(value):g}")
+    if found:
+        raise DataError(f"voxel size: {', '.join(found)} mm; slice thickness must be positive", path=where)
+    logger.warning("%s: a single slice without SliceThickness; its thickness is taken as 1 mm", where)
     return 1.0
 
 
@@ -300,6 +385,9 @@ def _stack_geometry(positions, iops, spacings, hint, thickness, names, where) ->
     if not np.allclose(iops, iops[0], atol=1e-4):
         raise DataError(f"slices have different orientations (ImageOrientationPatient), "
                         f"e.g. {names[0]} and {names[int(np.argmax(np.abs(iops - iops[0]).max(axis=1)))]}", path=where)
+    if not np.all(np.isfinite(spacings)) or np.any(spacings <= 0):
+        bad = spacings[np.argmax(np.any(~(spacings > 0), axis=1))].tolist()
+        raise DataError(f"PixelSpacing {bad} mm: voxel sizes must be positive numbers", path=where)
     if not np.allclose(spacings, spacings[0], atol=1e-4):
         raise DataError(f"slices have different pixel spacings: {sorted({tuple(s) for s in spacings.tolist()})}",
                         path=where)

@@ -27,27 +27,31 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     """Read a 3D NIfTI file into a :class:`Volume` (voxel order and dtype as stored, scaling applied).
 
     A 4D file with a single volume is squeezed to 3D. qform/sform are remembered in ``meta`` so a label
-    map written for this scan carries the same header geometry.
+    map written for this scan carries the same header geometry. The header is checked before any voxel
+    is read: dimensions (3D, not RGB or a time series), voxel sizes (positive) and the data size it
+    declares against what the file can hold, so a broken 82-byte header that declares 64 GiB is refused
+    without allocating. A ``.nii.gz`` is read to its end, so a gzip CRC error is never a half-garbage
+    volume.
 
     Raises:
-        DataError: The file is unreadable, truncated, not NIfTI, or not a 3D image.
+        DataError: The file is unreadable, truncated, corrupt, not NIfTI, or not a 3D grayscale image.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError("no such file" if not path.exists() else "not a file", path=path)
     try:
-        img = nib.load(path)
+        with nib.imageglobals.LoggingOutputSuppressor():  # nibabel "fixes" bad pixdim with a log line
+            img = nib.load(path)  # header only: the voxels are read below, from our own stream
         if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
             raise DataError(f"not a NIfTI image ({type(img).__name__})", path=path)
-        array = np.asanyarray(img.dataobj)
+        _check_header(img.header, path)
+        array = _read_voxels(img, path)
     except DataError:
         raise
     except (EOFError, zlib.error, OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
         raise DataError(f"unreadable or truncated NIfTI file ({_short(exc)})", path=path) from None
     if array.ndim == 4 and array.shape[3] == 1:
         array = array[..., 0]
-    if array.ndim != 3:
-        raise DataError(f"expected a 3D image, got {array.ndim}D with shape {array.shape}", path=path)
     header = img.header
     qform, qcode = header.get_qform(coded=True)
     _, scode = header.get_sform(coded=True)
@@ -61,7 +65,72 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     try:
         return Volume(array=array, affine=img.affine, meta=meta)
     except ValueError as exc:
-        raise DataError(f"invalid geometry in header ({exc})", path=path) from None
+        raise DataError(f"invalid geometry in header ({' '.join(str(exc).split())})", path=path) from None
+
+
+#: Largest ratio of decompressed to compressed size that deflate can reach (about 1032:1).
+_DEFLATE_MAX_RATIO = 1032
+
+
+def _check_header(header, path: Path) -> None:
+    """Refuse, from the header alone, what is not a 3D grayscale volume with positive voxel sizes that fits."""
+    shape = tuple(int(n) for n in header.get_data_shape())
+    dtype = header.get_data_dtype()
+    if dtype.fields is not None or int(header.get("intent_code", 0)) in (1007, 2003, 2004):  # vector, RGB, RGBA
+        raise DataError(f"colour/vector NIfTI ({dtype}, shape {shape}): expected a 3D grayscale scan or label map",
+                        path=path)
+    if (len(shape) == 4 and shape[3] > 1) or len(shape) > 4:
+        what = "a time series or multi-channel image" if len(shape) == 4 else "an image with vector voxels"
+        raise DataError(f"expected a 3D image, got {len(shape)}D with shape {shape} ({what})", path=path)
+    if len(shape) < 3:
+        raise DataError(f"expected a 3D image, got {len(shape)}D with shape {shape}", path=path)
+    pixdim = _stored_pixdim(type(header), path)
+    if not all(np.isfinite(pixdim)) or min(pixdim) <= 0:
+        shown = " x ".join(f"{v:g}" for v in pixdim)
+        raise DataError(f"voxel size (pixdim) {shown} mm: every voxel size must be a positive number", path=path)
+    needed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    size = path.stat().st_size
+    compressed = str(path).lower().endswith(".gz")
+    holds = size * _DEFLATE_MAX_RATIO if compressed else size - int(header.get_data_offset())
+    if needed > holds:
+        shown = "x".join(map(str, shape))
+        limit = f"at most {_human(holds)} once decompressed" if compressed else f"{_human(max(holds, 0))} of voxels"
+        raise DataError(f"header declares {shown} {dtype} voxels ({_human(needed)}) but the {size}-byte file holds "
+                        f"{limit}: truncated or corrupt header", path=path)
+
+
+def _stored_pixdim(header_class, path: Path) -> list[float]:
+    """Voxel sizes as stored: nibabel's loaded header already replaced 0 by 1 and negatives by their abs."""
+    import gzip
+
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rb") as stream:
+        raw = header_class.from_fileobj(stream, check=False)
+    return [float(v) for v in raw["pixdim"][1:4]]
+
+
+def _read_voxels(img, path: Path) -> np.ndarray:
+    """The voxels (scaled), read from a stream that is then read to its end (gzip checks its CRC there)."""
+    import gzip
+
+    from nibabel.fileholders import FileHolder
+
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rb") as stream:
+        holder = FileHolder(fileobj=stream)
+        loaded = type(img).from_file_map({"image": holder, "header": holder})
+        array = np.asanyarray(loaded.dataobj)
+        while stream.read(1 << 20):  # the trailer's CRC32 and length are only checked at the end
+            pass
+    return array
+
+
+def _human(n_bytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n_bytes) < 1024 or unit == "TiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} TiB"
 
 
 def write_nifti(volume: Volume, path: str | os.PathLike, *, label: bool = False) -> Path:

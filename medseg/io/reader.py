@@ -18,10 +18,13 @@ def read_volume(path: str | os.PathLike, *, series_uid: str | None = None) -> Vo
     Args:
         path: A ``.nii``/``.nii.gz`` file, a DICOM file (single-frame or enhanced multi-frame), or a
             folder holding one DICOM series.
-        series_uid: For a folder with several series, the SeriesInstanceUID to read.
+        series_uid: For a folder with several series, the SeriesInstanceUID to read (``""`` or
+            ``"<no uid>"`` chooses the series whose files have none).
 
     Raises:
-        DataError: Unreadable input, with the path and the problem in one line.
+        DataError: Unreadable input, with the path and the problem in one line; a DICOM SEG or RTSTRUCT
+            (not an image: read SEG label maps with :func:`medseg.io.label_map.read_label_map`); one
+            slice file of a series whose other files are in the same folder (pass the folder).
     """
     path = Path(path)
     if not path.exists():
@@ -35,8 +38,23 @@ def read_volume(path: str | os.PathLike, *, series_uid: str | None = None) -> Vo
     from medseg.io.dicom import is_dicom_file, read_dicom_file
 
     if is_dicom_file(path):
+        from medseg.io.dicom import check_not_part_of_series
+
+        _refuse_non_image(path)
+        check_not_part_of_series(path)
         return read_dicom_file(path)
     raise DataError("unsupported file type (expected .nii, .nii.gz, a DICOM file or a DICOM folder)", path=path)
+
+
+def _refuse_non_image(path: Path) -> None:
+    from medseg.io.dicom_seg_reader import RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS, sop_class
+
+    kind = {SEG_SOP_CLASS: "a DICOM SEG (segmentation)", RTSTRUCT_SOP_CLASS: "a DICOM RTSTRUCT (contours)"}
+    found = kind.get(sop_class(path) or "")
+    if found:
+        use = ("use it as a label map or reference (medseg volumes / evaluate --ref)" if "SEG" in found
+               else "convert it to a DICOM SEG or NIfTI label map first")
+        raise DataError(f"{found}, not a CT image; {use}", path=path)
 
 
 def write_volume(volume: Volume, path: str | os.PathLike, *, label: bool = False) -> Path:
