@@ -98,7 +98,7 @@ def _worker_medseg(args, mode: str) -> dict:
     import medseg.io
     import medseg.models
     import medseg.preprocessing
-    import medseg.training.checkpoint  # noqa: F401  (imports outside the timed call, as for monai)
+    import medseg.runs.checkpoint  # noqa: F401  (imports outside the timed call, as for monai)
     from medseg.cli import main
 
     torch.set_num_threads(1)
@@ -138,7 +138,7 @@ def _untrained_run(work: Path) -> Path:
 
     from medseg.models import build_model
     from medseg.preprocessing import PreprocessingPlan
-    from medseg.training.checkpoint import save_checkpoint
+    from medseg.runs.checkpoint import save_checkpoint
 
     run = work / "untrained-liver"
     if (run / "best.pt").exists():
@@ -217,8 +217,7 @@ def main() -> None:
 
 def _describe(model: Path) -> str:
     """One line: network, parameters, window, target spacing of the run."""
-    from medseg.inference.predictor import find_checkpoint
-    from medseg.training.checkpoint import load_checkpoint
+    from medseg.runs import find_checkpoint, load_checkpoint
 
     ckpt = load_checkpoint(find_checkpoint(model))
     cfg = ckpt["model_config"]

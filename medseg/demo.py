@@ -41,20 +41,13 @@ def _medseg(*args: str) -> None:
     print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
-def _find_checkpoint(run_dir: Path) -> Path:
-    """The run folder (the one holding ``best.pt`` or ``last.pt``) below ``run_dir``."""
-    for name in ("best.pt", "last.pt"):
-        found = sorted(run_dir.rglob(name))
-        if found:
-            return found[0].parent
-    raise SystemExit(f"demo: no checkpoint was written under {run_dir}")
-
-
 def run_demo(
     out: Path, *, train_cases: int = 12, heldout_cases: int = 3, seed: int = 0, epochs: int | None = None
 ) -> dict:
     """Run the whole demo into ``out``; returns the summary (also written to ``out/summary.json``)."""
     from medseg.data.naming import prediction_filename
+    from medseg.errors import DataError
+    from medseg.runs.folder import find_run_folder
 
     start = time.perf_counter()
     data, heldout = out / "data", out / "heldout"
@@ -66,7 +59,10 @@ def run_demo(
     if epochs is not None:
         train_args += ["--epochs", str(epochs)]
     _medseg(*train_args)
-    run_dir = _find_checkpoint(run_root)
+    try:
+        run_dir = find_run_folder(run_root)
+    except DataError as exc:
+        raise SystemExit(f"demo: {exc}") from None
     _medseg("predict", "--model", str(run_dir), str(heldout), "--out", str(pred))
     _medseg("evaluate", "--pred", str(pred), "--ref", str(heldout), "--out", str(evaluation))
     manifest = json.loads((heldout / "manifest.json").read_text())

@@ -25,7 +25,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,13 +32,17 @@ import torch
 from scipy import ndimage
 
 from medseg.errors import ConfigError, DataError
-from medseg.inference.postprocess import LIVER_TUMOR_LABELS, PostprocessConfig, applies_to, postprocess_labels
+from medseg.inference.postprocess import PostprocessConfig, applies_to, postprocess_labels
 from medseg.inference.restore import argmax_classes, restore_argmax
 from medseg.inference.sliding_window import WindowSettings, predict_logits
 from medseg.inference.tta import mirrored
 from medseg.io.volume import Volume
+from medseg.labels import lits_labels
+from medseg.runs.device import resolve_device
+from medseg.runs.folder import find_checkpoint
+from medseg.runs.record import RunRecord
 
-__all__ = ["MODES", "InferenceSettings", "Predictor", "find_checkpoint", "resolve_device"]
+__all__ = ["MODES", "InferenceSettings", "Predictor"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,32 +104,6 @@ class InferenceSettings:
             raise ConfigError(f"margin_mm must be >= 0, got {self.margin_mm}")
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"invalid device {device!r} ({exc})") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    return resolved
-
-
-def find_checkpoint(run: str | os.PathLike) -> Path:
-    """The checkpoint of a run: the file itself, or ``best.pt`` (else ``last.pt``) in a run folder."""
-    path = Path(run)
-    if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise DataError("run folder has no best.pt or last.pt", path=path)
-    if not path.exists():
-        raise DataError("no such run folder or checkpoint", path=path)
-    return path
-
-
 @dataclass
 class Predictor:
     """A network with its preprocessing plan and inference settings, loaded once.
@@ -154,7 +131,7 @@ class Predictor:
     num_classes: int
     context_slices: int = 0
     mirror_axes: tuple[int, ...] | None = None
-    labels: dict[str, str] = field(default_factory=lambda: {"0": "background", **LIVER_TUMOR_LABELS})
+    labels: dict[str, str] = field(default_factory=lits_labels)
     postprocessing: PostprocessConfig = field(default_factory=PostprocessConfig)
     settings: InferenceSettings = field(default_factory=InferenceSettings)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -163,7 +140,7 @@ class Predictor:
     def from_run(cls, run: str | os.PathLike, *, device: str | torch.device = "auto",
                  settings: InferenceSettings | None = None) -> Predictor:
         """Load a run folder (``best.pt``, else ``last.pt``) or a checkpoint file."""
-        from medseg.training.checkpoint import load_checkpoint
+        from medseg.runs.checkpoint import load_checkpoint
 
         path = find_checkpoint(run)
         return cls.from_checkpoint(load_checkpoint(path, map_location="cpu"), device=device, settings=settings,
@@ -174,34 +151,30 @@ class Predictor:
                         settings: InferenceSettings | None = None, source: str | os.PathLike | None = None
                         ) -> Predictor:
         """Build from a checkpoint dict (the training format: ``model``, ``model_config``, ``plan``,
-        ``inference``)."""
+        ``inference``; read and checked by :meth:`medseg.runs.RunRecord.from_checkpoint`)."""
         from medseg.models import build_model
-        from medseg.preprocessing import PreprocessingPlan
 
-        missing = [k for k in ("model", "model_config", "plan", "inference") if k not in checkpoint]
-        if missing:
-            raise DataError(f"checkpoint lacks {', '.join(missing)} (not a medseg training checkpoint?)", path=source)
-        info = checkpoint["inference"]
+        record = RunRecord.from_checkpoint(checkpoint, source=source)
+        try:
+            postprocessing = PostprocessConfig.from_dict(record.postprocessing)
+            network = build_model(record.model_config)
+        except ConfigError as exc:
+            raise DataError(f"checkpoint: {exc}", path=source) from None
         device = resolve_device(device)
-        network = build_model(checkpoint["model_config"])
         try:
             network.load_state_dict(checkpoint["model"])
         except RuntimeError as exc:
             raise DataError(f"weights do not fit the model config ({str(exc).splitlines()[0]})", path=source) from None
         network.eval().to(device)
-        spatial_dims = int(info.get("spatial_dims", checkpoint["model_config"]["spatial_dims"]))
-        patch = tuple(int(p) for p in info["patch_size"])
-        if len(patch) != spatial_dims:
-            raise DataError(f"inference.patch_size {patch} does not match spatial_dims {spatial_dims}", path=source)
         return cls(
             network=network,
-            plan=PreprocessingPlan.from_dict(checkpoint["plan"]),
-            patch_size=patch,
-            num_classes=int(info.get("num_classes", checkpoint["model_config"]["out_channels"])),
-            context_slices=int(info.get("context_slices", 0) or 0),
-            mirror_axes=None if info.get("mirror_axes") is None else tuple(int(a) for a in info["mirror_axes"]),
-            labels={str(k): str(v) for k, v in info.get("labels", {"0": "background", **LIVER_TUMOR_LABELS}).items()},
-            postprocessing=PostprocessConfig.from_dict(info.get("postprocessing")),
+            plan=record.plan,
+            patch_size=record.patch_size,
+            num_classes=record.num_classes,
+            context_slices=record.context_slices,
+            mirror_axes=record.mirror_axes,
+            labels=dict(record.labels),
+            postprocessing=postprocessing,
             settings=settings or InferenceSettings(),
             device=device,
         )

@@ -1,5 +1,8 @@
 """Checkpoints: atomic save, safe load (``weights_only=True``), and random-number-generator states.
 
+Training writes checkpoints here and inference reads them here (through :class:`~medseg.runs.RunRecord`),
+so neither stage imports the other.
+
 A checkpoint is a dict of plain Python types and tensors only, so it loads with
 ``torch.load(path, weights_only=True)`` (no pickled code runs when opening a file from elsewhere)::
 

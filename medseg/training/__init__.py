@@ -1,4 +1,4 @@
-"""Training: pipeline configuration, the training loop, checkpoints and distributed setup.
+"""Training: pipeline configuration, the training loop and distributed setup (checkpoints: :mod:`medseg.runs`).
 
 Example:
     >>> from medseg.training import load_pipeline, train
@@ -9,11 +9,6 @@ Example:
 from medseg.utils.lazy import lazy_exports
 
 _EXPORTS = {
-    "FORMAT_VERSION": "checkpoint",
-    "capture_rng_state": "checkpoint",
-    "load_checkpoint": "checkpoint",
-    "restore_rng_state": "checkpoint",
-    "save_checkpoint": "checkpoint",
     "PipelineConfig": "config",
     "apply_overrides": "config",
     "config_from_dict": "config",

@@ -29,8 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from medseg.errors import ConfigError, DataError
+from medseg.runs.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from medseg.training import distributed as ddp
-from medseg.training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from medseg.training.config import PipelineConfig, config_from_dict
 from medseg.training.records import TensorBoard, plot_curves, write_metrics_csv
 from medseg.utils.atomic import atomic_write_json, atomic_write_text

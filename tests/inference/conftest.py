@@ -20,7 +20,7 @@ def tiny_plan():
 def write_run(run_dir, model, *, plan, patch_size=PATCH, model_config=MODEL_CONFIG, postprocessing=None,
               context_slices=0):
     """Save ``model`` as ``run_dir/best.pt`` in the training checkpoint format; returns ``run_dir``."""
-    from medseg.training.checkpoint import save_checkpoint
+    from medseg.runs.checkpoint import save_checkpoint
 
     run_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(run_dir / "best.pt", {

@@ -10,7 +10,7 @@ import torch
 
 from medseg.errors import DataError
 from medseg.models import build_model
-from medseg.training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from medseg.runs.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 
 CONFIG = {"name": "unet", "spatial_dims": 2, "in_channels": 1, "out_channels": 3, "depth": 3, "base_filters": 4}
 

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from medseg.training.checkpoint import load_checkpoint
+from medseg.runs.checkpoint import load_checkpoint
 
 
 def test_torchrun_two_process_gloo(tiny_dataset, tmp_path):

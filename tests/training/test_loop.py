@@ -14,7 +14,7 @@ import torch
 from medseg.cli import main
 from medseg.errors import ConfigError, DataError
 from medseg.models import build_model
-from medseg.training.checkpoint import load_checkpoint
+from medseg.runs.checkpoint import load_checkpoint
 from medseg.training.config import load_pipeline
 from medseg.training.loop import train
 
