@@ -7,6 +7,8 @@ import logging
 import math
 from pathlib import Path
 
+from medseg.evaluation.protocols import DEFAULT_PROTOCOL, PROTOCOLS
+
 __all__ = ["register"]
 
 logger = logging.getLogger(__name__)
@@ -14,10 +16,15 @@ logger = logging.getLogger(__name__)
 _EVALUATE_EPILOG = """examples:
   medseg evaluate --pred predictions --ref data/lits --out evaluation
   medseg evaluate --pred predictions --ref Task03_Liver --out eval --nsd-tolerance-mm 1 --workers 2
+  medseg evaluate --pred predictions --ref data/lits --out eval-lits2017 --protocol lits2017
 
 writes per_case.csv (one row per case: liver_dice, tumor_hd95_mm, ..., lesions_tp/fp/fn,
 tumor_burden_pred/ref), lesions.csv, summary.json, boxplots.png and volumes.png.
-Formulas: docs/metrics.md.
+--protocol lits2017 scores as the LiTS 2017 challenge scorer did (6-connected lesions, 18-neighbour
+surfaces, 9001 for undefined values, tumor burden as a fraction; its bugs fixed) and writes its names:
+per_case.csv (liver_dice ... liver_msd, lesion_dice_per_case, TP, FP, FN, tumor_burden_diff, ...),
+lesions.csv and summary.json (scores: lesion_precision ... MAXERROR_Tumorburden), no figures.
+Formulas and where the protocols differ: docs/metrics.md.
 """
 
 _VOLUMES_EPILOG = """examples:
@@ -44,6 +51,12 @@ def register(subparsers) -> None:
     p.add_argument("--connectivity", type=int, default=3, choices=(1, 2, 3), help="lesion connectivity (3 = 26)")
     p.add_argument("--workers", type=int, default=None, help="parallel cases (default: all cores)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default=DEFAULT_PROTOCOL,
+        help="conventions, names and units: medseg (default) or lits2017 (the LiTS 2017 scorer's)",
+    )
     p.set_defaults(func=_evaluate)
 
     v = subparsers.add_parser(
@@ -73,10 +86,26 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if args.protocol != DEFAULT_PROTOCOL:
+        if config != EvaluationConfig():
+            raise ConfigError(
+                f"--nsd-tolerance-mm, --iou-threshold and --connectivity do not apply to --protocol {args.protocol}: "
+                "its conventions are fixed (6-connected lesions, IoU > 0.5 and > 0; docs/metrics.md)"
+            )
+        config = None
     _check_evaluate_outputs(args)
     run = evaluate_folders(
-        args.pred, args.ref, args.out, config=config, workers=args.workers, figures=not args.no_figures
+        args.pred,
+        args.ref,
+        args.out,
+        config=config,
+        workers=args.workers,
+        figures=not args.no_figures,
+        protocol=args.protocol,
     )
+    if args.protocol != DEFAULT_PROTOCOL:
+        print(_scorer_report(run, args.out))
+        return 0
     regions = run.summary["regions"]
     detection = run.summary.get("detection", {})
     lines = [f"{len(run.results)} cases evaluated -> {args.out}"]
@@ -94,6 +123,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         lines.append(f"  missing predictions counted as empty: {', '.join(run.missing_predictions)}")
     print("\n".join(lines))
     return 0
+
+
+def _scorer_report(run, out: Path) -> str:
+    """The lines a ``--protocol lits2017`` run prints: the scorer's ``scores.txt`` figures."""
+    from medseg.evaluation.lits2017 import scores_text
+
+    lines = [f"{len(run.results)} cases evaluated (protocol {run.summary['protocol']}) -> {out}"]
+    lines += [f"  {line}" for line in scores_text(run.summary["scores"]).splitlines()]
+    if run.missing_predictions:
+        lines.append(f"  missing predictions counted as empty: {', '.join(run.missing_predictions)}")
+    return "\n".join(lines)
 
 
 def _check_evaluate_outputs(args: argparse.Namespace) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from medseg.evaluation.binary import BINARY_METRIC_KEYS, binary_metrics
 from medseg.evaluation.lesions import match_lesions
+from medseg.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol
 from medseg.evaluation.volumes import region_masks
 
 __all__ = ["REGIONS", "CaseResult", "EvaluationConfig", "evaluate_case"]
@@ -28,7 +29,8 @@ REGIONS = ("liver", "tumor")
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """Settings of an evaluation run (all metrics use the defaults of the LiTS benchmark).
+    """Settings of a ``medseg``-protocol evaluation run (medseg's defaults; see ``docs/metrics.md`` for where
+    they differ from the LiTS 2017 scorer, which ``protocol="lits2017"`` reproduces).
 
     Attributes:
         nsd_tolerance_mm: Surface-Dice tolerance in mm.
@@ -71,6 +73,7 @@ def evaluate_case(
     spacing_mm: Sequence[float],
     case: str = "",
     config: EvaluationConfig | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> CaseResult:
     """All metrics of one predicted LiTS label map against its reference.
 
@@ -79,11 +82,21 @@ def evaluate_case(
         ref: Reference label map, same shape and grid.
         spacing_mm: Voxel size along each array axis, in mm.
         case: Case id stored in the row.
-        config: Metric settings (:class:`EvaluationConfig` defaults when ``None``).
+        config: Metric settings of the ``medseg`` protocol (:class:`EvaluationConfig` defaults when ``None``).
+        protocol: ``"medseg"`` or ``"lits2017"`` (the LiTS 2017 scorer's fixed conventions and names,
+            :func:`medseg.evaluation.lits2017.evaluate_case_lits2017`; ``config`` must then be ``None``
+            or the defaults).
 
     Returns:
-        A :class:`CaseResult`; see the module docstring for the row's columns.
+        A :class:`CaseResult`; see the module docstring (or :mod:`medseg.evaluation.lits2017`) for the
+        row's columns.
     """
+    if check_protocol(protocol) != DEFAULT_PROTOCOL:
+        if config not in (None, EvaluationConfig()):
+            raise ValueError(f"config {config!r} does not apply to protocol {protocol!r}: its conventions are fixed")
+        from medseg.evaluation.lits2017 import evaluate_case_lits2017  # it builds on CaseResult
+
+        return evaluate_case_lits2017(pred, ref, spacing_mm=spacing_mm, case=case)
     config = config or EvaluationConfig()
     pred, ref = np.asarray(pred), np.asarray(ref)
     if pred.shape != ref.shape:

@@ -13,8 +13,9 @@ import numpy as np
 
 from medseg.errors import DataError
 from medseg.evaluation.case import CaseResult, EvaluationConfig, evaluate_case
-from medseg.evaluation.cohort import lesions_dataframe, summarize, to_dataframe
+from medseg.evaluation.cohort import lesions_dataframe, to_dataframe
 from medseg.evaluation.matching import CasePair, check_pair_geometry, match_cases
+from medseg.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol, summarize_protocol
 from medseg.evaluation.report import mark_incomplete, write_report
 from medseg.io.reader import read_volume
 from medseg.utils.lock import folder_lock
@@ -35,7 +36,7 @@ class EvaluationRun:
     missing_predictions: list[str]
 
 
-def evaluate_pair(pair: CasePair, config: EvaluationConfig) -> CaseResult:
+def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFAULT_PROTOCOL) -> CaseResult:
     """Read one reference (and its prediction, or an empty map if missing) and evaluate it."""
     ref = read_volume(pair.ref)
     if pair.pred is None:
@@ -45,7 +46,9 @@ def evaluate_pair(pair: CasePair, config: EvaluationConfig) -> CaseResult:
         if not pred.same_geometry(ref):
             raise DataError(f"prediction grid differs from reference {pair.ref.name}", path=pair.pred)
         pred_array = pred.array
-    result = evaluate_case(pred_array, ref.array, spacing_mm=ref.spacing_mm, case=pair.case, config=config)
+    result = evaluate_case(
+        pred_array, ref.array, spacing_mm=ref.spacing_mm, case=pair.case, config=config, protocol=protocol
+    )
     result.row["prediction_missing"] = pair.pred is None
     return result
 
@@ -70,8 +73,14 @@ def evaluate_folders(
     workers: int | None = None,
     figures: bool = True,
     progress: bool | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> EvaluationRun:
     """Match, check, evaluate (in parallel) and report a folder of predictions.
+
+    ``protocol`` (:data:`~medseg.evaluation.protocols.PROTOCOLS`) chooses the conventions: ``"medseg"``
+    (``config`` applies) or ``"lits2017"`` (the LiTS 2017 scorer's fixed conventions, names and units,
+    :mod:`medseg.evaluation.lits2017`; ``config`` must be left at its defaults, and no figures are drawn).
+    ``summary.json`` records the protocol.
 
     A reference without prediction is evaluated against an empty map (and logged); a prediction without
     reference is logged and ignored. Any grid mismatch stops the run before computing, with one line per
@@ -84,6 +93,9 @@ def evaluate_folders(
         DataError: Folder missing or empty, duplicate case ids, or prediction/reference grid mismatches.
         FolderLockedError: Another process is evaluating into ``out_dir``.
     """
+    check_protocol(protocol)
+    if protocol != DEFAULT_PROTOCOL and config not in (None, EvaluationConfig()):
+        raise ValueError(f"config {config!r} does not apply to protocol {protocol!r}: its conventions are fixed")
     config = config or EvaluationConfig()
     pairs, unmatched = match_cases(pred_dir, ref_dir)
     for path in unmatched:
@@ -97,24 +109,30 @@ def evaluate_folders(
     with folder_lock(out_dir, "evaluate"):
         mark_incomplete(out_dir)
         results = map_with_progress(
-            partial(evaluate_pair, config=config),
+            partial(evaluate_pair, config=config, protocol=protocol),
             pairs,
             workers=workers,
             desc="evaluate",
             disable=None if progress is None else not progress,
         )
-        return _report(out_dir, results, missing, config, figures=figures)
+        return _report(out_dir, results, missing, config, figures=figures, protocol=protocol)
 
 
 def _report(out_dir, results: list[CaseResult], missing: list[str], config: EvaluationConfig, *,
-            figures: bool) -> EvaluationRun:
-    per_case = to_dataframe(results)
-    summary = summarize(per_case)
+            figures: bool, protocol: str = DEFAULT_PROTOCOL) -> EvaluationRun:
+    per_case, lesions = to_dataframe(results), lesions_dataframe(results)
+    summary = summarize_protocol(protocol, per_case, lesions)
     summary["missing_predictions"] = missing
-    summary["config"] = {
-        "nsd_tolerance_mm": config.nsd_tolerance_mm,
-        "iou_threshold": config.iou_threshold,
-        "connectivity": config.connectivity,
-    }
-    files = write_report(out_dir, per_case, _json_safe(summary), lesions=lesions_dataframe(results), figures=figures)
+    if protocol == DEFAULT_PROTOCOL:
+        summary["config"] = {
+            "nsd_tolerance_mm": config.nsd_tolerance_mm,
+            "iou_threshold": config.iou_threshold,
+            "connectivity": config.connectivity,
+        }
+    else:
+        from medseg.evaluation.lits2017 import CONVENTIONS
+
+        summary["config"] = dict(CONVENTIONS)
+        figures = False  # the box and volume plots are drawn from medseg's columns
+    files = write_report(out_dir, per_case, _json_safe(summary), lesions=lesions, figures=figures)
     return EvaluationRun(results=results, summary=summary, files=files, missing_predictions=missing)
