@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from medseg.errors import ConfigError
 
@@ -64,6 +66,7 @@ def _phantom(args: argparse.Namespace) -> int:
     if args.cases < 1:
         raise ConfigError(f"--cases must be at least 1, got {args.cases}")
     _check_workers(args.workers)
+    _check_phantom_out(Path(args.out), args)
     manifest = write_phantom_dataset(args.out, cases=args.cases, size=args.size, seed=args.seed,
                                      workers=args.workers)
     print(f"wrote {args.cases} {args.size} phantom cases to {args.out} (ground truth in {manifest})")
@@ -73,8 +76,10 @@ def _phantom(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from medseg.data.check import check_dataset
     from medseg.utils.atomic import atomic_path
+    from medseg.utils.paths import check_outputs
 
     _check_workers(args.workers)
+    check_outputs({"--csv": args.csv}, [], input_files=_dataset_files(Path(args.data)))
     report = check_dataset(args.data, workers=args.workers)
     print(report.format_table())
     if args.csv:
@@ -91,3 +96,39 @@ def _check(args: argparse.Namespace) -> int:
 def _check_workers(workers: int | None) -> None:
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+
+
+def _dataset_files(root: Path) -> list[Path]:
+    """The files of the data set under ``root`` (images, labels, dataset.json); all of ``root`` if unrecognised."""
+    from medseg.data.discovery import scan_dataset
+    from medseg.errors import MedsegError
+
+    try:
+        scan = scan_dataset(root)
+    except MedsegError:
+        return [root]  # the check will report the problem; meanwhile protect everything in the folder
+    files = [p for case in scan.cases for p in (case.image, case.label) if p is not None]
+    return [*files, *scan.orphan_labels, root / "dataset.json"]
+
+
+def _check_phantom_out(out: Path, args: argparse.Namespace) -> None:
+    """Refuse to write a phantom over anything but nothing, an empty folder, or the same earlier phantom.
+
+    An earlier phantom of the same ``--size`` and ``--seed`` with at most ``--cases`` cases is rewritten
+    with identical cases (the same seed gives the same cases); anything else is someone's data.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError("OUT names an existing file; expected a folder", path=out)
+    if not out.is_dir() or not any(not p.name.startswith(".") for p in out.iterdir()):
+        return
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    same = (isinstance(manifest, dict) and manifest.get("generator") == "medseg.data.phantom"
+            and manifest.get("size") == args.size and manifest.get("seed") == args.seed
+            and isinstance(manifest.get("cases"), list) and len(manifest["cases"]) <= args.cases)
+    if not same:
+        what = "a different phantom" if isinstance(manifest, dict) and "generator" in manifest else "files"
+        raise ConfigError(f"folder already holds {what}; refusing to write a phantom over it (choose a new or "
+                          "empty folder)", path=out)

@@ -49,7 +49,12 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default 2 in 3D, 16 in 2D)")
     p.add_argument("--skip-existing", action="store_true", help="leave scans whose <case>_seg.nii.gz exists alone")
-    p.add_argument("--no-volumes", action="store_true", help="do not write <case>_volumes.json")
+    p.add_argument("--no-volumes", action="store_true",
+                   help="do not write <case>_volumes.json, volumes.csv and lesions.csv")
+    p.add_argument("--format", choices=("auto", "nifti", "dicom-seg", "both"), default="auto",
+                   help="label map format: auto (default) = NIfTI, plus DICOM SEG (<case>_seg.dcm) for DICOM "
+                        "input; nifti; dicom-seg (SEG only, NIfTI if the SEG fails); both (DICOM input only)")
+    p.add_argument("--no-preview", action="store_true", help="do not write the QA picture <case>_preview.png")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
     p.set_defaults(func=_predict)
@@ -69,14 +74,78 @@ def _predict(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, torch.get_num_threads() // max(1, min(world_size, torch.get_num_threads()))))
     settings = InferenceSettings(mode=args.mode, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                                  skip_air=args.skip_air, progress=bool(args.progress))
-    predictor = Predictor.from_run(args.model, device=device, settings=settings)
     inputs, failures = collect_inputs(args.inputs)
+    _check_outputs(args, inputs)
+    _check_formats(args, inputs)
+    predictor = Predictor.from_run(args.model, device=device, settings=settings)
     inputs = shard(inputs, rank=rank, world_size=world_size)
     failures = shard(failures, rank=rank, world_size=world_size)
     where = f" (process {rank} of {world_size})" if world_size > 1 else ""
     logger.info("predicting %d scan(s) on %s%s", len(inputs), predictor.device, where)
-    summary = predict_batch(predictor, inputs, args.out, skip_existing=args.skip_existing,
-                            write_volumes=not args.no_volumes, progress=args.progress)
+    writer = _writer(args, settings, predictor, rank)
+    try:
+        summary = predict_batch(predictor, inputs, args.out, skip_existing=args.skip_existing,
+                                progress=args.progress, writer=writer)
+    except BaseException as exc:
+        writer.manifest.finish("interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed")
+        raise
     summary.outcomes = failures + summary.outcomes
+    for outcome in failures:
+        writer.case_done(outcome)
+    writer.manifest.finish("complete", counts=summary.counts())
     print(f"medseg predict{where}: {summary.format()}", file=sys.stderr)
     return 2 if summary.failed else 0
+
+
+def _writer(args: argparse.Namespace, settings, predictor, rank: int):
+    """The per-case outputs and the run manifest (``run.json``, started here) of this process."""
+    import dataclasses
+    from pathlib import Path
+
+    from medseg import __version__
+    from medseg.io.dicom_seg_writer import SegSettings
+    from medseg.manifest import RunManifest, file_sha256
+    from medseg.outputs import OutputSettings, PredictOutputs
+    from medseg.runs.folder import find_checkpoint
+
+    checkpoint = find_checkpoint(args.model)
+    sha = file_sha256(checkpoint)
+    seg = SegSettings(algorithm_version=__version__, model_sha256=sha, model_name=checkpoint.name)
+    outputs = OutputSettings(format=args.format, preview=not args.no_preview, volumes=not args.no_volumes, seg=seg,
+                             rank=rank)
+    resolved = {"inference": dataclasses.asdict(settings), "outputs": {
+        "format": args.format, "preview": outputs.preview, "volumes": outputs.volumes,
+        "skip_existing": args.skip_existing}}
+    plan = getattr(predictor, "plan", None)
+    pipeline = plan.to_dict() if hasattr(plan, "to_dict") else {}
+    manifest = RunManifest.start(args.out, command="predict", settings=resolved, checkpoints=[checkpoint],
+                                 pipeline={"model": str(args.model), "plan": pipeline}, device=str(predictor.device),
+                                 name=outputs.run_file("run", ".json"))
+    return PredictOutputs(Path(args.out), outputs, manifest)
+
+
+def _check_formats(args: argparse.Namespace, inputs: list) -> None:
+    """A DICOM SEG needs a DICOM source: refuse NIfTI inputs for --format dicom-seg/both before any work."""
+    from medseg.errors import DataError
+    from medseg.io.nifti import is_nifti
+
+    if args.format in ("dicom-seg", "both"):
+        for _, path in inputs:
+            if is_nifti(path):
+                raise DataError(f"--format {args.format}: a DICOM SEG needs a DICOM source series; this is a NIfTI "
+                                "file (use --format nifti or auto)", path=path)
+
+
+def _check_outputs(args: argparse.Namespace, inputs: list) -> None:
+    """Refuse an --out that is an input (or an existing file), or a case output that would replace a scan."""
+    from pathlib import Path
+
+    from medseg.data.naming import prediction_filename
+    from medseg.inference.batch import volumes_filename
+    from medseg.utils.paths import check_outputs
+
+    out = Path(args.out)
+    check_outputs({"--out": out}, [*args.inputs, args.model], folders=["--out"])
+    outputs = {f"--out ({name})": out / name for case_id, _ in inputs
+               for name in (prediction_filename(case_id), volumes_filename(case_id))}
+    check_outputs(outputs, [*(path for _, path in inputs), args.model])

@@ -1,10 +1,13 @@
 """Predict a cohort: one label map (and volumes JSON) per scan, past bad inputs, sharded under torchrun.
 
 For each scan: read it (:func:`medseg.io.read_volume`: NIfTI file or DICOM series folder), predict,
-write ``<case>_volumes.json`` (:func:`medseg.evaluation.volumes.volumes_report`: liver, tumor, lesions,
-burden) and then ``<case>_seg.nii.gz`` (uint8, the scan's shape and affine). Both are written atomically
+write ``<case>_volumes.json`` (the report function the caller passes; ``medseg predict`` passes
+:func:`medseg.evaluation.volumes.volumes_report`: liver, tumor, lesions, burden, so inference itself does
+not import evaluation) and then ``<case>_seg.nii.gz`` (uint8, the scan's shape and affine). Both are written atomically
 (temporary file + rename), the label map last, so an existing output is replaced only by a complete new
-one and an interrupted run leaves no truncated file; ``skip_existing`` resumes a cohort.
+one and an interrupted run leaves no truncated file; ``skip_existing`` resumes a cohort. Several
+processes may predict into one folder: each writes a case's two files while holding the folder's
+``.medseg-predict.lock`` (:func:`medseg.utils.lock.folder_lock`), so they always come from one process.
 
 A scan that fails (unreadable, not 3D, out of memory...) is recorded with a one-line reason and the
 batch goes on; :class:`BatchSummary` lists what failed. Under ``torchrun`` each process takes every
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from tqdm.auto import tqdm
 from medseg.data.naming import case_id_from_path, prediction_filename
 from medseg.errors import DataError, MedsegError
 from medseg.utils.atomic import atomic_write_json
+from medseg.utils.lock import folder_lock
 
 __all__ = ["BatchSummary", "CaseOutcome", "collect_inputs", "predict_batch", "shard", "shard_from_env",
            "volumes_filename"]
@@ -49,6 +53,7 @@ class CaseOutcome:
     reason: str | None = None
     seconds: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,8 +138,9 @@ def predict_batch(
     out_dir: str | os.PathLike,
     *,
     skip_existing: bool = False,
-    write_volumes: bool = True,
+    report: Callable[[Any, Any], Mapping[str, Any]] | None = None,
     progress: bool | None = None,
+    writer=None,
 ) -> BatchSummary:
     """Predict every ``(case_id, path)`` in ``inputs`` into ``out_dir``.
 
@@ -144,8 +150,14 @@ def predict_batch(
         inputs: Scans as ``(case_id, path)`` (see :func:`collect_inputs`).
         out_dir: Output folder (created).
         skip_existing: Leave cases whose label map already exists alone (resume a cohort).
-        write_volumes: Also write ``<case>_volumes.json`` (when :mod:`medseg.evaluation` is available).
+        report: Called as ``report(labels, scan)`` (two :class:`~medseg.io.Volume`) for the mapping
+            written to ``<case>_volumes.json`` after ``case_id`` and ``input``, e.g.
+            :func:`medseg.evaluation.volumes.volumes_report`; ``None``: no volumes JSON.
         progress: Progress bar over scans (``None``: when stderr is a terminal).
+        writer: Further outputs per case (e.g. :class:`medseg.outputs.PredictOutputs`): its
+            ``write_case(case_id, path, scan, labels, stats)`` runs before the label map is written and
+            returns what it wrote (``write_label_map`` false: no NIfTI); ``case_done(outcome)`` gets
+            every outcome.
 
     Returns:
         The :class:`BatchSummary`; failures are recorded, never raised (except KeyboardInterrupt).
@@ -154,22 +166,27 @@ def predict_batch(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = _volumes_function() if write_volumes else None
     summary = BatchSummary()
     bar = tqdm(inputs, desc="predict", unit="scan", disable=None if progress is None else not progress)
     for case_id, path in bar:
         target = out_dir / prediction_filename(case_id)
         if skip_existing and target.exists():
             summary.outcomes.append(CaseOutcome(case_id, str(path), "skipped", output=str(target)))
+            _notify(writer, summary.outcomes[-1])
             continue
         t0 = time.perf_counter()
         try:
             volume = read_volume(path)
+            timings = {"read": time.perf_counter() - t0}
             labels, stats = predictor.predict(volume)
-            if report is not None:
-                atomic_write_json(out_dir / volumes_filename(case_id),
-                                  {"case_id": case_id, "input": str(path), **report(labels, volume)})
-            write_volume(labels, target, label=True)
+            timings["predict"] = time.perf_counter() - t0 - timings["read"]
+            volumes = {"case_id": case_id, "input": str(path), **report(labels, volume)} if report else None
+            with folder_lock(out_dir, "predict", wait=True):  # this case's files come from one process
+                if volumes is not None:
+                    atomic_write_json(out_dir / volumes_filename(case_id), volumes)
+                extra = writer.write_case(case_id, Path(path), volume, labels, stats) if writer else None
+                if extra is None or extra.write_label_map:
+                    write_volume(labels, target, label=True)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # keep going: one line per failure, the traceback only in debug logs
@@ -178,19 +195,17 @@ def predict_batch(
             logger.error("%s: %s", case_id, reason)
             summary.outcomes.append(CaseOutcome(case_id, str(path), "failed", reason=reason,
                                                 seconds=time.perf_counter() - t0))
+            _notify(writer, summary.outcomes[-1])
             continue
         seconds = time.perf_counter() - t0
         logger.info("%s: %s (%.1f s)", case_id, target, seconds)
-        summary.outcomes.append(CaseOutcome(case_id, str(path), "ok", output=str(target), seconds=seconds,
-                                            stats=stats))
+        written = extra is None or extra.write_label_map
+        summary.outcomes.append(CaseOutcome(case_id, str(path), "ok", output=str(target) if written else None,
+                                            seconds=seconds, stats=stats, timings_s=timings))
+        _notify(writer, summary.outcomes[-1])
     return summary
 
 
-def _volumes_function():
-    """:func:`medseg.evaluation.volumes.volumes_report`, or ``None`` when the module is unavailable."""
-    try:
-        from medseg.evaluation.volumes import volumes_report
-    except ImportError:  # pragma: no cover - evaluation not installed/built
-        logger.warning("medseg.evaluation is not available: no volumes JSON written")
-        return None
-    return volumes_report
+def _notify(writer, outcome: CaseOutcome) -> None:
+    if writer is not None:
+        writer.case_done(outcome)

@@ -3,8 +3,9 @@
 A lock is a hidden file in the folder (``.medseg-<purpose>.lock``) locked with ``flock`` (POSIX;
 ``msvcrt.locking`` on Windows). The
 file holds the holder's PID, host and command, so a refused second process can say who holds it. The
-lock file is left in place when released: deleting it would let a third process lock a new file while
-a second still waits on the old one.
+holder removes the file before unlocking it; a process that then obtains the lock on the removed file
+sees that the path no longer names it and locks the new file instead, so no two processes ever hold
+one lock. A file left by a killed holder is simply locked again by the next process.
 
 Uses: ``medseg evaluate`` holds ``.medseg-evaluate.lock`` for its whole run (a second ``evaluate`` into
 the same folder is refused); ``medseg predict`` holds ``.medseg-predict.lock`` only while it writes one
@@ -103,15 +104,33 @@ def folder_lock(folder: str | os.PathLike, purpose: str, *, wait: bool = False) 
         FolderLockedError: ``wait=False`` and another process holds the lock (the message names it).
     """
     path = lock_path(makedirs_durable(folder), purpose)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _acquire(path, folder, wait=wait)
     try:
-        if not _lock(fd, wait=wait):
-            raise FolderLockedError(f"folder is in use by {_holder_text(path)}: wait for it to finish or "
-                                    f"choose another folder ({path.name})", path=folder)
-        try:
-            _stamp(fd)
-            yield path
-        finally:
-            _unlock(fd)
+        _stamp(fd)
+        yield path
     finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # still locked: a process waiting on this inode sees it is gone and retries
+        _unlock(fd)
         os.close(fd)
+
+
+def _acquire(path: Path, folder: str | os.PathLike, *, wait: bool) -> int:
+    """Open and lock ``path``; retry when the file was removed by its previous holder meanwhile."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if not _lock(fd, wait=wait):
+                raise FolderLockedError(f"folder is in use by {_holder_text(path)}: wait for it to finish or "
+                                        f"choose another folder ({path.name})", path=folder)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            mine = os.fstat(fd)
+            if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # the file we locked was unlinked by the previous holder: lock the new one
