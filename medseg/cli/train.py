@@ -31,12 +31,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument("pipeline", help="pipeline name (liver, liver-2d) or path to a pipeline .yaml")
     parser.add_argument("--data", metavar="DIR", help="data set folder (default: data.root, else the phantom set)")
-    parser.add_argument("--fold", type=int, default=0, metavar="K", help="cross-validation fold (default 0)")
+    parser.add_argument("--fold", type=int, default=None, metavar="K",
+                        help="cross-validation fold (default 0; with --resume: the run's own)")  # fmt: skip
     parser.add_argument("--epochs", type=int, metavar="N", help="number of epochs (same as --set training.epochs=N)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a pipeline value, e.g. --set training.batch_size=4 (repeatable)")  # fmt: skip
     parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/<pipeline>/fold<K>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last.pt, with its config, fold and data set")  # fmt: skip
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the pipeline's device, auto)")
     parser.add_argument("--workers", type=int, metavar="N", help="processes for checking and preprocessing")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -46,24 +48,40 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from medseg.errors import DataError
     from medseg.training.config import find_pipeline, load_pipeline
-    from medseg.training.loop import load_run_config, train
+    from medseg.training.loop import train
+    from medseg.training.run_files import load_run_config
 
     overrides = list(args.overrides) + ([f"training.epochs={args.epochs}"] if args.epochs is not None else [])
-    name = Path(find_pipeline(args.pipeline)).stem
-    out = Path(args.out) if args.out else Path("runs") / name / f"fold{args.fold}"
+    pipeline = Path(find_pipeline(args.pipeline))
+    out = Path(args.out) if args.out else Path("runs") / pipeline.stem / f"fold{args.fold or 0}"
     if args.resume:
-        config = load_run_config(out, overrides)
-        if args.device:
-            overrides.append(f"device={args.device}")
-            config = load_run_config(out, overrides)
+        config = load_run_config(out, overrides + ([f"device={args.device}"] if args.device else []))
+        _check_same_pipeline(pipeline, config.name, out)
     else:
-        config = load_pipeline(args.pipeline, overrides=overrides, device=args.device)
-    result = train(config, run_dir=out, fold=args.fold, data=args.data, resume=args.resume, workers=args.workers,
-                   progress=False if args.no_progress else None)  # fmt: skip
+        config = load_pipeline(pipeline, overrides=overrides, device=args.device)
+    try:
+        result = train(config, run_dir=out, fold=args.fold, data=args.data, resume=args.resume,
+                       workers=args.workers, progress=False if args.no_progress else None)  # fmt: skip
+    except OSError as exc:  # a full disk, a read-only folder...: one line naming the file
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
+            raise
+        raise DataError(exc.strerror or str(exc), path=exc.filename or out) from None
     summary = ", ".join(f"{k.removeprefix('val_dice_')} Dice {v:.3f}" for k, v in result.items()
                         if k.startswith("val_dice_"))  # fmt: skip
     print(f"medseg train: done, {result.get('epoch', 0)} epochs; {summary or 'not validated'}; "
           f"best {config.validation.metric} {result['best_metric']:.3f}; run folder {out}",
           file=sys.stderr)  # fmt: skip
     return 0
+
+
+def _check_same_pipeline(pipeline, run_name: str, out) -> None:
+    """``--resume`` continues the run's own pipeline: refuse another one named on the command line."""
+    from medseg.errors import ConfigError
+    from medseg.utils.yamlfile import read_yaml
+
+    raw = read_yaml(pipeline)
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if name is not None and name != run_name:
+        raise ConfigError(f"--resume: the run in {out} trains pipeline {run_name!r}, not {name!r} ({pipeline})")
