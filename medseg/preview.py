@@ -1,0 +1,153 @@
+"""A QA picture per predicted case: ``<case>_preview.png``, to check a cohort at a glance.
+
+Four panels in the radiological convention (patient's right on the viewer's left; superior up; anterior
+up in axial, left in sagittal), whatever the file's voxel order (through :func:`medseg.io.to_canonical`),
+with the aspect ratio of the voxel spacing:
+
+1. axial, 2. coronal and 3. sagittal slices through the centre of mass of the liver (the middle of the
+   scan when no liver is found), and
+4. the axial slice where the largest lesion (26-connected component of the tumor) has its largest area,
+   the slice of its RECIST long axis (the liver's axial slice, marked "no tumor found", when there is none).
+
+The CT is shown in a liver window (W 400, L 40 HU: -160..240), the liver and tumor as contours in fixed
+colours (:data:`LIVER_RGB`, :data:`TUMOR_RGB`) with a legend, and a caption with the case's volumes and
+warnings. Drawn on a :class:`matplotlib.figure.Figure` with the Agg canvas, never through pyplot, so it
+does not touch the caller's matplotlib backend and is safe in worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from medseg.io.orientation import to_canonical
+from medseg.io.volume import Volume
+
+__all__ = [
+    "LIVER_RGB",
+    "LIVER_WINDOW_HU",
+    "TUMOR_RGB",
+    "preview_caption",
+    "preview_figure",
+    "preview_filename",
+    "preview_slices",
+    "write_preview",
+]
+
+#: Contour colours (8-bit RGB): saturated, so they never occur in a grey CT.
+LIVER_RGB = (0, 200, 255)
+TUMOR_RGB = (255, 40, 200)
+#: Liver window (W 400, L 40), HU.
+LIVER_WINDOW_HU = (-160.0, 240.0)
+
+
+def preview_filename(case_id: str) -> str:
+    """File name of the preview written next to ``<case>_seg.nii.gz``."""
+    return f"{case_id}_preview.png"
+
+
+def preview_slices(labels: np.ndarray) -> dict[str, int | None]:
+    """Slice indices of a canonical (RAS) label map: ``axial``, ``coronal``, ``sagittal``, ``lesion``.
+
+    ``lesion`` is ``None`` when the map has no tumor (label 2).
+    """
+    liver = np.isin(labels, (1, 2))
+    centre = ndimage.center_of_mass(liver) if liver.any() else tuple(n / 2 for n in labels.shape)
+    i, j, k = (int(np.clip(round(c), 0, n - 1)) for c, n in zip(centre, labels.shape))
+    picks: dict[str, int | None] = {"axial": k, "coronal": j, "sagittal": i, "lesion": None}
+    tumor = labels == 2
+    if tumor.any():
+        components, _ = ndimage.label(tumor, structure=np.ones((3, 3, 3), bool))
+        largest = int(np.argmax(np.bincount(components.ravel())[1:])) + 1
+        areas = (components == largest).sum(axis=(0, 1))
+        picks["lesion"] = int(np.argmax(areas))
+    return picks
+
+
+def _view(array: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """2D display array of a canonical (RAS) volume: rows top to bottom, columns left to right on screen."""
+    if plane == "axial":
+        return np.flipud(array[:, :, index].T)[:, ::-1]  # anterior up, patient right on the left
+    if plane == "coronal":
+        return np.flipud(array[:, index, :].T)[:, ::-1]  # superior up, patient right on the left
+    return np.flipud(array[index, :, :].T)[:, ::-1]  # sagittal: superior up, anterior on the left
+
+
+def _aspect(spacing: Sequence[float], plane: str) -> float:
+    sx, sy, sz = spacing
+    return {"axial": sy / sx, "coronal": sz / sx, "sagittal": sz / sy}[plane]
+
+
+def preview_caption(case_id: str, report: Mapping | None, warnings: Sequence[str] = ()) -> str:
+    """The caption: volumes, burden, lesions (largest: RECIST axes) and warnings of one case."""
+    parts = [case_id]
+    if report:
+        parts.append(f"liver {report['liver_ml']:.1f} mL, tumor {report['tumor_ml']:.2f} mL "
+                     f"(burden {report['tumor_burden_percent']:.2f} %), {report['lesion_count']} lesion(s)")
+        if report.get("lesions"):
+            big = report["lesions"][0]
+            parts.append(f"largest {big['volume_ml']:.2f} mL, {big['axial_diameter_mm']:.1f} x "
+                         f"{big.get('short_axis_mm', float('nan')):.1f} mm axial")
+    text = "  |  ".join(parts)
+    if warnings:
+        text += "\nwarnings: " + "; ".join(warnings)
+    return "\n".join(textwrap.fill(line, 150) for line in text.splitlines())
+
+
+def preview_figure(image: Volume, labels: Volume, *, caption: str = "",
+                   window_hu: tuple[float, float] = LIVER_WINDOW_HU):
+    """The preview as a :class:`matplotlib.figure.Figure` (Agg canvas attached).
+
+    Args:
+        image: ``(X, Y, Z)`` CT scan in HU.
+        labels: Label map on the scan's grid (0 background, 1 liver, 2 tumor).
+        caption: Text under the panels.
+        window_hu: Display window.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    if not image.same_geometry(labels):
+        raise ValueError(f"label map (shape {labels.shape}) does not share the scan's grid (shape {image.shape})")
+    ct, lab = to_canonical(image)[0], to_canonical(labels)[0]
+    picks = preview_slices(lab.array)
+    panels = [("axial", picks["axial"], "axial (liver)"), ("coronal", picks["coronal"], "coronal (liver)"),
+              ("sagittal", picks["sagittal"], "sagittal (liver)")]
+    lesion = picks["lesion"]
+    panels.append(("axial", lesion if lesion is not None else picks["axial"],
+                   "axial (largest lesion)" if lesion is not None else "axial: no tumor found"))
+    fig = Figure(figsize=(13.0, 4.2), dpi=90)
+    FigureCanvasAgg(fig)
+    liver_colour, tumor_colour = np.array(LIVER_RGB) / 255, np.array(TUMOR_RGB) / 255
+    for n, (plane, index, title) in enumerate(panels):
+        ax = fig.add_subplot(1, 4, n + 1)
+        ax.imshow(_view(ct.array, plane, index), cmap="gray", vmin=window_hu[0], vmax=window_hu[1],
+                  aspect=_aspect(ct.spacing_mm, plane), interpolation="nearest")
+        view = _view(lab.array, plane, index)
+        for mask, colour in ((np.isin(view, (1, 2)), liver_colour), (view == 2, tumor_colour)):
+            if mask.any() and not mask.all():
+                ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1.2)
+        ax.set_title(f"{title}, slice {index}", fontsize=9)
+        ax.set_axis_off()
+    handles = [Line2D([], [], color=liver_colour, lw=2, label="liver"),
+               Line2D([], [], color=tumor_colour, lw=2, label="tumor")]
+    fig.legend(handles=handles, loc="upper right", fontsize=8, frameon=False, ncol=2)
+    fig.text(0.01, 0.02, caption, fontsize=8, va="bottom", ha="left", family="monospace")
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.88, bottom=0.08 + 0.04 * caption.count("\n"), wspace=0.04)
+    return fig
+
+
+def write_preview(image: Volume, labels: Volume, path: str | os.PathLike, *, caption: str = "") -> Path:
+    """Write :func:`preview_figure` as a PNG atomically; returns ``path``."""
+    from medseg.utils.atomic import atomic_path
+
+    fig = preview_figure(image, labels, caption=caption)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
