@@ -27,13 +27,12 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import torch
-from scipy import ndimage
 
 from medseg.errors import ConfigError, DataError
+from medseg.inference.coarse_to_fine import CoarseToFineSettings, predict_coarse_to_fine
 from medseg.inference.postprocess import PostprocessConfig, applies_to, postprocess_labels
-from medseg.inference.restore import argmax_classes, restore_argmax
+from medseg.inference.restore import restore_argmax
 from medseg.inference.sliding_window import WindowSettings, predict_logits
 from medseg.inference.tta import mirrored
 from medseg.io.volume import Volume
@@ -102,6 +101,10 @@ class InferenceSettings:
             raise ConfigError(f"fine_windows must be 'tile' or 'reach', got {self.fine_windows!r}")
         if not self.margin_mm >= 0:
             raise ConfigError(f"margin_mm must be >= 0, got {self.margin_mm}")
+
+    def coarse_to_fine(self) -> CoarseToFineSettings:
+        """The coarse pass and box check of ``"coarse-to-fine"`` mode."""
+        return CoarseToFineSettings(factor=self.coarse_factor, overlap=self.coarse_overlap, margin_mm=self.margin_mm)
 
 
 @dataclass
@@ -216,7 +219,6 @@ class Predictor:
     def predict_logits(self, volume: Volume) -> tuple[torch.Tensor, Any, dict[str, Any]]:
         """Logits ``(K, X, Y, Z)`` on the preprocessed grid, the preprocessing record and statistics."""
         from medseg.inference.prepare import prepare_scan
-        from medseg.preprocessing import resample_array
 
         if volume.array.ndim != 3:
             raise DataError(f"expected a 3D scan, got shape {volume.shape}", path=volume.meta.get("path"))
@@ -238,50 +240,14 @@ class Predictor:
                                 batch_size=batch_size, context_slices=self.context_slices,
                                 box_windows=s.fine_windows, device=self.device, amp=s.amp, progress=s.progress)
 
-        box = None
-        if s.mode == "coarse-to-fine":
-            t0 = time.perf_counter()
-            coarse_shape = tuple(max(1, round(n / s.coarse_factor)) for n in image.shape[1:])
-            coarse = resample_array(image, out_shape=coarse_shape, mode="trilinear")
-            coarse_mask = None if mask is None else resample_array(mask, out_shape=coarse_shape, mode="nearest")
-            coarse_logits = predict_logits(self.network, coarse, replace(window, overlap=s.coarse_overlap),
-                                           mask=coarse_mask)
-            keep_largest = (s.postprocessing or self.postprocessing).keep_largest_liver
-            box = _foreground_box(argmax_classes(coarse_logits).numpy() > 0, image.shape[1:],
-                                  margin_vox=[s.margin_mm / sp for sp in record.spacing_after_mm],
-                                  min_fraction=1.0 if keep_largest else 0.1)
-            stats["coarse_s"] = time.perf_counter() - t0
-            if box is None:
-                logger.info("coarse pass found no foreground; predicting the whole scan")
-        stats["box"] = None if box is None else [[b.start, b.stop] for b in box]
         t0 = time.perf_counter()
-        logits = predict_logits(network, image, window, mask=mask, box=box)
-        stats["fine_s"] = time.perf_counter() - t0
+        if s.mode == "coarse-to-fine":
+            logits, steps = predict_coarse_to_fine(self.network, network, image, window, s.coarse_to_fine(),
+                                                   spacing_mm=record.spacing_after_mm, mask=mask)
+            stats.update(steps)
+        else:
+            logits = predict_logits(network, image, window, mask=mask)
+            stats.update(box=None, fine_s=time.perf_counter() - t0)
         stats["preprocessed_shape"] = list(record.resampled_shape)
         return logits, record, stats
 
-
-def _foreground_box(foreground: np.ndarray, fine_shape, *, margin_vox, min_fraction: float = 0.1
-                    ) -> tuple[slice, ...] | None:
-    """Bounding box (on the fine grid) of the coarse foreground components that matter, plus a margin.
-
-    Components smaller than ``min_fraction`` of the largest are ignored: stray false positives, or with
-    ``min_fraction=1`` everything but the largest, when post-processing keeps only the largest liver.
-    """
-    components, n = ndimage.label(foreground, structure=np.ones((3, 3, 3), dtype=bool))
-    if n == 0:
-        return None
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
-    keep = sizes >= min_fraction * sizes.max()
-    keep[0] = False
-    mask = keep[components]
-    box = []
-    for axis, (n_coarse, n_fine, m) in enumerate(zip(foreground.shape, fine_shape, margin_vox)):
-        other = tuple(a for a in range(3) if a != axis)
-        idx = np.flatnonzero(mask.any(axis=other))
-        scale = n_fine / n_coarse
-        lo = int(np.floor(idx[0] * scale - m))
-        hi = int(np.ceil((idx[-1] + 1) * scale + m))
-        box.append(slice(max(0, lo), min(n_fine, hi)))
-    return tuple(box)
