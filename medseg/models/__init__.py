@@ -1,11 +1,15 @@
-"""Segmentation networks: 2D/3D U-Net variants behind a name -> builder registry.
+"""Segmentation networks: 2D/3D U-Net variants, FCN-32s/16s/8s, SegNet and DeepLab v3+ behind a name -> builder
+registry (``docs/models.md`` lists them with their papers).
 
 Example:
     >>> from medseg.models import build_model
     >>> net = build_model({"name": "unet", "spatial_dims": 3, "in_channels": 1, "out_channels": 3})
 """
 
-from medseg.models import zoo as _zoo  # noqa: F401  (registers the built-in models)
+from medseg.models import deeplab as _deeplab  # noqa: F401  (the imports register the built-in models)
+from medseg.models import fcn as _fcn  # noqa: F401
+from medseg.models import segnet as _segnet  # noqa: F401
+from medseg.models import zoo as _zoo  # noqa: F401
 from medseg.models.registry import (
     available_models,
     build_model,

@@ -1,5 +1,5 @@
-"""One contract for every registered model: shapes on odd sizes, 2D and 3D, backward, parameter count,
-deep-supervision outputs, configuration errors."""
+"""One contract for every registered model: shapes on odd sizes, 2D and 3D, backward, parameter count
+(worked out by hand for a tiny configuration), deep-supervision outputs, save/load, configuration errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from monai.networks.nets import DynUNet
 from medseg.errors import ConfigError
 from medseg.models import available_models, build_model, count_parameters
 
-MODELS = ["unet", "resunet", "attention_unet"]
+UNETS = ["unet", "resunet", "attention_unet"]
+CLASSIC = ["fcn32s", "fcn16s", "fcn8s", "segnet", "deeplabv3plus"]
+MODELS = UNETS + CLASSIC
 SIZES = {2: (13, 11), 3: (13, 11, 9)}  # odd, not divisible by the total stride
 
 
@@ -22,12 +24,39 @@ def _config(name, dims, **extra):
             "base_filters": 4, **extra}  # fmt: skip
 
 
+def _block(cin, cout, kd):  # conv-norm-act-conv-norm-act (MONAI UnetBasicBlock / UnetResBlock without projection)
+    return kd * cin * cout + 2 * cout + kd * cout * cout + 2 * cout
+
+
+def _expected_classic(name, dims, *, c_in, classes, filters, heads, k):
+    """FCN, SegNet and DeepLab v3+ parameters for depth 3 (strides 1, 2, 2), counted by hand."""
+    kd, c = k**dims, classes
+    encoder = sum(_block(a, b, kd) for a, b in itertools.pairwise((c_in, *filters)))
+    score = [f * c + c for f in filters]  # 1x1 conv with bias
+    if name.startswith("fcn"):  # upsampling: C x C transposed conv, no bias, kernel 2f - f % 2 per axis
+        up2, up4, up1 = c * c * 4**dims, c * c * 8**dims, c * c  # factors 2, 4, 1
+        return encoder + {"fcn32s": score[2] + up4, "fcn16s": score[2] + score[1] + up2 + up2,
+                          "fcn8s": sum(score) + 2 * up2 + up1}[name]  # fmt: skip
+    if name == "segnet":  # decoder blocks 16->8, 8->4, final 4->4, output; heads on the level-i decoder block
+        decoder = _block(16, 8, kd) + _block(8, 4, kd) + _block(4, 4, kd) + score[0]
+        return encoder + decoder + sum(score[i] for i in range(heads))
+    # deeplabv3plus: residual encoder (1x1 projection + norm where the width changes), level 2 atrous;
+    # ASPP of width 16 = filters[-1] with rates 6, 12, 18; low level 0 reduced to round(16 * 48 / 256) = 3
+    f, low = 16, 3
+    projections = sum(a * b + 2 * b for a, b in itertools.pairwise((c_in, *filters)))
+    aspp = (16 * f + 2 * f) + 3 * (kd * 16 * f + 2 * f) + (16 * f + f) + (5 * f * f + 2 * f)
+    decoder = (filters[0] * low + 2 * low) + _block(f + low, f, kd) + (f * c + c)
+    return encoder + projections + aspp + decoder + heads * (f * c + c)
+
+
 def _expected_parameters(name, dims, *, c_in=2, classes=3, filters=(4, 8, 16), heads=0, k=3):
     """Parameter count worked out by hand from the architecture (instance norm with affine, no conv bias)."""
     kd = k**dims
+    if name in CLASSIC:
+        return _expected_classic(name, dims, c_in=c_in, classes=classes, filters=filters, heads=heads, k=k)
 
-    def block(cin, cout):  # conv-norm-act-conv-norm-act
-        return kd * cin * cout + 2 * cout + kd * cout * cout + 2 * cout
+    def block(cin, cout):
+        return _block(cin, cout, kd)
 
     encoder = [(c_in, filters[0]), *list(itertools.pairwise(filters))]
     total = sum(block(a, b) for a, b in encoder)
@@ -41,6 +70,17 @@ def _expected_parameters(name, dims, *, c_in=2, classes=3, filters=(4, 8, 16), h
     total += filters[0] * classes + classes  # output 1x1 conv with bias
     total += sum(filters[i] * classes + classes for i in range(1, heads + 1))
     return total
+
+
+# deep-supervision heads asked for at depth 4 (strides 1, 2, 2, 2) and the stride of each auxiliary output
+DS_STRIDES = {
+    **{name: (2, [2, 4]) for name in UNETS},
+    "fcn32s": (1, [8]),  # the deepest score map
+    "fcn16s": (2, [4, 8]),  # the fused score maps before each upsampling
+    "fcn8s": (3, [2, 4, 8]),
+    "segnet": (3, [2, 4, 8]),  # a head on every decoder level
+    "deeplabv3plus": (1, [4]),  # the ASPP output, at the output stride (level 3 atrous)
+}
 
 
 def test_all_models_registered():
@@ -77,13 +117,15 @@ class TestModelContract:
 
     def test_deep_supervision_outputs(self, name, dims):
         torch.manual_seed(0)
-        config = _config(name, dims, depth=4, deep_supervision=True, deep_supervision_heads=2)
+        heads, strides = DS_STRIDES[name]
+        config = _config(name, dims, depth=4, deep_supervision=True, deep_supervision_heads=heads)
         model = build_model(config).train()
         size = SIZES[dims]
         outs = model(torch.randn(2, 2, *size))
-        assert isinstance(outs, list) and len(outs) == 3
-        for level, out in enumerate(outs):  # highest resolution first, ceil(size / 2**level)
-            assert out.shape == (2, 3, *(math.ceil(s / 2**level) for s in size))
+        assert isinstance(outs, list) and len(outs) == 1 + heads
+        assert outs[0].shape == (2, 3, *size)
+        for out, stride in zip(outs[1:], strides, strict=True):  # highest resolution first, ceil(size / stride)
+            assert out.shape == (2, 3, *(math.ceil(s / stride) for s in size))
         model.eval()
         with torch.no_grad():
             assert model(torch.randn(1, 2, *size)).shape == (1, 3, *size)
@@ -134,3 +176,48 @@ def test_bad_config_raises_config_error(change, message):
 def test_missing_required_key():
     with pytest.raises(ConfigError, match="in_channels"):
         build_model({"name": "unet", "spatial_dims": 2, "out_channels": 3})
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("name", MODELS)
+def test_save_load_weights_only(name, dims, tmp_path):
+    """A state dict saved with torch.save loads with ``weights_only=True`` into a model rebuilt from its config."""
+    torch.manual_seed(0)
+    config = _config(name, dims)
+    model = build_model(config).eval()
+    torch.save({"model_config": config, "state_dict": model.state_dict()}, tmp_path / "model.pt")
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    rebuilt = build_model(saved["model_config"]).eval()
+    rebuilt.load_state_dict(saved["state_dict"])
+    x = torch.randn(1, 2, *SIZES[dims])
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("name", CLASSIC)
+def test_tiny_training_reduces_the_loss(name, dims):
+    """Fifteen Adam steps on one tiny batch (a bright square/cube is class 1, its centre class 2) lower the
+    cross-entropy to less than 70 % of its start, deep supervision included."""
+    torch.manual_seed(0)
+    size = (16, 16, 8)[:dims]
+    target = torch.zeros(2, *size, dtype=torch.long)
+    target[(slice(None), *(slice(n // 4, 3 * n // 4) for n in size))] = 1
+    target[(slice(None), *(slice(3 * n // 8, 5 * n // 8) for n in size))] = 2
+    image = target.float().unsqueeze(1).repeat(1, 2, *([1] * dims)) + 0.3 * torch.randn(2, 2, *size)
+    model = build_model(_config(name, dims, deep_supervision=True)).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        outputs = model(image)
+        terms = [torch.nn.functional.cross_entropy(out, _resize(target, out.shape[2:])) for out in outputs]
+        loss = sum(terms) / len(terms)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def _resize(target, size):
+    return torch.nn.functional.interpolate(target[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
