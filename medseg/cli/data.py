@@ -75,7 +75,7 @@ def _phantom(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from medseg.data.check import check_dataset
-    from medseg.utils.atomic import atomic_path
+    from medseg.utils.atomic import atomic_write_csv
     from medseg.utils.paths import check_outputs
 
     _check_workers(args.workers)
@@ -83,8 +83,7 @@ def _check(args: argparse.Namespace) -> int:
     report = check_dataset(args.data, workers=args.workers)
     print(report.format_table())
     if args.csv:
-        with atomic_path(args.csv) as tmp:
-            report.to_dataframe().to_csv(tmp, index=False)
+        atomic_write_csv(args.csv, report.to_dataframe())
     if report.ok:
         return 0
     cases = len({p.case_id for p in report.errors})

@@ -96,10 +96,9 @@ def scan_dataset(root: str | os.PathLike) -> DatasetScan:
         raise DataError("empty folder, no data set here", path=root)
     if (root / "dataset.json").is_file() or (root / "imagesTr").is_dir():
         return _decathlon(root)
-    if any(_visible(p, root) for p in root.rglob("volume-*.nii*")) or any(
-        _visible(p, root) for p in root.rglob("test-volume-*.nii*")
-    ):
-        return _lits(root)
+    files = _visible_files(root)
+    if _has_lits_images(files):
+        return _lits(root, files)
     case_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".") and d.name != "labels"]
     if case_dirs and all(_holds_dicom(d) for d in case_dirs):
         return _dicom_cases(root, case_dirs)
@@ -174,10 +173,10 @@ def _decathlon(root: Path) -> DatasetScan:
     return _finish(root, "decathlon", cases, orphans)
 
 
-def _lits(root: Path) -> DatasetScan:
+def _lits(root: Path, files: list[Path]) -> DatasetScan:
     images, labels = {}, {}
-    for path in sorted(root.rglob("*.nii*")):
-        if not _visible(path, root) or not is_nifti(path):
+    for path in sorted(files):
+        if not is_nifti(path):
             continue
         if _LITS_IMAGE.match(path.name):
             _unique_ids([case_id_from_path(path)], [path], seen=images)
@@ -203,7 +202,8 @@ def _dicom_cases(root: Path, case_dirs: list[Path]) -> DatasetScan:
 
 
 def _images_in_folder(folder: Path) -> list[tuple[str, Path]]:
-    if (folder / "dataset.json").is_file() or (folder / "imagesTr").is_dir() or any(folder.glob("volume-*.nii*")):
+    if ((folder / "dataset.json").is_file() or (folder / "imagesTr").is_dir()
+            or _has_lits_images(_visible_files(folder))):  # also a LiTS root holding "Training Batch N/" folders
         return [(c.case_id, c.image) for c in discover_dataset(folder)]
     entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
     if any(p.is_file() and is_dicom_file(p) for p in entries):
@@ -222,6 +222,24 @@ def _visible(path: Path, root: Path) -> bool:
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def _visible_files(root: Path) -> list[Path]:
+    """Every file below ``root`` outside hidden folders; an unreadable folder is logged, not skipped silently."""
+
+    def warn(exc: OSError) -> None:
+        logger.warning("%s: cannot read folder (%s); the files in it are not included", exc.filename,
+                       exc.strerror or exc)
+
+    found = []
+    for folder, subfolders, names in os.walk(root, onerror=warn):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        found += [Path(folder) / n for n in names if not n.startswith(".")]
+    return found
+
+
+def _has_lits_images(files: list[Path]) -> bool:
+    return any(_LITS_IMAGE.match(p.name) for p in files)
+
+
 def _nifti_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
@@ -229,7 +247,7 @@ def _nifti_in(folder: Path) -> list[Path]:
 
 
 def _holds_dicom(folder: Path) -> bool:
-    return any(p.is_file() and is_dicom_file(p) for p in folder.rglob("*") if _visible(p, folder))
+    return any(p.is_file() and is_dicom_file(p) for p in _visible_files(folder))
 
 
 def _unique_ids(ids: list[str], paths: list[Path], seen: dict[str, Path] | None = None) -> dict[str, Path]:

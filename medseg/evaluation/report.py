@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from medseg.evaluation.case import REGIONS
-from medseg.utils.atomic import atomic_path, atomic_write_json
+from medseg.utils.atomic import atomic_path, atomic_write_csv, atomic_write_json
 
 __all__ = ["REPORT_FILES", "mark_incomplete", "plot_boxplots", "plot_volume_agreement", "write_report"]
 
@@ -36,9 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-    return path
+    return atomic_write_csv(path, frame)
 
 
 def _save(fig, path: Path) -> Path:

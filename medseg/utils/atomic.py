@@ -46,6 +46,7 @@ __all__ = [
     "atomic_dir",
     "atomic_path",
     "atomic_write_bytes",
+    "atomic_write_csv",
     "atomic_write_json",
     "atomic_write_text",
     "fsync_dir",
@@ -287,6 +288,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically (NaN written as ``NaN``, as Python's json does)."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+
+def atomic_write_csv(path: str | os.PathLike, frame: Any) -> Path:
+    """Write a pandas ``DataFrame`` as CSV (no index) atomically; undecodable file-name bytes kept as they were."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, encoding="utf-8", errors="surrogateescape")
+    return Path(path)
 
 
 def _json_default(obj: Any) -> Any:
