@@ -8,7 +8,8 @@ Start here:
   :func:`to_dataframe` / :func:`summarize` turn case results into a table and cohort figures;
 * :func:`measure_volumes` / :func:`volumes_report` -- liver, parenchyma, tumor and per-lesion volumes,
   diameters and centroids of one label map (the ``<case>_volumes.json`` contract);
-* :func:`evaluate_folders` -- what ``medseg evaluate`` runs.
+* :func:`evaluate_folders` -- what ``medseg evaluate`` runs;
+* :func:`load_results` -- a ``medseg predict`` or ``medseg evaluate`` output folder as pandas tables.
 """
 
 from medseg.utils.lazy import lazy_exports
@@ -29,6 +30,8 @@ _EXPORTS = {
     "match_lesions": "lesions",
     "overlap_from_counts": "overlap",
     "overlap_metrics": "overlap",
+    "Results": "results",
+    "load_results": "results",
     "EvaluationRun": "runner",
     "evaluate_folders": "runner",
     "surface_distances": "surface",
