@@ -69,7 +69,7 @@ def test_bad_inputs_do_not_stop_the_batch(untrained_run, cohort, tmp_path, capsy
     (out / "truncated_seg.nii.gz").write_bytes(b"previous result")  # must survive the failed re-run
     code = main(["predict", "--model", str(untrained_run), str(bad / "truncated.nii.gz"), str(good),
                  str(bad / "flat.nii.gz"), str(bad / "missing.nii.gz"), str(bad / "notes.txt"),
-                 "--out", str(out), "--device", "cpu", "--no-volumes"])
+                 "--out", str(out), "--device", "cpu", "--no-volumes", "--no-preview"])
     err = capsys.readouterr().err
     assert code == 2
     assert "1 predicted, 0 skipped (output exists), 4 failed" in err
@@ -78,7 +78,7 @@ def test_bad_inputs_do_not_stop_the_batch(untrained_run, cohort, tmp_path, capsy
     assert "Traceback" not in err
     assert (out / "1_seg.nii.gz").is_file()
     assert (out / "truncated_seg.nii.gz").read_bytes() == b"previous result"
-    assert sorted(p.name for p in out.iterdir()) == ["1_seg.nii.gz", "truncated_seg.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["1_seg.nii.gz", "run.json", "truncated_seg.nii.gz"]
 
 
 def test_skip_existing_resumes(untrained_run, cohort, tmp_path, capsys):
@@ -106,10 +106,11 @@ def test_torchrun_sharding(untrained_run, cohort, tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("WORLD_SIZE", "2")
     out = tmp_path / "pred"
     code = main(["predict", "--model", str(untrained_run), str(root / "nifti"), str(root / "dicom"),
-                 "--out", str(out), "--device", "cpu", "--no-volumes"])
+                 "--out", str(out), "--device", "cpu", "--no-volumes", "--no-preview"])
     assert code == 0
     assert "(process 1 of 2)" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["2_seg.nii.gz"]  # every second scan, from the second
+    # every second scan, from the second; this process's own manifest
+    assert sorted(p.name for p in out.iterdir()) == ["2_seg.nii.gz", "run.rank1.json"]
 
 
 def test_bad_model_is_one_line(tmp_path, capsys):
@@ -121,6 +122,7 @@ def test_bad_model_is_one_line(tmp_path, capsys):
 
 
 def test_interrupted_batch_leaves_only_complete_files(untrained_run, cohort, tmp_path):
+    from medseg.evaluation import volumes_report
     from medseg.inference import Predictor, predict_batch
 
     root, _ = cohort
@@ -138,6 +140,6 @@ def test_interrupted_batch_leaves_only_complete_files(untrained_run, cohort, tmp
     out = tmp_path / "pred"
     inputs, _ = collect_inputs([root / "nifti"])
     with pytest.raises(KeyboardInterrupt):
-        predict_batch(Interrupting(), inputs, out, write_volumes=True)
+        predict_batch(Interrupting(), inputs, out, report=volumes_report)
     assert sorted(p.name for p in out.iterdir()) == ["1_seg.nii.gz", "1_volumes.json"]
     assert read_volume(out / "1_seg.nii.gz").shape == read_volume(inputs[0][1]).shape
