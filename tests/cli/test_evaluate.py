@@ -47,13 +47,18 @@ def test_evaluate_writes_contract_and_counts_missing(tiny_dataset, predictions, 
 
 
 def test_evaluate_geometry_mismatch_is_one_clear_line(tiny_dataset, predictions, tmp_path, capsys):
+    """A prediction on another grid is skipped with one line naming both files; the rest is scored, exit 2."""
     img = nib.load(tiny_dataset / "segmentation-0.nii.gz")
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:, :, :-1], img.affine), predictions / "0_seg.nii.gz")
     code = main(["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(tmp_path / "e")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "case 0" in err and "0_seg.nii.gz" in err and "shape" in err
-    assert not (tmp_path / "e" / "per_case.csv").exists()
+    assert "case 0" in err and "0_seg.nii.gz" in err and "segmentation-0.nii.gz" in err and "shape" in err
+    assert "np.float64" not in err
+    per_case = pd.read_csv(tmp_path / "e" / "per_case.csv", dtype={"case": str})
+    assert "0" not in set(per_case["case"]) and len(per_case) == len(list(tiny_dataset.glob("segmentation-*"))) - 1
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert [c["case"] for c in summary["failed_cases"]] == ["0"]
 
 
 def test_volumes_command_json(tiny_dataset, tmp_path, capsys):
@@ -73,3 +78,38 @@ def test_volumes_command_json(tiny_dataset, tmp_path, capsys):
 def test_volumes_missing_file(tmp_path, capsys):
     assert main(["volumes", str(tmp_path / "nope.nii.gz")]) == 2
     assert "nope.nii.gz" in capsys.readouterr().err
+
+
+def test_evaluate_protocol_lits2017_writes_the_scorers_names(tiny_dataset, predictions, tmp_path, capsys):
+    out = tmp_path / "lits"
+    args = ["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(out), "--workers", "1"]
+    assert main([*args, "--protocol", "lits2017"]) == 0
+    table = pd.read_csv(out / "per_case.csv", dtype={"case": str}).set_index("case")
+    scorer = ["liver_dice", "liver_jaccard", "liver_voe", "liver_rvd", "liver_assd", "liver_rmsd", "liver_msd"]
+    scorer += ["lesion_dice_per_case", "TP", "FP", "FN", "TP_greater_zero", "tumor_burden_diff"]
+    assert set(scorer) <= set(table.columns) and "tumor_hd95_mm" not in table.columns
+    manifest = {c["case_id"]: c for c in json.loads((tiny_dataset / "manifest.json").read_text())["cases"]}
+    assert table.loc["0", "liver_dice"] == 1.0 and table.loc["0", "liver_msd"] == 0.0
+    assert table.loc["3", "liver_assd"] == 9001 and not table.loc["3", "liver_exists"]  # missing: no label 1
+    assert table.loc["1", "TP"] == 0 and table.loc["1", "FN"] == table.loc["1", "n_reference"]
+    assert table.loc["2", "tumor_burden_diff"] == pytest.approx(0.0)  # a perfect prediction
+    assert table.loc["1", "n_reference"] == manifest["1"]["lesion_count"]  # no lesion touches another here
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["protocol"] == "lits2017" and summary["config"]["lesion_connectivity"] == 1
+    assert list(summary["scores"])[:2] == ["lesion_precision", "lesion_recall"]
+    assert {"liver_dice_global", "RMSE_Tumorburden", "MAXERROR_Tumorburden"} <= set(summary["scores"])
+    assert summary["scores"]["MAXERROR_Tumorburden"] == pytest.approx(max(table["tumor_burden_diff"]))
+    assert not (out / "boxplots.png").exists()
+    printed = capsys.readouterr().out
+    assert "(protocol lits2017)" in printed and "lesion_precision: " in printed
+    medseg_out = tmp_path / "medseg"
+    assert main(["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(medseg_out)]) == 0
+    assert json.loads((medseg_out / "summary.json").read_text())["protocol"] == "medseg"
+
+
+def test_evaluate_protocol_lits2017_refuses_medseg_settings(tiny_dataset, predictions, tmp_path, capsys):
+    args = ["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(tmp_path / "e")]
+    assert main([*args, "--protocol", "lits2017", "--connectivity", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--protocol lits2017" in err
+    assert not (tmp_path / "e").exists()

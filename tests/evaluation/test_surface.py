@@ -153,3 +153,15 @@ def test_equal_to_monai_on_phantom_liver_pair():
     ours = binary_metrics(pred, ref, spacing_mm=spacing)
     for key, value in _monai(pred, ref, spacing, 2.0).items():
         assert ours[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_surface_voxels_18_neighbourhood_is_scipy_erosion_xor():
+    """connectivity=2 is the LiTS 2017 scorer's ``A ^ binary_erosion(A, 18-neighbourhood)``, border outside."""
+    rng = np.random.default_rng(3)
+    mask = ndimage.gaussian_filter(rng.random((11, 13, 9)), 1.0) > 0.5
+    mask[0, 4:8, 3:6] = True  # touches the border
+    expected = mask ^ ndimage.binary_erosion(mask, ndimage.generate_binary_structure(3, 2))
+    np.testing.assert_array_equal(surface_voxels(mask, connectivity=2), expected)
+    assert surface_voxels(mask, connectivity=2).sum() > surface_voxels(mask).sum()
+    with pytest.raises(ValueError, match="connectivity"):
+        surface_voxels(mask, connectivity=4)
