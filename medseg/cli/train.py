@@ -38,7 +38,7 @@ def register(subparsers) -> None:
                         help="override a pipeline value, e.g. --set training.batch_size=4 (repeatable)")  # fmt: skip
     parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/<pipeline>/fold<K>)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last.pt, with its config, fold and data set")  # fmt: skip
+                        help="continue the run in --out (from last.pt) with its own config, fold and data")  # fmt: skip
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the pipeline's device, auto)")
     parser.add_argument("--workers", type=int, metavar="N", help="processes for checking and preprocessing")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -52,10 +52,12 @@ def _run(args: argparse.Namespace) -> int:
     from medseg.training.config import find_pipeline, load_pipeline
     from medseg.training.loop import train
     from medseg.training.run_files import load_run_config
+    from medseg.utils.paths import check_outputs
 
     overrides = list(args.overrides) + ([f"training.epochs={args.epochs}"] if args.epochs is not None else [])
     pipeline = Path(find_pipeline(args.pipeline))
     out = Path(args.out) if args.out else Path("runs") / pipeline.stem / f"fold{args.fold or 0}"
+    check_outputs({"--out": out}, [args.data, pipeline], folders=["--out"])  # never a run folder over an input
     if args.resume:
         config = load_run_config(out, overrides + ([f"device={args.device}"] if args.device else []))
         _check_same_pipeline(pipeline, config.name, out)
