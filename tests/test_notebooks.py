@@ -11,8 +11,8 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_three_notebooks_exist():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03"]
+def test_four_notebooks_exist():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -23,18 +23,54 @@ def test_committed_without_outputs(path):
             assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs"
 
 
+def _fake_demo_output(root: Path) -> None:
+    """``demo_output/`` as `make demo` leaves it (held-out scans, predictions with their tables), tumor-free."""
+    from scipy import ndimage
+
+    from medseg.data import discover_dataset, write_phantom_dataset
+    from medseg.data.naming import prediction_filename
+    from medseg.evaluation import volumes_report
+    from medseg.evaluation.tables import lesion_rows, lesions_table, volume_row, volumes_table, write_table
+    from medseg.io import read_volume, write_volume
+
+    heldout, pred = root / "demo_output" / "heldout", root / "demo_output" / "predictions"
+    write_phantom_dataset(heldout, cases=2, size="tiny", seed=1, workers=1, progress=False)
+    (root / "demo_output" / "data").symlink_to(heldout)
+    rows, lesions = [], []
+    for case in discover_dataset(heldout):
+        ref = read_volume(case.label)
+        tumor_free = ref.with_array((ref.array > 0).astype("uint8"))
+        write_volume(tumor_free, case.label, label=True)  # a data set without any tumor
+        predicted = tumor_free.with_array(ndimage.binary_erosion(tumor_free.array).astype("uint8"))
+        write_volume(predicted, pred / prediction_filename(case.case_id), label=True)
+        report = volumes_report(predicted, read_volume(case.image))
+        rows.append(volume_row(case.case_id, report))
+        lesions += lesion_rows(case.case_id, report["lesions"])
+    write_table(volumes_table(rows), pred / "volumes.csv")
+    write_table(lesions_table(lesions), pred / "lesions.csv")
+
+
+@pytest.mark.parametrize("demo", [False, True], ids=["phantom", "demo-output-tumor-free"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, tmp_path):
+def test_notebook_runs(path, demo, tmp_path):
+    """Top to bottom, on fresh phantom data (with tumors) and on a `make demo` output without tumors."""
     nb = nbformat.read(path, as_version=4)
-    # small settings: the tiny phantom instead of the small one
-    for cell in nb.cells:
+    if demo:
+        _fake_demo_output(tmp_path)
+    for cell in nb.cells:  # small settings: the tiny phantom instead of the small one
         if cell.cell_type == "code" and "PHANTOM_SIZE, PHANTOM_CASES" in cell.source:
             cell.source = cell.source.replace('"small", 6', '"tiny", 4')
     client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
-    assert (tmp_path / "phantom_data" / "manifest.json").exists()
+    written = {p.relative_to(tmp_path).parts[0] for p in tmp_path.iterdir()}
+    assert written <= {"notebook_output", "demo_output"}  # nothing outside the two folders
+    if not demo:
+        assert (tmp_path / "notebook_output" / "phantom_data" / "manifest.json").exists()
+    if path.stem.startswith("02"):  # a figure drawn after evaluate_folders shows inline (no Agg switch)
+        cell = next(c for c in nb.cells if c.cell_type == "code" and ".plot.bar(ax=ax" in c.source)
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs)
 
 
 def _free_port() -> int:
