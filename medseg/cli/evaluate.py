@@ -7,6 +7,7 @@ import logging
 import math
 from pathlib import Path
 
+from medseg.cli._inputs import add_labels_option, add_series_uid_option, labels_from
 from medseg.evaluation.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 
 __all__ = ["register"]
@@ -57,6 +58,8 @@ def register(subparsers) -> None:
         default=DEFAULT_PROTOCOL,
         help="conventions, names and units: medseg (default) or lits2017 (the LiTS 2017 scorer's)",
     )
+    add_labels_option(p, what="references (--ref)")
+    add_labels_option(p, "--pred-labels", what="predictions (--pred)")
     p.set_defaults(func=_evaluate)
 
     v = subparsers.add_parser(
@@ -67,11 +70,14 @@ def register(subparsers) -> None:
         epilog=_VOLUMES_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    v.add_argument("seg", type=Path, help="label map (0 background, 1 liver, 2 tumor)")
-    v.add_argument("--image", type=Path, default=None, help="the CT scan, for mean/std HU")
+    v.add_argument("seg", type=Path, help="label map: NIfTI (0, 1 liver, 2 tumor; see --labels) or DICOM SEG")
+    v.add_argument("--image", type=Path, default=None, help="the CT scan (NIfTI or DICOM series folder), for mean/std "
+                   "HU; a label map stored in another voxel order on the same grid is reoriented onto it")
     v.add_argument("--json", type=Path, default=None, help="write the measurements as JSON")
     v.add_argument("--csv", type=Path, default=None, help="write the lesion table as CSV")
     v.add_argument("--connectivity", type=int, default=3, choices=(1, 2, 3), help="lesion connectivity")
+    add_labels_option(v, what="label map")
+    add_series_uid_option(v)
     v.set_defaults(func=_volumes)
 
 
@@ -102,10 +108,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         figures=not args.no_figures,
         protocol=args.protocol,
+        labels=labels_from(args.labels),
+        pred_labels=labels_from(args.pred_labels),
     )
+    status = _report_failures(run)
     if args.protocol != DEFAULT_PROTOCOL:
         print(_scorer_report(run, args.out))
-        return 0
+        return status
     regions = run.summary["regions"]
     detection = run.summary.get("detection", {})
     lines = [f"{len(run.results)} cases evaluated -> {args.out}"]
@@ -122,7 +131,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     if run.missing_predictions:
         lines.append(f"  missing predictions counted as empty: {', '.join(run.missing_predictions)}")
     print("\n".join(lines))
-    return 0
+    return status
+
+
+def _report_failures(run) -> int:
+    """Print one line per skipped case to stderr; 2 when any case was skipped, else 0."""
+    import sys
+
+    for reason in run.failed.values():
+        print(f"medseg evaluate: error: skipped {reason}", file=sys.stderr)
+    return 2 if run.failed else 0
 
 
 def _scorer_report(run, out: Path) -> str:
@@ -158,15 +176,18 @@ def _volumes(args: argparse.Namespace) -> int:
     from medseg.errors import DataError
     from medseg.evaluation.runner import _json_safe
     from medseg.evaluation.volumes import volumes_report
+    from medseg.io.label_map import read_label_map
     from medseg.io.reader import read_volume
-    from medseg.utils.atomic import atomic_path, atomic_write_json
+    from medseg.utils.atomic import atomic_write_csv, atomic_write_json
     from medseg.utils.paths import check_outputs
 
     check_outputs({"--json": args.json, "--csv": args.csv}, [args.seg, args.image])
-    label = read_volume(args.seg)
-    image = read_volume(args.image) if args.image else None
+    image = read_volume(args.image, series_uid=args.series_uid) if args.image else None
+    label = read_label_map(args.seg, labels=labels_from(args.labels), like=image, series_uid=args.series_uid)
     try:
         report = volumes_report(label, image, connectivity=args.connectivity)
+    except DataError:
+        raise
     except ValueError as exc:
         raise DataError(str(exc), path=args.image or args.seg) from None
     report = {"file": str(args.seg), **report}
@@ -196,6 +217,5 @@ def _volumes(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_json(args.json, _json_safe(report))
     if args.csv:
-        with atomic_path(args.csv) as tmp:
-            pd.DataFrame(report["lesions"]).to_csv(tmp, index=False)
+        atomic_write_csv(args.csv, pd.DataFrame(report["lesions"]))
     return 0

@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from medseg.cli._inputs import add_series_uid_option
+
 __all__ = ["register"]
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,11 @@ def register(subparsers) -> None:
     p.add_argument("--no-preview", action="store_true", help="do not write the QA picture <case>_preview.png")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
+    p.add_argument("--strict", action="store_true",
+                   help="a scan unlike the training data (voxel size far from the model's, unusual field of view, "
+                        "not CT, no body, predicted liver outside the training intensities) fails instead of "
+                        "getting a warning in <case>_volumes.json")
+    add_series_uid_option(p)
     p.set_defaults(func=_predict)
 
 
@@ -64,6 +71,7 @@ def _predict(args: argparse.Namespace) -> int:
     import torch
 
     from medseg.inference.batch import collect_inputs, predict_batch, shard, shard_from_env
+    from medseg.inference.checks import ScanChecks
     from medseg.inference.predictor import InferenceSettings, Predictor
 
     rank, world_size, local_rank = shard_from_env()
@@ -85,7 +93,8 @@ def _predict(args: argparse.Namespace) -> int:
     writer = _writer(args, settings, predictor, rank)
     try:
         summary = predict_batch(predictor, inputs, args.out, skip_existing=args.skip_existing,
-                                progress=args.progress, writer=writer)
+                                progress=args.progress, writer=writer, series_uid=args.series_uid,
+                                checks=ScanChecks(plan=predictor.plan, strict=args.strict))
     except BaseException as exc:
         writer.manifest.finish("interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed")
         raise

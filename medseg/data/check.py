@@ -8,8 +8,10 @@ check            severity  problem
 ===============  ========  =========================================================================
 ``missing``      error     image or label file does not exist; a training image has no label
 ``read``         error     unreadable, truncated, not 3D, bad DICOM series (gap, several series...)
-``geometry``     error     image and label differ in shape, spacing, origin or direction
-``label_values`` error     labels not integral, not finite, or outside {0, 1, 2}
+``geometry``     error     image and label differ in shape, spacing, origin or direction (the same world
+                           grid stored in another voxel order, e.g. LAS against L,P,I, is not a problem)
+``label_values`` error     labels not integral, not finite, or outside {0, 1, 2} (or the ``labels`` mapping)
+``kind``         error     the image is a label map (a few small integers), not a CT scan
 ``non_finite``   error     NaN or inf in the image
 ``hu_range``     error     constant image; values look normalised (all within -10..10) or like raw
                            stored values (no negatives, maximum above 1000: rescale not applied)
@@ -35,6 +37,14 @@ import numpy as np
 
 from medseg.data.discovery import Case, scan_dataset
 from medseg.errors import MedsegError
+from medseg.io.label_map import (
+    LITS_MAPPING,
+    LabelMapping,
+    apply_label_mapping,
+    label_value_problems,
+    looks_like_label_map,
+)
+from medseg.io.orientation import reorient_like
 from medseg.io.reader import read_volume
 from medseg.io.volume import Volume
 
@@ -119,8 +129,14 @@ def check_dataset(
     workers: int | None = None,
     limits: SpacingLimits = SpacingLimits(),
     progress: bool | None = None,
+    labels: LabelMapping | None = None,
+    series_uid: str | None = None,
 ) -> CheckReport:
     """Check every case of the data set under ``root`` (read in ``workers`` processes, with a progress bar).
+
+    ``labels`` maps another tool's label values to liver/tumor (:class:`medseg.io.label_map.LabelMapping`);
+    without it label maps must hold 0, 1, 2 only. ``series_uid`` chooses the series of DICOM case folders
+    that hold several.
 
     Raises:
         DataError: ``root`` holds no recognisable data set (see :func:`medseg.data.discovery.discover_dataset`).
@@ -128,7 +144,7 @@ def check_dataset(
     from medseg.utils.parallel import map_with_progress
 
     scan = scan_dataset(root)
-    jobs = [(case, limits) for case in scan.cases]
+    jobs = [(case, limits, labels or LITS_MAPPING, series_uid) for case in scan.cases]
     per_case = map_with_progress(_check_job, jobs, workers=workers, desc="check",
                                  disable=None if progress is None else not progress)
     problems = [p for rows in per_case for p in rows]
@@ -136,14 +152,15 @@ def check_dataset(
     return CheckReport(root=scan.root, layout=scan.layout, n_cases=len(scan.cases), problems=problems)
 
 
-def check_case(case: Case, *, limits: SpacingLimits = SpacingLimits()) -> list[Problem]:
-    """All problems of one case (an empty list when it passes)."""
+def check_case(case: Case, *, limits: SpacingLimits = SpacingLimits(), labels: LabelMapping = LITS_MAPPING,
+               series_uid: str | None = None) -> list[Problem]:
+    """All problems of one case (an empty list when it passes); arguments as in :func:`check_dataset`."""
     out: list[Problem] = []
 
     def add(path, severity: str, check: str, message: str) -> None:
         out.append(Problem(case.case_id, str(path), severity, check, message))
 
-    image = _read(case.image, add)
+    image = _read(case.image, add, series_uid)
     label = None
     if case.label is None:
         if case.split == "train":
@@ -153,7 +170,7 @@ def check_case(case: Case, *, limits: SpacingLimits = SpacingLimits()) -> list[P
     if image is not None:
         _check_image(image, case.image, limits, add)
     if label is not None:
-        _check_label(label, case.label, add)
+        label = _check_label(label, case.label, labels, add)
     if image is not None and label is not None:
         _check_geometry(image, label, case.label, add)
     return out
@@ -163,17 +180,17 @@ def check_case(case: Case, *, limits: SpacingLimits = SpacingLimits()) -> list[P
 # checks
 
 
-def _check_job(job: tuple[Case, SpacingLimits]) -> list[Problem]:
-    case, limits = job
-    return check_case(case, limits=limits)
+def _check_job(job: tuple[Case, SpacingLimits, LabelMapping, str | None]) -> list[Problem]:
+    case, limits, labels, series_uid = job
+    return check_case(case, limits=limits, labels=labels, series_uid=series_uid)
 
 
-def _read(path: Path, add) -> Volume | None:
+def _read(path: Path, add, series_uid: str | None = None) -> Volume | None:
     if not Path(path).exists():
         add(path, "error", "missing", "file does not exist")
         return None
     try:
-        return read_volume(path)
+        return read_volume(path, series_uid=series_uid)
     except MedsegError as exc:
         message, prefix = str(exc), f"{path}: "
         add(path, "error", "read", message[len(prefix):] if message.startswith(prefix) else message)
@@ -187,6 +204,10 @@ def _check_image(image: Volume, path: Path, limits: SpacingLimits, add) -> None:
     if image.meta.get("format") == "dicom" and modality != "CT":
         add(path, "warning", "modality", f"modality is {modality or 'unset'!r}, not CT")
     values = np.asarray(image.array)
+    kind = looks_like_label_map(values)
+    if kind:
+        add(path, "error", "kind", kind)
+        return
     if np.issubdtype(values.dtype, np.floating):
         bad = int(np.count_nonzero(~np.isfinite(values)))
         if bad:
@@ -234,29 +255,26 @@ def _check_spacing(image: Volume, path: Path, limits: SpacingLimits, add) -> Non
         add(path, "warning", "spacing", f"voxel size {shown} mm: " + "; ".join(unusual))
 
 
-def _check_label(label: Volume, path: Path, add) -> None:
-    values = np.asarray(label.array)
-    if np.issubdtype(values.dtype, np.floating):
-        finite = np.isfinite(values)
-        if not finite.all():
-            add(path, "error", "label_values", f"{int(np.count_nonzero(~finite))} NaN/inf voxels in the label map")
-            values = values[finite]
-        fractional = values != np.round(values)
-        if fractional.any():
-            example = float(values[fractional][0])
-            add(path, "error", "label_values",
-                f"{int(np.count_nonzero(fractional))} non-integer label values (e.g. {example:g}); expected 0, 1, 2")
-            return
-    present = np.unique(values)
-    extra = [v for v in present.tolist() if v not in LABEL_VALUES]
-    if extra:
-        shown = ", ".join(f"{v:g}" for v in extra[:8]) + (" ..." if len(extra) > 8 else "")
-        add(path, "error", "label_values", f"label values {shown} outside {{0, 1, 2}}")
-    if not np.any(present > 0):
+def _check_label(label: Volume, path: Path, labels: LabelMapping, add) -> Volume | None:
+    """Report bad label values; the label map under ``labels`` (LiTS values), or ``None`` when unusable."""
+    problems = label_value_problems(label.array, allowed=None if labels.explicit else LABEL_VALUES)
+    for message in problems:
+        add(path, "error", "label_values", message)
+    if problems:
+        return None
+    mapped = label.with_array(apply_label_mapping(label.array, labels, path=path))
+    if not np.any(mapped.array > 0):
         add(path, "warning", "no_liver", "the label map has no liver or tumor voxel")
+    return mapped
 
 
 def _check_geometry(image: Volume, label: Volume, path: Path, add) -> None:
+    if reorient_like(label, image) is not None:  # the same grid, perhaps in another voxel order
+        return
+    if sorted(image.shape) == sorted(label.shape) and image.shape != label.shape:
+        add(path, "error", "geometry", f"label shape {label.shape} is the image shape {image.shape} permuted, but "
+            "not on the same world grid (affines differ)")
+        return
     if image.shape != label.shape:
         add(path, "error", "geometry", f"label shape {label.shape} differs from image shape {image.shape}")
         return

@@ -4,7 +4,9 @@ References may be a LiTS-layout data set (``segmentation-N.nii[.gz]`` beside ``v
 Segmentation Decathlon task (``labelsTr/*.nii.gz``) or a plain folder of label maps. Predictions are
 ``<case>_seg.nii.gz`` as written by ``medseg predict`` or any NIfTI whose case id
 (:func:`medseg.data.naming.case_id_from_path`) matches a reference. Scans (``volume-*``, ``imagesTr``)
-are never taken for labels.
+are never taken for labels. A reference may also be a DICOM SEG file (``<case>.dcm``), placed on its
+prediction's grid when read. "The same grid" is world geometry: a prediction stored in another voxel order
+than its reference (LAS against L,P,I, permuted axes) matches it (:func:`medseg.io.orientation.reorient_like`).
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ class CasePair:
     pred: Path | None
 
 
-def _nifti_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_nifti(p) and not p.name.startswith("."))
+def _nifti_files(folder: Path, *, seg: bool = False) -> list[Path]:
+    """NIfTI files of ``folder`` (and DICOM SEG files with ``seg=True``), sorted."""
+    from medseg.io.dicom_seg_reader import is_dicom_seg
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and (is_nifti(p) or (seg and p.name.lower().endswith(".dcm") and is_dicom_seg(p))))
 
 
 def _index(files: list[Path], what: str, folder: Path) -> dict[str, Path]:
@@ -54,12 +60,12 @@ def reference_files(ref_dir: str | os.PathLike) -> dict[str, Path]:
     if (root / "labelsTr").is_dir():
         files = _nifti_files(root / "labelsTr")
     else:
-        files = _nifti_files(root)
+        files = _nifti_files(root, seg=True)
         if any(p.name.lower().startswith("segmentation-") for p in files):
             files = [p for p in files if p.name.lower().startswith("segmentation-")]
         files = [p for p in files if not p.name.lower().startswith(("volume-", "test-volume-"))]
     if not files:
-        raise DataError("no reference label maps (*.nii, *.nii.gz) found", path=root)
+        raise DataError("no reference label maps (*.nii, *.nii.gz, DICOM SEG *.dcm) found", path=root)
     return _index(files, "reference", root)
 
 
@@ -84,23 +90,23 @@ def _natural_key(case: str) -> tuple:
     return (0, int(case), "") if case.isdigit() else (1, 0, case)
 
 
-def check_pair_geometry(pair: CasePair, *, atol_mm: float = 1e-3) -> str | None:
+def check_pair_geometry(pair: CasePair, *, atol_mm: float = 0.05) -> str | None:
     """Compare the NIfTI headers of a pair; return a one-line problem description or ``None`` if they agree."""
-    if pair.pred is None:
+    if pair.pred is None or not is_nifti(pair.ref):  # a DICOM SEG is placed on the prediction's grid when read
         return None
     try:
         ref, pred = nib.load(pair.ref), nib.load(pair.pred)
     except Exception as exc:  # unreadable headers are reported per case, like a mismatch
         return f"case {pair.case}: cannot read header ({exc})"
-    ref_shape, pred_shape = tuple(ref.shape[:3]), tuple(pred.shape[:3])
-    if ref_shape != pred_shape:
-        return f"case {pair.case}: prediction {pair.pred.name} has shape {pred_shape}, reference {ref_shape}"
-    if not np.allclose(ref.affine, pred.affine, atol=atol_mm):
-        ref_sp = tuple(round(float(s), 4) for s in np.linalg.norm(ref.affine[:3, :3], axis=0))
-        pred_sp = tuple(round(float(s), 4) for s in np.linalg.norm(pred.affine[:3, :3], axis=0))
-        return (
-            f"case {pair.case}: prediction {pair.pred.name} is on a different grid than the reference "
-            f"(spacing {pred_sp} vs {ref_sp} mm, origin {tuple(np.round(pred.affine[:3, 3], 2))} vs "
-            f"{tuple(np.round(ref.affine[:3, 3], 2))})"
-        )
-    return None
+    from medseg.io.orientation import describe_geometry, reorient_like
+    from medseg.io.volume import Volume
+
+    try:  # zero-stride arrays: header geometry only, nothing allocated
+        ref_vol, pred_vol = (Volume(np.broadcast_to(np.zeros((), bool), img.shape[:3]), img.affine,
+                                    {"path": str(path)}) for img, path in ((ref, pair.ref), (pred, pair.pred)))
+    except ValueError as exc:
+        return f"case {pair.case}: invalid header geometry ({' '.join(str(exc).split())})"
+    if reorient_like(pred_vol, ref_vol, atol_mm=atol_mm) is not None:
+        return None
+    return (f"case {pair.case}: prediction {pair.pred} ({describe_geometry(pred_vol)}) is not on the grid of the "
+            f"reference {pair.ref} ({describe_geometry(ref_vol)})")

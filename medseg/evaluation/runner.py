@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from medseg.evaluation.cohort import lesions_dataframe, to_dataframe
 from medseg.evaluation.matching import CasePair, check_pair_geometry, match_cases
 from medseg.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol, summarize_protocol
 from medseg.evaluation.report import mark_incomplete, write_report
-from medseg.io.reader import read_volume
+from medseg.io.label_map import LabelMapping
 from medseg.utils.lock import folder_lock
 from medseg.utils.parallel import map_with_progress
 
@@ -34,23 +35,41 @@ class EvaluationRun:
     summary: dict
     files: dict[str, Path]
     missing_predictions: list[str]
+    failed: dict[str, str] = field(default_factory=dict)
 
 
-def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFAULT_PROTOCOL) -> CaseResult:
-    """Read one reference (and its prediction, or an empty map if missing) and evaluate it."""
-    ref = read_volume(pair.ref)
-    if pair.pred is None:
-        pred_array = np.zeros(ref.shape, dtype=np.uint8)
+def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFAULT_PROTOCOL, *,
+                  labels=None, pred_labels=None) -> CaseResult:
+    """Read one reference (and its prediction, or an empty map if missing) and evaluate it.
+
+    Both are read with :func:`medseg.io.label_map.read_label_map`: values checked, ``labels`` (reference)
+    and ``pred_labels`` (prediction) mappings applied, the prediction brought onto the reference's voxel
+    order when it is the same grid stored differently (a DICOM SEG reference is placed on the prediction's
+    grid instead).
+    """
+    from medseg.io.dicom_seg_reader import is_dicom_seg
+    from medseg.io.label_map import read_label_map
+
+    if pair.pred is not None and is_dicom_seg(pair.ref):
+        pred = read_label_map(pair.pred, labels=pred_labels)
+        ref = read_label_map(pair.ref, labels=labels, like=pred)
     else:
-        pred = read_volume(pair.pred)
-        if not pred.same_geometry(ref):
-            raise DataError(f"prediction grid differs from reference {pair.ref.name}", path=pair.pred)
-        pred_array = pred.array
+        ref = read_label_map(pair.ref, labels=labels)
+        pred = None if pair.pred is None else read_label_map(pair.pred, labels=pred_labels, like=ref)
+    pred_array = np.zeros(ref.shape, dtype=np.uint8) if pred is None else pred.array
     result = evaluate_case(
         pred_array, ref.array, spacing_mm=ref.spacing_mm, case=pair.case, config=config, protocol=protocol
     )
     result.row["prediction_missing"] = pair.pred is None
     return result
+
+
+def _evaluate_or_reason(pair: CasePair, **kwargs) -> CaseResult | tuple[str, str]:
+    """:func:`evaluate_pair`, or ``(case, one-line reason)`` when the case's files are bad."""
+    try:
+        return evaluate_pair(pair, **kwargs)
+    except DataError as exc:
+        return pair.case, str(exc)
 
 
 def _json_safe(value):
@@ -74,8 +93,17 @@ def evaluate_folders(
     figures: bool = True,
     progress: bool | None = None,
     protocol: str = DEFAULT_PROTOCOL,
+    labels: LabelMapping | Sequence[str] | None = None,
+    pred_labels: LabelMapping | Sequence[str] | None = None,
 ) -> EvaluationRun:
     """Match, check, evaluate (in parallel) and report a folder of predictions.
+
+    ``labels`` / ``pred_labels`` map the references' / predictions' values (or DICOM SEG segments) to
+    liver and tumor (:class:`~medseg.io.label_map.LabelMapping`; LiTS values when ``None``); both are
+    recorded in ``summary.json`` (``labels``). A case whose files are bad (unreadable, bad label values,
+    a prediction on another grid: the same grid in another voxel order is fine) is skipped with a
+    one-line reason in the log, in :attr:`EvaluationRun.failed` and in ``summary.json``
+    (``failed_cases``); the other cases are scored.
 
     ``protocol`` (:data:`~medseg.evaluation.protocols.PROTOCOLS`) chooses the conventions: ``"medseg"``
     (``config`` applies) or ``"lits2017"`` (the LiTS 2017 scorer's fixed conventions, names and units,
@@ -83,46 +111,55 @@ def evaluate_folders(
     ``summary.json`` records the protocol.
 
     A reference without prediction is evaluated against an empty map (and logged); a prediction without
-    reference is logged and ignored. Any grid mismatch stops the run before computing, with one line per
-    mismatching case in the log and in the raised error.
+    reference is logged and ignored.
 
     ``out_dir`` is locked for the run (a second evaluation into it is refused) and its ``summary.json``
     says ``"status": "incomplete"`` until every result file is written (:mod:`medseg.evaluation.report`).
 
     Raises:
-        DataError: Folder missing or empty, duplicate case ids, or prediction/reference grid mismatches.
+        DataError: Folder missing or empty, duplicate case ids, or no case could be evaluated.
         FolderLockedError: Another process is evaluating into ``out_dir``.
     """
     check_protocol(protocol)
     if protocol != DEFAULT_PROTOCOL and config not in (None, EvaluationConfig()):
         raise ValueError(f"config {config!r} does not apply to protocol {protocol!r}: its conventions are fixed")
     config = config or EvaluationConfig()
+    labels, pred_labels = LabelMapping.parse(labels), LabelMapping.parse(pred_labels)
     pairs, unmatched = match_cases(pred_dir, ref_dir)
     for path in unmatched:
         logger.warning("prediction %s has no reference (case %s); ignored", path, path.name)
     missing = [pair.case for pair in pairs if pair.pred is None]
     if missing:
         logger.warning("no prediction for %d case(s): %s; counted as empty", len(missing), ", ".join(missing))
-    problems = [p for p in (check_pair_geometry(pair) for pair in pairs) if p]
-    if problems:
-        raise DataError(f"{len(problems)} prediction(s) do not match their reference grid: " + "; ".join(problems))
+    failed = {pair.case: p for pair in pairs if (p := check_pair_geometry(pair))}  # headers only, before work
     with folder_lock(out_dir, "evaluate"):
         mark_incomplete(out_dir)
-        results = map_with_progress(
-            partial(evaluate_pair, config=config, protocol=protocol),
-            pairs,
+        outcomes = map_with_progress(
+            partial(_evaluate_or_reason, config=config, protocol=protocol, labels=labels, pred_labels=pred_labels),
+            [pair for pair in pairs if pair.case not in failed],
             workers=workers,
             desc="evaluate",
             disable=None if progress is None else not progress,
         )
-        return _report(out_dir, results, missing, config, figures=figures, protocol=protocol)
+        failed.update(r for r in outcomes if isinstance(r, tuple))
+        for reason in failed.values():  # the CLI prints them; the API has them in run.failed and the summary
+            logger.debug("skipped: %s", reason)
+        results = [r for r in outcomes if isinstance(r, CaseResult)]
+        if not results:
+            raise DataError(f"no case could be evaluated ({len(failed)} bad): " + "; ".join(failed.values()))
+        extra = {"failed_cases": [{"case": c, "reason": r} for c, r in failed.items()],
+                 "labels": {"reference": labels.to_json(), "prediction": pred_labels.to_json()}}
+        run = _report(out_dir, results, missing, config, figures=figures, protocol=protocol, extra=extra)
+        run.failed = failed
+        return run
 
 
 def _report(out_dir, results: list[CaseResult], missing: list[str], config: EvaluationConfig, *,
-            figures: bool, protocol: str = DEFAULT_PROTOCOL) -> EvaluationRun:
+            figures: bool, protocol: str = DEFAULT_PROTOCOL, extra: dict | None = None) -> EvaluationRun:
     per_case, lesions = to_dataframe(results), lesions_dataframe(results)
     summary = summarize_protocol(protocol, per_case, lesions)
     summary["missing_predictions"] = missing
+    summary.update(extra or {})
     if protocol == DEFAULT_PROTOCOL:
         summary["config"] = {
             "nsd_tolerance_mm": config.nsd_tolerance_mm,

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from medseg.evaluation.diameters import max_diameter_mm, recist_axes_mm
 from medseg.evaluation.lesions import label_lesions
-from medseg.evaluation.surface import bounding_box, check_spacing
+from medseg.geometry import bounding_box, check_spacing, voxel_volume_ml
 from medseg.io.volume import Volume
 
 __all__ = ["REGION_LABELS", "measure_volumes", "region_masks", "touches_border", "volumes_report"]
@@ -101,7 +101,7 @@ def measure_volumes(
         raise ValueError(f"image shape {np.shape(image)} does not match labels shape {labels.shape}")
     if affine is not None and not np.allclose(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0), spacing, rtol=1e-4):
         raise ValueError(f"spacing_mm {tuple(spacing)} does not match the affine's voxel size")
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+    voxel_ml = voxel_volume_ml(spacing)
     masks = region_masks(labels)
     liver_ml = int(np.count_nonzero(masks["liver"])) * voxel_ml
     tumor_ml = int(np.count_nonzero(masks["tumor"])) * voxel_ml
@@ -132,10 +132,9 @@ def _measure_lesions(
     box = bounding_box(tumor)
     if box is None:
         return []
-    offset = box[0]
-    window = tuple(slice(int(a), int(b)) for a, b in zip(*box))
-    lesion_labels, count = label_lesions(tumor[window], connectivity=connectivity)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+    offset = np.array([s.start for s in box], dtype=int)
+    lesion_labels, count = label_lesions(tumor[box], connectivity=connectivity)
+    voxel_ml = voxel_volume_ml(spacing)
     axial = _axial_axis(affine, 3)
     sizes = np.bincount(lesion_labels.ravel(), minlength=count + 1)
     centroids = np.asarray(ndimage.center_of_mass(lesion_labels > 0, lesion_labels, range(1, count + 1)), dtype=float)
@@ -169,21 +168,38 @@ def _measure_lesions(
     return lesions
 
 
-def volumes_report(label: Volume, image: Volume | None = None, *, connectivity: int = 3) -> dict:
+def volumes_report(label: Volume, image: Volume | None = None, *, connectivity: int = 3, labels=None) -> dict:
     """:func:`measure_volumes` for a label :class:`~medseg.io.volume.Volume` (and optional scan Volume).
 
+    Args:
+        label: The label map (read with :func:`medseg.io.label_map.read_label_map` to map another tool's
+            values; its ``meta["label_mapping"]`` is recorded).
+        image: The scan, for HU statistics. A label map on the same world grid stored in another voxel
+            order (e.g. LAS against the series' L,P,I) is reoriented onto it exactly.
+        connectivity: Lesion connectivity.
+        labels: A :class:`~medseg.io.label_map.LabelMapping` (or ``["liver=5"]``...) applied to
+            ``label.array`` here; ``None``: its values must already be LiTS 0, 1, 2.
+
+    Returns:
+        The measurements (module docstring) and ``labels``: the mapping used.
+
     Raises:
-        ValueError: The scan's geometry differs from the label map's.
+        DataError: Label values outside the mapping, or the scan's grid differs from the label map's (one
+            line naming both files, with both geometries).
     """
-    if image is not None and not label.same_geometry(image):
-        raise ValueError(
-            f"image geometry (shape {image.shape}) does not match the label map's (shape {label.shape}); "
-            "resample the segmentation onto the scan first"
-        )
-    return measure_volumes(
+    from medseg.io.label_map import LabelMapping, apply_label_mapping
+    from medseg.io.orientation import align_to
+
+    mapping = LabelMapping.parse(labels)
+    used = label.meta.get("label_mapping") if labels is None else None
+    label = label.with_array(apply_label_mapping(label.array, mapping, path=label.meta.get("path")))
+    if image is not None:
+        label = align_to(label, image)
+    result = measure_volumes(
         label.array,
         spacing_mm=label.spacing_mm,
         affine=label.affine,
         image=None if image is None else image.array,
         connectivity=connectivity,
     )
+    return {**result, "labels": used or mapping.to_json()}

@@ -141,6 +141,8 @@ def predict_batch(
     report: Callable[[Any, Any], Mapping[str, Any]] | None = None,
     progress: bool | None = None,
     writer=None,
+    checks=None,
+    series_uid: str | None = None,
 ) -> BatchSummary:
     """Predict every ``(case_id, path)`` in ``inputs`` into ``out_dir``.
 
@@ -158,6 +160,9 @@ def predict_batch(
             ``write_case(case_id, path, scan, labels, stats)`` runs before the label map is written and
             returns what it wrote (``write_label_map`` false: no NIfTI); ``case_done(outcome)`` gets
             every outcome.
+        checks: A :class:`medseg.inference.checks.ScanChecks`: refuses unusable scans (NaN/inf, a label
+            map) before prediction and adds its findings to ``stats["warnings"]`` (errors when strict).
+        series_uid: The series to read from DICOM folders holding several.
 
     Returns:
         The :class:`BatchSummary`; failures are recorded, never raised (except KeyboardInterrupt).
@@ -176,9 +181,15 @@ def predict_batch(
             continue
         t0 = time.perf_counter()
         try:
-            volume = read_volume(path)
+            volume = read_volume(path, series_uid=series_uid)
             timings = {"read": time.perf_counter() - t0}
+            findings = checks.before(volume, path) if checks is not None else []
             labels, stats = predictor.predict(volume)
+            if checks is not None:
+                findings += checks.after(volume, labels, path)
+                stats = {**stats, "warnings": [*stats.get("warnings", ()), *findings]}
+                for finding in findings:
+                    logger.warning("%s: %s", case_id, finding)
             timings["predict"] = time.perf_counter() - t0 - timings["read"]
             volumes = {"case_id": case_id, "input": str(path), **report(labels, volume)} if report else None
             with folder_lock(out_dir, "predict", wait=True):  # this case's files come from one process

@@ -164,8 +164,8 @@ def label_value_problems(array: np.ndarray, *, allowed: Sequence[int] | None = _
 def looks_like_label_map(array: np.ndarray) -> str | None:
     """A one-line reason when a scan's values look like a label map rather than CT HU, else ``None``.
 
-    A label map holds a few small non-negative integers (at most 16 distinct values within 0..255, e.g.
-    0/1/2 or 0/255); a CT holds thousands of values and air at about -1000 HU.
+    A label map holds background 0 and a few small non-negative integers (at most 16 distinct values
+    within 0..255, e.g. 0/1/2 or 0/255); a CT holds thousands of values and air at about -1000 HU.
     """
     values = np.asarray(array)
     if values.size == 0 or not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
@@ -176,7 +176,7 @@ def looks_like_label_map(array: np.ndarray) -> str | None:
     if np.issubdtype(values.dtype, np.floating) and not np.array_equal(values, np.round(values)):
         return None
     present = _present_values(values)
-    if len(present) > 16:
+    if len(present) > 16 or len(present) < 2 or present[0] != 0:  # a constant scan is another problem
         return None
     shown = ", ".join(f"{v:g}" for v in present)
     return f"values {shown} only: this is a label map (segmentation), not a CT scan"
@@ -244,7 +244,7 @@ def read_label_map(
     path = Path(path)
     mapping = LabelMapping.parse(labels)
     if path.is_file() and is_dicom_seg(path):
-        return read_dicom_seg(path, labels=None if labels is None else mapping, like=like)
+        return read_dicom_seg(path, labels=mapping if mapping.explicit else None, like=like)
     volume = read_volume(path, series_uid=series_uid)
     array = apply_label_mapping(volume.array, mapping, path=path)
     volume = volume.with_array(array, label_mapping=mapping.to_json())

@@ -1,0 +1,36 @@
+"""Options shared by the commands that read label maps and DICOM folders: ``--labels``, ``--series-uid``."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_labels_option", "add_series_uid_option", "labels_from"]
+
+_LABELS_HELP = (
+    "which values of the {what} are liver and tumor, for maps from other tools: liver=5 (TotalSegmentator), "
+    "liver=255 (a 0/255 mask), liver=1 tumor=2,3; for a DICOM SEG segment labels or numbers, "
+    "liver=\"Liver\". Unlisted values are background. Default: 0/1/2 (LiTS), other values are an error; "
+    "a DICOM SEG maps by SNOMED code or segment label. Put it after the file arguments"
+)
+
+
+def add_labels_option(parser: argparse.ArgumentParser, flag: str = "--labels", *, what: str = "label maps") -> None:
+    """Add ``flag REGION=VALUES [REGION=VALUES]`` (parsed by :func:`labels_from`)."""
+    parser.add_argument(flag, nargs="+", action="extend", default=None, metavar="REGION=VALUES",
+                        help=_LABELS_HELP.format(what=what))
+
+
+def add_series_uid_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--series-uid UID``: which series of a DICOM folder holding several to read."""
+    parser.add_argument("--series-uid", default=None, metavar="UID",
+                        help="SeriesInstanceUID to read from a DICOM folder that holds several series (the error "
+                             "listing them shows the UIDs); \"<no uid>\" chooses a series whose files have none")
+
+
+def labels_from(values: list[str] | None):
+    """The :class:`~medseg.io.label_map.LabelMapping` of a ``--labels`` option (``None`` when not given)."""
+    if values is None:
+        return None
+    from medseg.io.label_map import LabelMapping
+
+    return LabelMapping.parse(values)
