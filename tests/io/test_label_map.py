@@ -1,0 +1,105 @@
+"""Label maps from other tools: the mapping, the value checks, and read_label_map on files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medseg.data import make_phantom
+from medseg.errors import ConfigError, DataError
+from medseg.io import LabelMapping, read_label_map, write_volume
+from medseg.io.label_map import apply_label_mapping, label_value_problems, looks_like_label_map
+
+
+@pytest.fixture(scope="module")
+def case():
+    return make_phantom(size="tiny", seed=0, index=3)
+
+
+@pytest.mark.parametrize(("specs", "liver", "tumor"), [
+    (["liver=5"], (5,), ()),
+    (["liver=1", "tumor=2,3"], (1,), (2, 3)),
+    (["liver=255"], (255,), ()),
+    (['liver="Liver"', "tumor='Liver tumor'"], ("Liver",), ("Liver tumor",)),
+    ({"liver": 5, "tumor": [6, 7]}, (5,), (6, 7)),
+])
+def test_parse(specs, liver, tumor):
+    mapping = LabelMapping.parse(specs)
+    assert (mapping.liver, mapping.tumor, mapping.explicit) == (liver, tumor, True)
+    assert mapping.to_json() == {"liver": list(liver), "tumor": list(tumor), "explicit": True}
+
+
+@pytest.mark.parametrize(("specs", "text"), [
+    (["spleen=1"], "unknown region"), (["liver"], "REGION=VALUES"), (["liver=1", "tumor=1"], "both liver and tumor"),
+    (["liver="], "needs a value"), ({"liver": 1.5}, "not an integer"),
+])
+def test_parse_refuses(specs, text):
+    with pytest.raises(ConfigError, match=text):
+        LabelMapping.parse(specs)
+
+
+def test_default_is_lits():
+    assert LabelMapping.parse(None) == LabelMapping() and not LabelMapping().explicit
+
+
+def test_mapping_recovers_the_original_map(case):
+    truth = case.label.array
+    # another tool's multi-label map: liver 5, tumor 7, and spleen (1) / kidney (2) elsewhere
+    other = np.where(truth == 1, 5, np.where(truth == 2, 7, 0)).astype(np.uint8)
+    other[:4, :4, :4], other[-4:, -4:, -4:] = 1, 2
+    assert label_value_problems(other) == [
+        "label values 5, 7 outside {0, 1, 2}; a map from another tool? map its values with --labels (e.g. "
+        "--labels liver=5)"]
+    np.testing.assert_array_equal(apply_label_mapping(other, LabelMapping.parse(["liver=5", "tumor=7"])), truth)
+    # 0/255 binary mask: liver (tumor included) only
+    binary = np.where(truth > 0, 255, 0).astype(np.uint8)
+    np.testing.assert_array_equal(apply_label_mapping(binary, LabelMapping.parse(["liver=255"])), (truth > 0) * 1)
+    # tumor split in two classes
+    split = truth.copy()
+    split[(truth == 2) & (np.indices(truth.shape)[0] > 24)] = 3
+    assert np.count_nonzero(split == 3) > 0
+    np.testing.assert_array_equal(apply_label_mapping(split, LabelMapping.parse(["liver=1", "tumor=2,3"])), truth)
+
+
+@pytest.mark.parametrize(("values", "text"), [
+    (np.array([0, 1, np.nan], np.float32), "1 NaN/inf voxels"),
+    (np.array([0, 1, 1.5], np.float32), "1 non-integer label values (e.g. 1.5)"),
+    (np.array([0, 1, 2, 3], np.uint8), "label values 3 outside {0, 1, 2}"),
+    (np.arange(-1024, 1000, dtype=np.int16), "this looks like a CT scan, not a label map"),
+])
+def test_bad_values(values, text):
+    problems = label_value_problems(values)
+    assert len(problems) == 1 and text in problems[0]
+    with pytest.raises(DataError, match=text.replace("(", r"\(").replace(")", r"\)")):
+        apply_label_mapping(values, path="x.nii.gz")
+
+
+def test_mapping_still_refuses_nan_and_fractions():
+    with pytest.raises(DataError, match="non-integer"):
+        apply_label_mapping(np.array([0, 5, 5.5]), LabelMapping.parse(["liver=5"]))
+
+
+def test_segment_labels_need_a_seg():
+    with pytest.raises(DataError, match="only DICOM SEG files have segment labels"):
+        apply_label_mapping(np.array([0, 1]), LabelMapping.parse(['liver="Liver"']))
+
+
+def test_looks_like_label_map(case):
+    expected = "values 0, 1, 2 only: this is a label map (segmentation), not a CT scan"
+    assert looks_like_label_map(case.label.array) == expected
+    assert looks_like_label_map(np.where(case.label.array > 0, 255, 0)).startswith("values 0, 255 only")
+    assert looks_like_label_map(case.image.array) is None
+    assert looks_like_label_map(np.full((4, 4, 4), 40)) is None  # constant: another problem
+
+
+def test_read_label_map_files(case, tmp_path):
+    other = np.where(case.label.array == 1, 5, np.where(case.label.array == 2, 6, 0)).astype(np.uint8)
+    path = write_volume(case.label.with_array(other), tmp_path / "totalseg.nii.gz", label=True)
+    with pytest.raises(DataError, match=f"{path}: label values 5, 6 outside"):
+        read_label_map(path)
+    mapped = read_label_map(path, labels=["liver=5", "tumor=6"], like=case.image)
+    np.testing.assert_array_equal(mapped.array, case.label.array)
+    assert mapped.meta["label_mapping"] == {"liver": [5], "tumor": [6], "explicit": True}
+    ct = write_volume(case.image, tmp_path / "ct.nii.gz")
+    with pytest.raises(DataError, match="looks like a CT scan"):
+        read_label_map(ct)
