@@ -13,10 +13,15 @@ file to writing the label map (imports excluded):
 Same network and weights for all; Dice of each against the phantom's reference labels. Results go to
 ``docs/benchmarks.md`` (section "inference").
 
+``--accuracy`` measures instead what the speed-ups cost: per-case Dice of every mode (default
+coarse-to-fine, ``--tta``) against ``--mode full`` on held-out cases of two phantom sizes, with the worst
+case (:mod:`_accuracy`; section "inference-accuracy").
+
 Usage::
 
     python benchmarks/bench_inference.py --model runs/liver/fold0          # a trained run (recommended)
     python benchmarks/bench_inference.py                                   # untrained liver CPU model
+    python benchmarks/bench_inference.py --model runs/liver/fold0 --accuracy   # per-case Dice of every mode
 """
 
 from __future__ import annotations
@@ -171,6 +176,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--methods", default="monai,medseg-full,medseg")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--accuracy", action="store_true", help="per-case Dice of every mode vs --mode full")
+    parser.add_argument("--fresh", default="small:7:0,1,2,3;lits:100:0,1",
+                        help="--accuracy: fresh phantom cases, size:seed:indices;... (default %(default)s)")
+    parser.add_argument("--json", type=Path, default=None, help="--accuracy: also write the rows as JSON")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--scan", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -189,6 +198,9 @@ def main() -> None:
     from medseg.io import read_volume
 
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.accuracy:
+        _accuracy_main(args)
+        return
     t0 = time.perf_counter()
     scan, label, info = _scan(args.work, args.index, args.seed)
     print(f"scan {scan} {info['shape']} spacing {info['spacing_mm']} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -213,6 +225,40 @@ def main() -> None:
         results[method] = res
         print(method, json.dumps(res), flush=True)
     _report(results, info, scan_mb, model, args, _describe(model))
+
+
+def _accuracy_main(args) -> None:
+    """``--accuracy``: every mode on held-out cases, one table (see :mod:`_accuracy`)."""
+    import _accuracy
+    from _report import machine, write_section
+
+    if args.model is None:
+        raise SystemExit("--accuracy needs --model (a trained run)")
+    fresh = {}
+    for item in filter(None, args.fresh.split(";")):
+        size, seed, indices = item.split(":")
+        fresh[size] = (int(seed), [int(i) for i in indices.split(",")])
+    cases = _accuracy.held_out_cases(args.model, args.work, fresh=fresh)
+    rows = _accuracy.measure(args.model, cases, args.work, device=args.device)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    text = f"""## Inference accuracy: every mode against `--mode full`, per case
+
+Machine: {machine()} (shared with other jobs: seconds are indicative, compare them within one row)
+
+Model `{args.model}`: {_describe(args.model)}. {len(cases)} held-out cases: the run's validation fold and
+fresh phantom cases ({args.fresh}); each mode reads the NIfTI file, predicts with the public API (as
+`medseg predict`), writes and re-reads the label map; Dice against the reference on the scan's grid.
+`default` is coarse-to-fine, `tta` is the default with `--tta`; "box grown": the fine pass found liver at
+a face of the coarse pass's box and ran again with a larger box.
+
+{_accuracy.table(rows)}
+
+Re-run: `python benchmarks/bench_inference.py --model RUN --accuracy`.
+"""
+    print(text)
+    if not args.no_write:
+        write_section("inference-accuracy", text)
 
 
 def _describe(model: Path) -> str:

@@ -1,0 +1,122 @@
+"""Per-case accuracy of every inference mode against ``--mode full`` (``bench_inference.py --accuracy``).
+
+Held-out cases, written as NIfTI files: the validation fold of the run (read from the run folder's
+``data.json`` and ``folds.json``: cases the network never trained on) and fresh phantom cases of two sizes
+that no run has seen (``small``: 128 x 128 at ~3 mm; ``lits``: 512 x 512 at ~0.75 mm). Each mode reads the
+scan file, predicts with the public API (:class:`medseg.inference.Predictor`, the code behind
+``medseg predict``), writes the label map and reads it back; Dice (liver = labels 1 and 2, tumor = 2, on
+the scan's own grid, 1.0 when both are empty) is taken against the reference file. Reported per case:
+each mode's Dice, its difference from ``--mode full``, seconds, and whether the coarse pass's box had to
+grow (the cases where the coarse pass found a partial or split liver); then the worst case of each.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: mode name -> InferenceSettings changes; "full" is the reference the others are compared with.
+MODES = {"full": {"mode": "full"}, "default": {}, "tta": {"tta": True}}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One held-out scan on disk."""
+
+    name: str
+    image: Path
+    label: Path
+
+
+def held_out_cases(run: Path, work: Path, *, fresh: dict[str, tuple[int, list[int]]]) -> list[Case]:
+    """The run's validation cases (if its data set is on disk) plus fresh phantom cases.
+
+    Args:
+        fresh: size -> (seed, case indices) of phantom cases to generate into ``work``.
+    """
+    from medseg.data import make_phantom, write_phantom_case
+
+    cases = []
+    data, folds = run / "data.json", run / "folds.json"
+    if data.is_file() and folds.is_file():
+        root = Path(json.loads(data.read_text())["root"])
+        record = json.loads(folds.read_text())
+        for cid in sorted(record["folds"][record["fold"]]["val"], key=int):
+            image, label = root / f"volume-{cid}.nii.gz", root / f"segmentation-{cid}.nii.gz"
+            if image.is_file() and label.is_file():
+                cases.append(Case(f"{root.name}/{cid} (val)", image, label))
+    for size, (seed, indices) in fresh.items():
+        for index in indices:
+            folder = work / f"{size}-seed{seed}-case{index}"
+            info_path = folder / "info.json"
+            if not info_path.exists():
+                info_path.parent.mkdir(parents=True, exist_ok=True)
+                info_path.write_text(json.dumps(write_phantom_case(make_phantom(size=size, seed=seed, index=index),
+                                                                   folder)))
+            info = json.loads(info_path.read_text())
+            cases.append(Case(f"{size} seed {seed}/{index}", folder / info["image"], folder / info["label"]))
+    return cases
+
+
+def dice(pred, ref, cls: int) -> float:
+    """Dice of ``pred >= cls`` against ``ref >= cls`` (1.0 when both are empty)."""
+    a, b = pred >= cls, ref >= cls
+    denom = int(a.sum()) + int(b.sum())
+    return float(2 * int((a & b).sum()) / denom) if denom else 1.0
+
+
+def measure(run: Path, cases: list[Case], work: Path, *, device: str = "auto") -> list[dict]:
+    """Every mode on every case, from the files; one row per (case, mode)."""
+    import numpy as np
+
+    from medseg.inference import Predictor
+    from medseg.io import read_volume, write_volume
+
+    base = Predictor.from_run(run, device=device)
+    rows = []
+    for case in cases:
+        ref = np.asarray(read_volume(case.label).array)
+        for mode, changes in MODES.items():
+            predictor = base.with_settings(**changes)
+            t0 = time.perf_counter()
+            labels, stats = predictor.predict(read_volume(case.image))
+            out = work / "predictions" / mode / f"{re.sub('[^A-Za-z0-9]+', '-', case.name)}_seg.nii.gz"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_volume(labels, out, label=True)
+            seconds = time.perf_counter() - t0
+            pred = np.asarray(read_volume(out).array)
+            rows.append({"case": case.name, "mode": mode, "seconds": seconds, "liver": dice(pred, ref, 1),
+                         "tumor": dice(pred, ref, 2), "rounds": stats.get("rounds"),
+                         "coarse_box": stats.get("coarse_box"), "box": stats.get("box")})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: per case, each mode's liver / tumor Dice (and the difference from full), then the worst."""
+    by_case: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_case.setdefault(r["case"], {})[r["mode"]] = r
+    head = ("| case | full liver / tumor | default liver (Δ) | default tumor (Δ) | default box grown | "
+            "tta liver (Δ vs default) | tta tumor (Δ vs default) | s full / default / tta |")
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    worst = {"default liver": 0.0, "default tumor": 0.0, "tta tumor": 0.0}
+    for name, m in by_case.items():
+        f, d, t = m["full"], m["default"], m["tta"]
+        dl, dt = d["liver"] - f["liver"], d["tumor"] - f["tumor"]
+        tl, tt = t["liver"] - d["liver"], t["tumor"] - d["tumor"]
+        for key, value in (("default liver", dl), ("default tumor", dt), ("tta tumor", tt)):
+            worst[key] = min(worst[key], value)
+        grown = "-" if d["rounds"] is None else ("no" if d["rounds"] == 1 else f"yes ({d['rounds'] - 1}x)")
+        lines.append(f"| {name} | {f['liver']:.3f} / {f['tumor']:.3f} | {d['liver']:.3f} ({dl:+.3f}) | "
+                     f"{d['tumor']:.3f} ({dt:+.3f}) | {grown} | {t['liver']:.3f} ({tl:+.3f}) | "
+                     f"{t['tumor']:.3f} ({tt:+.3f}) | {f['seconds']:.1f} / {d['seconds']:.1f} / {t['seconds']:.1f} |")
+    total = {mode: sum(r["seconds"] for r in rows if r["mode"] == mode) for mode in MODES}
+    summary = (f"Worst case: default vs full liver Dice {worst['default liver']:+.4f}, tumor Dice "
+               f"{worst['default tumor']:+.4f}; TTA vs default tumor Dice {worst['tta tumor']:+.4f}. "
+               f"Total seconds: full {total['full']:.1f}, default {total['default']:.1f} "
+               f"({total['full'] / max(total['default'], 1e-9):.2f}x faster), tta {total['tta']:.1f}.")
+    return "\n".join(lines) + "\n\n" + summary
