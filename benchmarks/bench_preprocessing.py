@@ -65,10 +65,10 @@ def bench_resampling(repeats: int) -> list[tuple[str, float]]:
 
 
 def _loader_rate(cache: Path, case_ids, *, patch, batch, workers: int, batches: int) -> float:
-    from medseg.training.data import make_loader
+    from medseg.training.data import PatchSettings, make_loader
 
-    loader = make_loader(cache, case_ids, patch_size=patch, batch_size=batch, augment={}, workers=workers,
-                         iterations_per_epoch=batches + 3, seed=0)
+    patches = PatchSettings(patch_size=patch, batch_size=batch, augment={}, seed=0)
+    loader = make_loader(cache, case_ids, patches, workers=workers, iterations_per_epoch=batches + 3)
     iterator = iter(loader)
     for _ in range(3):  # warm-up: worker start, MONAI transform construction, page cache
         next(iterator)

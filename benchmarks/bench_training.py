@@ -27,22 +27,23 @@ LIVER_GOAL, TUMOR_GOAL = 0.90, 0.60
 def throughput(config, prepared, device: str, *, batches: int = 20) -> dict[str, float]:
     """Patches/s of the loader (its configured workers) and of forward+backward+step of the model."""
     from medseg.models import build_model
-    from medseg.training.data import make_loader
-    from medseg.training.loop import _make_loss, build_optimizer
+    from medseg.training.data import PatchSettings, make_loader
+    from medseg.training.loop import build_optimizer
+    from medseg.training.objective import build_objective
 
     t = config.training
-    loader = make_loader(prepared.cache_dir, prepared.train_ids, patch_size=t.patch_size, batch_size=t.batch_size,
-                         spatial_dims=config.spatial_dims, context_slices=t.context_slices,
-                         foreground_fraction=config.sampling.foreground_fraction,
-                         augment=dict(config.augmentation.params),
-                         workers=t.workers or 0, seed=0, iterations_per_epoch=batches)  # fmt: skip
+    patches = PatchSettings(patch_size=t.patch_size, batch_size=t.batch_size, spatial_dims=config.spatial_dims,
+                            context_slices=t.context_slices, foreground_fraction=config.sampling.foreground_fraction,
+                            augment=config.augmentation, seed=0)  # fmt: skip
+    loader = make_loader(prepared.cache_dir, prepared.train_ids, patches, workers=t.workers or 0,
+                         iterations_per_epoch=batches)  # fmt: skip
     it = iter(loader)
     first = next(it)
     start = time.perf_counter()
     n = sum(1 for _ in it)
     loader_rate = n * t.batch_size / (time.perf_counter() - start)
     model = build_model(config.model_config()).to(device).train()
-    loss_fn = _make_loss(config, model)
+    loss_fn = build_objective(config, model)
     opt = build_optimizer(config, model.parameters())
     image, label = first["image"].to(device), first["label"].to(device)
     use_amp = device.startswith("cuda") and t.amp
@@ -86,8 +87,8 @@ def time_to_goal(config, out: Path, data: str | None) -> dict:
 
 def _describe(config) -> str:
     m, t = config.model, config.training
-    loss = config.loss if isinstance(config.loss, str) else json.dumps(config.loss)
-    return (f"{m['name']} {config.spatial_dims}D depth {m['depth']} width {m['base_filters']}, patch "
+    loss = json.dumps({"name": config.loss.name, "params": config.loss.params})
+    return (f"{m.name} {config.spatial_dims}D depth {m.depth} width {m.base_filters}, patch "
             f"{list(t.patch_size)} x batch {t.batch_size}, {config.optimizer.name} lr {config.optimizer.lr}, "
             f"loss `{loss}`")  # fmt: skip
 

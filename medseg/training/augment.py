@@ -1,4 +1,5 @@
-"""Patch augmentation: settings (:class:`AugmentConfig`) and the MONAI transforms that apply them.
+"""Patch augmentation: its settings (:class:`AugmentationConfig`, the ``augmentation`` section of a pipeline)
+and the MONAI transforms that apply them.
 
 The set and the default strengths follow nnU-Net's (Isensee et al., Nature Methods 18, 2021): rotation
 and scaling (p 0.2, +-30 degrees, 0.7-1.4), Gaussian noise (p 0.1), multiplicative brightness (p 0.15),
@@ -30,14 +31,15 @@ import torch
 
 from medseg.errors import ConfigError
 
-__all__ = ["AugmentConfig", "Augmenter", "affine_margin"]
+__all__ = ["AugmentationConfig", "Augmenter", "affine_margin"]
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
-    """Augmentation probabilities and ranges (defaults: nnU-Net's).
+class AugmentationConfig:
+    """Whether patches are augmented, and the probabilities and ranges (defaults: nnU-Net's).
 
     Attributes:
+        enabled: ``False``: no augmentation at all (and nothing mirrored for test-time augmentation).
         flip_prob: Probability of mirroring, per spatial axis.
         flip_axes: Spatial axes that may be mirrored (0-based, on the canonical RAS grid: 0 left-right,
             1 posterior-anterior, 2 inferior-superior); ``None``: every axis (nnU-Net).
@@ -53,6 +55,7 @@ class AugmentConfig:
         gamma_prob, gamma_range: Gamma probability and exponent range (applied on [0, 1]-rescaled values).
     """
 
+    enabled: bool = True
     flip_prob: float = 0.5
     flip_axes: tuple[int, ...] | None = None
     affine_prob: float = 0.2
@@ -71,37 +74,27 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith("_prob") and not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
-                raise ConfigError(f"augment.{f.name} must be a probability in [0, 1], got {value!r}")
+            if f.name.endswith("_prob") and not (isinstance(value, int | float) and 0.0 <= value <= 1.0):  # NaN too
+                raise ConfigError(f"augmentation.{f.name} must be a probability in [0, 1], got {value!r}")
             if f.name.endswith("_range"):
                 pair = tuple(float(v) for v in value) if isinstance(value, Sequence) else ()
-                if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
-                    raise ConfigError(f"augment.{f.name} must be (low, high) with 0 < low <= high, got {value!r}")
+                if len(pair) != 2 or not 0 < pair[0] <= pair[1] < math.inf:
+                    raise ConfigError(f"augmentation.{f.name} must be (low, high) with 0 < low <= high, got {value!r}")
                 object.__setattr__(self, f.name, pair)
         if not (0.0 <= self.rotate_deg <= 180.0):
-            raise ConfigError(f"augment.rotate_deg must be in [0, 180], got {self.rotate_deg!r}")
+            raise ConfigError(f"augmentation.rotate_deg must be in [0, 180], got {self.rotate_deg!r}")
         if self.flip_axes is not None:
             axes = tuple(self.flip_axes) if isinstance(self.flip_axes, list | tuple) else (None,)
             if not all(isinstance(a, int) and 0 <= a <= 2 for a in axes) or len(set(axes)) != len(axes):
-                raise ConfigError(f"augment.flip_axes must be distinct axes among 0, 1, 2, got {self.flip_axes!r}")
+                raise ConfigError(f"augmentation.flip_axes must be distinct axes among 0, 1, 2, got {self.flip_axes!r}")
             object.__setattr__(self, "flip_axes", axes)
-        if self.noise_std < 0:
-            raise ConfigError(f"augment.noise_std must be >= 0, got {self.noise_std!r}")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> AugmentConfig:
-        """Build from a mapping (``{}``: defaults); unknown keys raise :class:`ConfigError`."""
-        data = dict(data or {})
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ConfigError(f"unknown augment key(s) {unknown}; valid keys: {', '.join(sorted(valid))}")
-        return cls(**data)
+        if not 0 <= self.noise_std < math.inf:
+            raise ConfigError(f"augmentation.noise_std must be >= 0, got {self.noise_std!r}")
 
     def mirror_axes(self, spatial_dims: int) -> list[int]:
-        """Spatial axes mirrored for ``spatial_dims``-D patches (``[]`` when ``flip_prob`` is 0): the flips
-        of :class:`Augmenter`, and the axes test-time augmentation may mirror."""
-        if self.flip_prob == 0:
+        """Spatial axes mirrored for ``spatial_dims``-D patches (``[]`` when disabled or ``flip_prob`` is 0):
+        the flips of :class:`Augmenter`, and the axes test-time augmentation may mirror."""
+        if not self.enabled or self.flip_prob == 0:
             return []
         axes = range(spatial_dims) if self.flip_axes is None else self.flip_axes
         return [a for a in axes if a < spatial_dims]
@@ -111,7 +104,7 @@ class AugmentConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-def affine_margin(config: AugmentConfig) -> float:
+def affine_margin(config: AugmentationConfig) -> float:
     """How much larger than the patch the region read before a rotation + scaling must be, so that the
     output is filled with image data: ``(cos a + sin a) / min_zoom`` for the rotation angle ``a``
     (capped at 45 degrees, the worst case in a plane)."""
@@ -120,7 +113,7 @@ def affine_margin(config: AugmentConfig) -> float:
 
 
 class Augmenter:
-    """The MONAI transforms of one :class:`AugmentConfig` for ``spatial_dims``-D patches.
+    """The MONAI transforms of one :class:`AugmentationConfig` for ``spatial_dims``-D patches.
 
     Call :meth:`spatial` on ``{"image": (C, *region), "label": (1, *region)}`` to rotate/scale the region
     and cut the ``patch_size`` centre, then :meth:`intensity_and_flips` on the patch.
@@ -132,7 +125,7 @@ class Augmenter:
         spacing_mm: Spacing of the grid (decides in-plane-only rotation for anisotropic 3D data).
     """
 
-    def __init__(self, config: AugmentConfig, *, spatial_dims: int, patch_size: Sequence[int],
+    def __init__(self, config: AugmentationConfig, *, spatial_dims: int, patch_size: Sequence[int],
                  spacing_mm: Sequence[float] | None = None):
         from monai.transforms import (
             Compose,

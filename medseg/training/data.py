@@ -19,6 +19,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,10 +27,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from medseg.errors import ConfigError, DataError
-from medseg.training.augment import AugmentConfig, Augmenter, affine_margin
+from medseg.training.augment import AugmentationConfig, Augmenter, affine_margin
+from medseg.training.binder import bind
 from medseg.training.sampling import centered_start, crop_patch, foreground_count, pick_foreground_voxel, random_start
 
-__all__ = ["EpochSampler", "PatchDataset", "make_loader", "save_batch_preview"]
+__all__ = ["EpochSampler", "PatchDataset", "PatchSettings", "make_loader", "save_batch_preview"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,32 +61,82 @@ class EpochSampler(Sampler[int]):
         return self.samples_per_epoch
 
 
+@dataclass(frozen=True)
+class PatchSettings:
+    """What the training patches are: their size, the batch, sampling, augmentation and loss maps.
+
+    Attributes:
+        patch_size: ``(X, Y, Z)`` for 3D, ``(X, Y)`` for 2D; padded where the case is smaller.
+        batch_size: Patches per batch (B).
+        spatial_dims: 3 for volumetric patches, 2 for axial slices.
+        context_slices: 2D only: k neighbouring slices each side as extra channels (C = 2k + 1).
+        foreground_fraction: Expected share of each batch centred on a foreground voxel (nnU-Net: 1/3).
+        augment: An :class:`AugmentationConfig` (a mapping of its fields is converted; ``{}``: nnU-Net's
+            defaults) or ``None`` for no augmentation (also when ``enabled`` is false).
+        maps: Names of loss maps computed per sample after augmentation with
+            :func:`medseg.losses.compute_maps` (e.g. ``{"weight_map"}``), added to the batch.
+        map_options: Per-map keyword arguments for ``compute_maps``.
+        num_classes: Number of classes C (for the maps).
+        spacing_mm: Spacing of the preprocessed grid ``(X, Y, Z)``; ``None`` uses each case's own spacing
+            from the cache (recommended).
+        seed: Seed of the sample stream; batches do not depend on the number of workers.
+
+    Raises:
+        ConfigError: A value out of range, naming the field.
+    """
+
+    patch_size: tuple[int, ...]
+    batch_size: int
+    spatial_dims: int = 3
+    context_slices: int = 0
+    foreground_fraction: float = 1 / 3
+    augment: AugmentationConfig | Mapping[str, Any] | None = None
+    maps: frozenset[str] = frozenset()
+    map_options: Mapping[str, Mapping] = field(default_factory=dict)
+    num_classes: int = 3
+    spacing_mm: tuple[float, ...] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.spatial_dims not in (2, 3):
+            raise ConfigError(f"spatial_dims must be 2 or 3, got {self.spatial_dims!r}")
+        patch = tuple(int(p) for p in self.patch_size)
+        if len(patch) != self.spatial_dims or min(patch) < 1:
+            raise ConfigError(f"patch_size must have {self.spatial_dims} positive entries, got {list(self.patch_size)}")
+        if self.context_slices < 0 or (self.context_slices and self.spatial_dims == 3):
+            raise ConfigError(f"context_slices must be >= 0 and is for 2D patches only, got {self.context_slices}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.foreground_fraction <= 1.0:
+            raise ConfigError(f"foreground_fraction must be in [0, 1], got {self.foreground_fraction}")
+        spacing = None if self.spacing_mm is None else tuple(float(s) for s in self.spacing_mm)
+        if spacing is not None and len(spacing) != 3:
+            raise ConfigError(f"spacing_mm must have 3 entries (X, Y, Z of the preprocessed grid), "
+                              f"got {self.spacing_mm}")
+        augment = self.augment
+        if augment is not None and not isinstance(augment, AugmentationConfig):
+            augment = bind(AugmentationConfig, dict(augment), "augmentation")
+        for name, value in (("patch_size", patch), ("spacing_mm", spacing), ("maps", frozenset(self.maps)),
+                            ("map_options", dict(self.map_options)),
+                            ("augment", augment if augment is not None and augment.enabled else None)):
+            object.__setattr__(self, name, value)
+
+
 class PatchDataset(Dataset):
-    """Patches from a preprocessed cache (see :func:`make_loader` for the arguments).
+    """Patches from a preprocessed cache.
 
     ``dataset[i]`` for any non-negative ``i`` is the ``i``-th sample of the endless, seeded sample
     stream: ``{"image": float32 (C, *patch), "label": int64 (1, *patch), <map>: float32 (...)}``. Sample
     ``i`` sits at position ``i % batch_size`` of its batch; the batch decides how many of its positions
     are foreground-centred.
+
+    Args:
+        cache_dir: Output folder of :func:`medseg.preprocessing.preprocess_dataset`.
+        case_ids: Training cases (each picked uniformly per sample).
+        settings: The patches to make (:class:`PatchSettings`).
     """
 
-    def __init__(
-        self,
-        cache_dir: str | os.PathLike,
-        case_ids: Sequence[str],
-        *,
-        patch_size: Sequence[int],
-        batch_size: int,
-        spatial_dims: int = 3,
-        context_slices: int = 0,
-        foreground_fraction: float = 1 / 3,
-        augment: Mapping[str, Any] | AugmentConfig | None = None,
-        maps: frozenset[str] | Sequence[str] = frozenset(),
-        map_options: Mapping[str, Mapping] | None = None,
-        num_classes: int = 3,
-        spacing_mm: Sequence[float] | None = None,
-        seed: int = 0,
-    ):
+    def __init__(self, cache_dir: str | os.PathLike, case_ids: Sequence[str], settings: PatchSettings):
         from medseg.preprocessing.dataset import read_cache_index
 
         self.cache_dir = str(cache_dir)
@@ -98,30 +150,12 @@ class PatchDataset(Dataset):
         unlabeled = [c for c in self.case_ids if not index["cases"][c]["has_label"]]
         if unlabeled:
             raise DataError(f"case(s) {unlabeled[:5]} have no label and cannot be used for training", path=cache_dir)
-        if spatial_dims not in (2, 3):
-            raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
-        self.patch_size = tuple(int(p) for p in patch_size)
-        if len(self.patch_size) != spatial_dims or min(self.patch_size) < 1:
-            raise ConfigError(f"patch_size must have {spatial_dims} positive entries, got {list(patch_size)}")
-        if context_slices < 0 or (context_slices and spatial_dims == 3):
-            raise ConfigError(f"context_slices must be >= 0 and is for 2D patches only, got {context_slices}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0.0 <= foreground_fraction <= 1.0:
-            raise ConfigError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
-        self.batch_size = int(batch_size)
-        self.spatial_dims = int(spatial_dims)
-        self.context_slices = int(context_slices)
-        self.foreground_fraction = float(foreground_fraction)
-        self.augment = augment if isinstance(augment, AugmentConfig) or augment is None else AugmentConfig.from_dict(
-            augment)
-        self.maps = frozenset(maps)
-        self.map_options = dict(map_options or {})
-        self.num_classes = int(num_classes)
-        self.spacing_mm = None if spacing_mm is None else tuple(float(s) for s in spacing_mm)
-        if self.spacing_mm is not None and len(self.spacing_mm) != 3:
-            raise ConfigError(f"spacing_mm must have 3 entries (X, Y, Z of the preprocessed grid), got {spacing_mm}")
-        self.seed = int(seed)
+        self.settings = settings
+        s = settings
+        self.patch_size, self.batch_size, self.spatial_dims = s.patch_size, s.batch_size, s.spatial_dims
+        self.context_slices, self.foreground_fraction, self.augment = s.context_slices, s.foreground_fraction, s.augment
+        self.maps, self.map_options, self.num_classes = s.maps, s.map_options, s.num_classes
+        self.spacing_mm, self.seed = s.spacing_mm, s.seed
         self._cases: dict[str, Any] = {}  # opened lazily, per worker process
         self._augmenter: Augmenter | None = None
 
@@ -204,19 +238,9 @@ class PatchDataset(Dataset):
 def make_loader(
     cache_dir: str | os.PathLike,
     case_ids: Sequence[str],
+    patches: PatchSettings,
     *,
-    patch_size: Sequence[int],
-    batch_size: int,
-    spatial_dims: int = 3,
-    context_slices: int = 0,
-    foreground_fraction: float = 1 / 3,
-    augment: Mapping[str, Any] | AugmentConfig | None = None,
-    maps: frozenset[str] | Sequence[str] = frozenset(),
-    map_options: Mapping[str, Mapping] | None = None,
-    num_classes: int = 3,
-    spacing_mm: Sequence[float] | None = None,
     workers: int = 0,
-    seed: int = 0,
     iterations_per_epoch: int = 250,
     pin_memory: bool = False,
 ) -> DataLoader:
@@ -225,20 +249,8 @@ def make_loader(
     Args:
         cache_dir: Output folder of :func:`medseg.preprocessing.preprocess_dataset`.
         case_ids: Training cases (each picked uniformly per sample).
-        patch_size: ``(X, Y, Z)`` for 3D, ``(X, Y)`` for 2D; padded where the case is smaller.
-        batch_size: Patches per batch (B).
-        spatial_dims: 3 for volumetric patches, 2 for axial slices.
-        context_slices: 2D only: k neighbouring slices each side as extra channels (C = 2k + 1).
-        foreground_fraction: Expected share of each batch centred on a foreground voxel (nnU-Net: 1/3).
-        augment: :class:`AugmentConfig` fields (``{}``: nnU-Net defaults) or ``None`` for no augmentation.
-        maps: Names of loss maps computed per sample after augmentation with
-            :func:`medseg.losses.compute_maps` (e.g. ``{"weight_map"}``), added to the batch.
-        map_options: Per-map keyword arguments for ``compute_maps``.
-        num_classes: Number of classes C (for the maps).
-        spacing_mm: Spacing of the preprocessed grid ``(X, Y, Z)``; ``None`` uses each case's own spacing
-            from the cache (recommended).
+        patches: The patches and batches to make (:class:`PatchSettings`).
         workers: Worker processes (0: load in the calling process).
-        seed: Seed of the sample stream; batches do not depend on ``workers``.
         iterations_per_epoch: Batches per epoch (``len(loader)``).
         pin_memory: Pin batches in page-locked memory (faster copies to a GPU).
 
@@ -249,16 +261,12 @@ def make_loader(
     """
     if iterations_per_epoch < 1:
         raise ConfigError(f"iterations_per_epoch must be >= 1, got {iterations_per_epoch}")
-    dataset = PatchDataset(
-        cache_dir, case_ids, patch_size=patch_size, batch_size=batch_size, spatial_dims=spatial_dims,
-        context_slices=context_slices, foreground_fraction=foreground_fraction, augment=augment, maps=maps,
-        map_options=map_options, num_classes=num_classes, spacing_mm=spacing_mm, seed=seed,
-    )
+    dataset = PatchDataset(cache_dir, case_ids, patches)
     workers = max(0, int(workers))
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=EpochSampler(iterations_per_epoch * batch_size),
+        batch_size=patches.batch_size,
+        sampler=EpochSampler(iterations_per_epoch * patches.batch_size),
         num_workers=workers,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,

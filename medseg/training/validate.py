@@ -24,6 +24,7 @@ from monai.metrics import compute_dice
 
 if TYPE_CHECKING:
     from medseg.inference.postprocess import PostprocessConfig
+    from medseg.inference.sliding_window import WindowSettings
 
 __all__ = ["REGIONS", "region_dice", "validate_cases"]
 
@@ -60,14 +61,8 @@ def validate_cases(
     model: torch.nn.Module,
     cache_dir,
     case_ids: Sequence[str],
+    window: WindowSettings,
     *,
-    patch_size: Sequence[int],
-    num_classes: int,
-    context_slices: int = 0,
-    overlap: float = 0.5,
-    batch_size: int = 2,
-    device: str | torch.device = "cpu",
-    amp: bool = False,
     postprocess: PostprocessConfig | None = None,
     spacing_mm: Sequence[float] | None = None,
 ) -> dict[str, float]:
@@ -75,16 +70,19 @@ def validate_cases(
     the raw regions).
 
     Args:
+        model: The network (put in ``eval()`` mode and returned to its previous mode afterwards).
+        cache_dir: A preprocessed cache (:func:`medseg.preprocessing.preprocess_dataset`).
+        case_ids: Labelled cases of the cache to score.
+        window: The sliding window (:class:`~medseg.inference.sliding_window.WindowSettings`: patch size,
+            classes, overlap, batch, context slices, device, AMP).
         postprocess: A :class:`~medseg.inference.postprocess.PostprocessConfig`: also report each region
             after post-processing (``<region>_post``). Needs ``spacing_mm``, the cache's grid spacing.
-
-    The model is put in ``eval()`` mode and returned to its previous mode afterwards.
+        spacing_mm: Spacing ``(X, Y, Z)`` of the cache's grid, in mm.
     """
-    from medseg.inference.sliding_window import WindowSettings, predict_logits
+    from medseg.inference.sliding_window import predict_logits
     from medseg.preprocessing import load_preprocessed
 
-    window = WindowSettings(patch_size=tuple(patch_size), num_classes=num_classes, overlap=overlap,
-                            batch_size=batch_size, context_slices=context_slices, device=device, amp=amp)
+    num_classes = window.num_classes
     was_training = model.training
     model.eval()
     per_case = []

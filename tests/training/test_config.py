@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from medseg.errors import ConfigError
-from medseg.training.config import config_from_dict, find_pipeline, load_pipeline
+from medseg.training.config import LossConfig, config_from_dict, find_pipeline, load_pipeline
 
 
 @pytest.mark.parametrize(("name", "dims", "channels"), [("liver", 3, 1), ("liver-2d", 2, 5)])
@@ -23,12 +23,12 @@ def test_cpu_profile_applies_and_flags_win():
     cpu = raw["profiles"]["cpu"]
     config = load_pipeline("liver", device="cpu")
     assert config.training.patch_size == tuple(cpu["training"]["patch_size"])
-    assert config.model["base_filters"] == cpu["model"]["base_filters"]
+    assert config.model.base_filters == cpu["model"]["base_filters"]
     assert config.optimizer.lr == cpu["optimizer"]["lr"] != raw["optimizer"]["lr"]
     assert config.training.grad_clip_norm == raw["training"]["grad_clip_norm"]  # untouched by the profile
-    assert config.loss["params"] == {**raw["loss"]["params"], **cpu["loss"]["params"]}  # merged, not replaced
+    assert config.loss.params == {**raw["loss"]["params"], **cpu["loss"]["params"]}  # merged, not replaced
     flagged = load_pipeline("liver", device="cpu", overrides=["training.epochs=3", "model.base_filters=4"])
-    assert flagged.training.epochs == 3 and flagged.model["base_filters"] == 4
+    assert flagged.training.epochs == 3 and flagged.model.base_filters == 4
 
 
 def test_override_values_are_parsed_and_converted():
@@ -39,7 +39,7 @@ def test_override_values_are_parsed_and_converted():
     assert config.training.patch_size == (40, 40, 24)
     assert config.optimizer.lr == 1.0 and isinstance(config.optimizer.lr, float)
     assert config.training.grad_clip_norm is None
-    assert config.loss == {"name": "dice_focal", "params": {"gamma": 1.5}}
+    assert config.loss == LossConfig(name="dice_focal", params={"gamma": 1.5})
 
 
 @pytest.mark.parametrize(
@@ -52,11 +52,11 @@ def test_override_values_are_parsed_and_converted():
         ("training.patch_size=[64, 64]", "3 positive entries"),
         ("training.epochs=0", r"training\.epochs must be >= 1"),
         ("optimizer.name=adam", "sgd or adamw"),
-        ("model.depht=4", r"unknown key\(s\) model\.depht"),
+        ("model.depht=4", r"unknown key model\.depht; valid keys: name, spatial_dims, depth"),
         ("model.name=vnet", "unknown model 'vnet'"),
         ("loss=dice_cee", "unknown loss 'dice_cee'"),
-        ("augmentation.params={flip_probb: 0.5}", "unknown augment key"),
-        ("postprocessing.keep_largest=true", "unknown postprocessing key"),
+        ("augmentation.params={flip_probb: 0.5}", r"unknown key augmentation\.flip_probb; valid keys in augmentation"),
+        ("postprocessing.keep_largest=true", r"unknown key postprocessing\.keep_largest; valid keys: keep_largest"),
         ("training.context_slices=2", "2D models only"),
         ("noequals", "expected section.key=value"),
     ],

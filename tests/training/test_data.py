@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from medseg.errors import ConfigError, DataError
 from medseg.io import Volume, affine_from_geometry
 from medseg.preprocessing import PreprocessingPlan, load_preprocessed, preprocess_dataset
-from medseg.training.data import PatchDataset, make_loader
+from medseg.training.data import PatchDataset, PatchSettings, make_loader
 
 NO_AUG = {"flip_prob": 0.0, "affine_prob": 0.0, "noise_prob": 0.0, "brightness_prob": 0.0, "contrast_prob": 0.0,
           "gamma_prob": 0.0}
@@ -39,7 +41,8 @@ def tiny_cache(tiny_dataset, tmp_path_factory):
 
 
 def test_foreground_fraction_and_tiny_tumor(block_cache):
-    ds = PatchDataset(block_cache, ["block"], patch_size=(9, 9, 9), batch_size=3, foreground_fraction=1 / 3)
+    ds = PatchDataset(block_cache, ["block"],
+                      PatchSettings(patch_size=(9, 9, 9), batch_size=3, foreground_fraction=1 / 3))
     centres = np.array([int(ds[i]["label"][0, 4, 4, 4]) for i in range(1500)]).reshape(500, 3)
     # exactly one forced foreground patch per batch of 3; random ones hit the 216 fg voxels rarely (0.7%)
     assert np.all((centres > 0).sum(1) >= 1)
@@ -47,13 +50,14 @@ def test_foreground_fraction_and_tiny_tumor(block_cache):
     # classes are picked uniformly: the single tumor voxel is the centre of ~1/6 of all patches
     assert (centres == 2).mean() == pytest.approx(1 / 6, abs=0.03)
     # a non-integer share per batch (2 * 1/3) is met on average
-    ds2 = PatchDataset(block_cache, ["block"], patch_size=(9, 9, 9), batch_size=2, foreground_fraction=1 / 3)
+    ds2 = PatchDataset(block_cache, ["block"],
+                       PatchSettings(patch_size=(9, 9, 9), batch_size=2, foreground_fraction=1 / 3))
     assert np.mean([int(ds2[i]["label"][0, 4, 4, 4]) > 0 for i in range(1200)]) == pytest.approx(1 / 3, abs=0.04)
 
 
 def test_patches_are_crops_of_the_cache(block_cache):
     case = load_preprocessed(block_cache, "block")
-    ds = PatchDataset(block_cache, ["block"], patch_size=(9, 7, 5), batch_size=2)
+    ds = PatchDataset(block_cache, ["block"], PatchSettings(patch_size=(9, 7, 5), batch_size=2))
     for i in range(20):
         s = ds[i]
         assert s["image"].shape == (1, 9, 7, 5) and s["image"].dtype == torch.float32
@@ -71,7 +75,7 @@ def test_patches_are_crops_of_the_cache(block_cache):
 def test_padding_when_case_smaller_than_patch(tiny_cache):
     case = load_preprocessed(tiny_cache, "3")
     patch = tuple(n + 6 for n in case.image.shape)
-    ds = PatchDataset(tiny_cache, ["3"], patch_size=patch, batch_size=1, foreground_fraction=0.0)
+    ds = PatchDataset(tiny_cache, ["3"], PatchSettings(patch_size=patch, batch_size=1, foreground_fraction=0.0))
     s = ds[0]
     assert s["image"].shape == (1, *patch)
     # the whole case lies inside the patch: every label voxel is there, the rest is background / air
@@ -85,8 +89,8 @@ def test_padding_when_case_smaller_than_patch(tiny_cache):
 @pytest.mark.parametrize("context", [0, 2])
 def test_2d_and_25d_patches(block_cache, context):
     case = load_preprocessed(block_cache, "block")
-    ds = PatchDataset(block_cache, ["block"], patch_size=(40, 40), batch_size=2, spatial_dims=2,
-                      context_slices=context, foreground_fraction=0.0)
+    ds = PatchDataset(block_cache, ["block"], PatchSettings(patch_size=(40, 40), batch_size=2, spatial_dims=2,
+                      context_slices=context, foreground_fraction=0.0))
     for i in range(8):
         s = ds[i]
         assert s["image"].shape == (2 * context + 1, 40, 40) and s["label"].shape == (1, 40, 40)
@@ -99,25 +103,27 @@ def test_2d_and_25d_patches(block_cache, context):
             k = z - context + c
             expected = case.image[:, :, k] if 0 <= k < 20 else np.full((40, 40), case.meta["image_min"])
             np.testing.assert_array_equal(s["image"][c].numpy(), expected)
-    centred = PatchDataset(block_cache, ["block"], patch_size=(9, 9), batch_size=2, spatial_dims=2,
-                           context_slices=context, foreground_fraction=1.0)
+    centred = PatchDataset(block_cache, ["block"], PatchSettings(patch_size=(9, 9), batch_size=2, spatial_dims=2,
+                           context_slices=context, foreground_fraction=1.0))
     assert all(int(centred[i]["label"][0, 4, 4]) > 0 for i in range(20))
 
 
 def test_loader_batches_deterministic_across_workers(tiny_cache):
-    kwargs = dict(patch_size=(16, 16, 8), batch_size=2, augment={}, seed=7, iterations_per_epoch=3)
-    serial = list(make_loader(tiny_cache, ["0", "1", "2", "3"], workers=0, **kwargs))
-    parallel = list(make_loader(tiny_cache, ["0", "1", "2", "3"], workers=2, **kwargs))
+    patches = PatchSettings(patch_size=(16, 16, 8), batch_size=2, augment={}, seed=7)
+    serial = list(make_loader(tiny_cache, ["0", "1", "2", "3"], patches, workers=0, iterations_per_epoch=3))
+    parallel = list(make_loader(tiny_cache, ["0", "1", "2", "3"], patches, workers=2, iterations_per_epoch=3))
     assert len(serial) == 3
     for a, b in zip(serial, parallel):
         assert a["image"].shape == (2, 1, 16, 16, 8) and a["label"].shape == (2, 1, 16, 16, 8)
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
-    other = next(iter(make_loader(tiny_cache, ["0", "1", "2", "3"], workers=0, **{**kwargs, "seed": 8})))
+    reseeded = dataclasses.replace(patches, seed=8)
+    other = next(iter(make_loader(tiny_cache, ["0", "1", "2", "3"], reseeded, workers=0, iterations_per_epoch=3)))
     assert not torch.equal(other["image"], serial[0]["image"])
 
 
 def test_epochs_differ_and_replay(tiny_cache):
-    loader = make_loader(tiny_cache, ["0", "1"], patch_size=(16, 16, 8), batch_size=2, iterations_per_epoch=2)
+    loader = make_loader(tiny_cache, ["0", "1"], PatchSettings(patch_size=(16, 16, 8), batch_size=2),
+                         iterations_per_epoch=2)
     first, second = list(loader), list(loader)
     assert not torch.equal(first[0]["image"], second[0]["image"])
     loader.sampler.set_epoch(0)
@@ -125,11 +131,11 @@ def test_epochs_differ_and_replay(tiny_cache):
 
 
 def test_identity_affine_and_full_flip_match_plain_patches(block_cache):
-    plain = PatchDataset(block_cache, ["block"], patch_size=(8, 9, 6), batch_size=2)
-    identity = PatchDataset(block_cache, ["block"], patch_size=(8, 9, 6), batch_size=2,
-                            augment={**NO_AUG, "affine_prob": 1.0, "rotate_deg": 0.0, "scale_range": (1.0, 1.0)})
-    flipped = PatchDataset(block_cache, ["block"], patch_size=(8, 9, 6), batch_size=2,
-                           augment={**NO_AUG, "flip_prob": 1.0})
+    plain = PatchDataset(block_cache, ["block"], PatchSettings(patch_size=(8, 9, 6), batch_size=2))
+    identity = PatchDataset(block_cache, ["block"], PatchSettings(patch_size=(8, 9, 6), batch_size=2,
+                            augment={**NO_AUG, "affine_prob": 1.0, "rotate_deg": 0.0, "scale_range": (1.0, 1.0)}))
+    flipped = PatchDataset(block_cache, ["block"], PatchSettings(patch_size=(8, 9, 6), batch_size=2,
+                           augment={**NO_AUG, "flip_prob": 1.0}))
     for i in range(6):
         p, q, f = plain[i], identity[i], flipped[i]
         torch.testing.assert_close(q["image"], p["image"], atol=1e-4, rtol=0)
@@ -139,9 +145,9 @@ def test_identity_affine_and_full_flip_match_plain_patches(block_cache):
 
 @pytest.mark.parametrize("axes", [(1, 2), (0,), ()])
 def test_flip_axes_mirror_only_those_axes(block_cache, axes):
-    plain = PatchDataset(block_cache, ["block"], patch_size=(8, 9, 6), batch_size=2)
-    flipped = PatchDataset(block_cache, ["block"], patch_size=(8, 9, 6), batch_size=2,
-                           augment={**NO_AUG, "flip_prob": 1.0, "flip_axes": list(axes)})
+    plain = PatchDataset(block_cache, ["block"], PatchSettings(patch_size=(8, 9, 6), batch_size=2))
+    flipped = PatchDataset(block_cache, ["block"], PatchSettings(patch_size=(8, 9, 6), batch_size=2,
+                           augment={**NO_AUG, "flip_prob": 1.0, "flip_axes": list(axes)}))
     dims = tuple(a + 1 for a in axes)  # tensor dims of (C, X, Y, Z)
     for i in range(4):
         p, f = plain[i], flipped[i]
@@ -151,28 +157,28 @@ def test_flip_axes_mirror_only_those_axes(block_cache, axes):
 
 @pytest.mark.parametrize("axes", [[0, 0], [3], ["x"], 1])
 def test_bad_flip_axes(axes):
-    from medseg.training.augment import AugmentConfig
-
     with pytest.raises(ConfigError, match="flip_axes"):
-        AugmentConfig.from_dict({"flip_axes": axes})
+        PatchSettings(patch_size=(8, 8, 8), batch_size=1, augment={"flip_axes": axes})
 
 
 def test_rotation_keeps_foreground_centre(block_cache):
     """Rotated/scaled foreground patches (odd sizes: exact centre) stay centred on their foreground voxel."""
-    ds = PatchDataset(block_cache, ["block"], patch_size=(11, 11, 7), batch_size=1, foreground_fraction=1.0,
-                      augment={**NO_AUG, "affine_prob": 1.0})
+    ds = PatchDataset(block_cache, ["block"],
+                      PatchSettings(patch_size=(11, 11, 7), batch_size=1, foreground_fraction=1.0,
+                      augment={**NO_AUG, "affine_prob": 1.0}))
     samples = [ds[i] for i in range(30)]
     assert all(int(s["label"][0, 5, 5, 3]) > 0 for s in samples)
     assert all(s["image"].shape == (1, 11, 11, 7) for s in samples)
     # rotation happened: label patches are not all axis-aligned crops (some fg counts differ from plain)
-    plain = PatchDataset(block_cache, ["block"], patch_size=(11, 11, 7), batch_size=1, foreground_fraction=1.0)
+    plain = PatchDataset(block_cache, ["block"],
+                         PatchSettings(patch_size=(11, 11, 7), batch_size=1, foreground_fraction=1.0))
     assert any(int((s["label"] > 0).sum()) != int((plain[i]["label"] > 0).sum()) for i, s in enumerate(samples))
 
 
 def test_intensity_augmentation_changes_image_only(block_cache):
     aug = {**NO_AUG, "noise_prob": 1.0, "gamma_prob": 1.0}
-    plain = PatchDataset(block_cache, ["block"], patch_size=(8, 8, 8), batch_size=2)
-    noisy = PatchDataset(block_cache, ["block"], patch_size=(8, 8, 8), batch_size=2, augment=aug)
+    plain = PatchDataset(block_cache, ["block"], PatchSettings(patch_size=(8, 8, 8), batch_size=2))
+    noisy = PatchDataset(block_cache, ["block"], PatchSettings(patch_size=(8, 8, 8), batch_size=2, augment=aug))
     p, n = plain[3], noisy[3]
     assert torch.equal(p["label"], n["label"]) and not torch.allclose(p["image"], n["image"])
 
@@ -180,9 +186,9 @@ def test_intensity_augmentation_changes_image_only(block_cache):
 def test_maps_match_compute_maps(tiny_cache):
     from medseg.losses import compute_maps
 
-    loader = make_loader(tiny_cache, ["0", "1", "2", "3"], patch_size=(24, 24, 8), batch_size=2,
-                         maps={"weight_map", "distance_map"}, augment={}, iterations_per_epoch=2, seed=1,
-                         spacing_mm=(8.0, 8.0, 9.0))
+    patches = PatchSettings(patch_size=(24, 24, 8), batch_size=2, maps={"weight_map", "distance_map"}, augment={},
+                            seed=1, spacing_mm=(8.0, 8.0, 9.0))
+    loader = make_loader(tiny_cache, ["0", "1", "2", "3"], patches, iterations_per_epoch=2)
     spacing = (8.0, 8.0, 9.0)
     for batch in loader:
         assert batch["weight_map"].shape == (2, 1, 24, 24, 8) and batch["distance_map"].shape == (2, 3, 24, 24, 8)
@@ -199,7 +205,7 @@ def test_maps_match_compute_maps(tiny_cache):
         ({"case_ids": ["nope"]}, DataError, "not in the preprocessed cache"),
         ({"patch_size": (8, 8)}, ConfigError, "patch_size"),
         ({"context_slices": 1}, ConfigError, "context_slices"),
-        ({"augment": {"flip": 0.5}}, ConfigError, "unknown augment"),
+        ({"augment": {"flip": 0.5}}, ConfigError, r"unknown key augmentation\.flip;"),
         ({"augment": {"gamma_prob": 2.0}}, ConfigError, "gamma_prob"),
         ({"foreground_fraction": 1.5}, ConfigError, "foreground_fraction"),
     ],
@@ -207,7 +213,8 @@ def test_maps_match_compute_maps(tiny_cache):
 def test_bad_arguments(tiny_cache, kwargs, error, match):
     args = {"case_ids": ["0"], "patch_size": (8, 8, 8), "batch_size": 2, **kwargs}
     with pytest.raises(error, match=match):
-        make_loader(tiny_cache, args.pop("case_ids"), **args)
+        case_ids = args.pop("case_ids")
+        make_loader(tiny_cache, case_ids, PatchSettings(**args))
 
 
 def test_batch_preview_png(block_cache, tmp_path):
@@ -215,8 +222,8 @@ def test_batch_preview_png(block_cache, tmp_path):
 
     from medseg.training.data import save_batch_preview
 
-    batch = next(iter(make_loader(block_cache, ["block"], patch_size=(12, 12, 6), batch_size=3,
-                                  foreground_fraction=1.0, iterations_per_epoch=1)))
+    patches = PatchSettings(patch_size=(12, 12, 6), batch_size=3, foreground_fraction=1.0)
+    batch = next(iter(make_loader(block_cache, ["block"], patches, iterations_per_epoch=1)))
     out = save_batch_preview(batch, tmp_path / "preview.png")
     picture = mpimg.imread(out)
     assert picture.ndim == 3 and picture.shape[1] > 2 * picture.shape[0]  # three panels side by side

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medseg.training.augment import AugmentConfig, affine_margin
+from medseg.training.augment import AugmentationConfig, affine_margin
 from medseg.training.sampling import centered_start, crop_patch, foreground_count, pick_foreground_voxel, random_start
 
 
@@ -50,7 +50,7 @@ def test_centered_start_and_pick():
 
 
 def test_affine_margin_formula():
-    assert affine_margin(AugmentConfig(rotate_deg=0.0, scale_range=(1.0, 1.0))) == pytest.approx(1.0)
-    assert affine_margin(AugmentConfig(rotate_deg=30.0, scale_range=(0.7, 1.4))) == pytest.approx(
+    assert affine_margin(AugmentationConfig(rotate_deg=0.0, scale_range=(1.0, 1.0))) == pytest.approx(1.0)
+    assert affine_margin(AugmentationConfig(rotate_deg=30.0, scale_range=(0.7, 1.4))) == pytest.approx(
         (np.cos(np.pi / 6) + np.sin(np.pi / 6)) / 0.7)
-    assert affine_margin(AugmentConfig(rotate_deg=90.0, scale_range=(1.0, 1.0))) == pytest.approx(np.sqrt(2))
+    assert affine_margin(AugmentationConfig(rotate_deg=90.0, scale_range=(1.0, 1.0))) == pytest.approx(np.sqrt(2))

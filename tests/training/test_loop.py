@@ -123,13 +123,12 @@ def test_cli_reports_bad_config_in_one_line(capsys, tmp_path):
 
 
 def test_mirror_axes_follow_the_augmentation_settings():
-    from medseg.training.loop import _mirror_axes
-
     def axes(name, *overrides):
-        return _mirror_axes(load_pipeline(name, device="cpu", overrides=list(overrides)))
+        config = load_pipeline(name, device="cpu", overrides=list(overrides))
+        return config.augmentation.mirror_axes(config.spatial_dims)
 
     assert axes("liver") == [1, 2]
-    assert axes("liver", "augmentation.params={}") == [0, 1, 2]  # nnU-Net: every axis
-    assert axes("liver-2d", "augmentation.params={}") == [0, 1]
+    assert axes("liver", "augmentation.flip_axes=null") == [0, 1, 2]  # nnU-Net: every axis
+    assert axes("liver-2d", "augmentation.flip_axes=null") == [0, 1]
     assert axes("liver", "augmentation.enabled=false") == []
-    assert axes("liver-2d", "augmentation.params={flip_prob: 0}") == []
+    assert axes("liver-2d", "augmentation.flip_prob=0") == []

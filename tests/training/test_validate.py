@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from medseg.inference.postprocess import PostprocessConfig
+from medseg.inference.sliding_window import WindowSettings
 from medseg.io import Volume, affine_from_geometry
 from medseg.preprocessing import PreprocessingPlan, preprocess_dataset
 from medseg.training.validate import validate_cases
@@ -36,7 +37,7 @@ def cache(tmp_path_factory):
 
 
 def test_raw_and_postprocessed_dice(cache):
-    result = validate_cases(_RoundToClass(), cache, ["c"], patch_size=(16, 16, 8), num_classes=3,
+    result = validate_cases(_RoundToClass(), cache, ["c"], WindowSettings(patch_size=(16, 16, 8), num_classes=3),
                             postprocess=PostprocessConfig(), spacing_mm=(1.0, 1.0, 2.0))  # fmt: skip
     liver, tumor = 600, 8  # reference voxels (liver region includes the tumor)
     assert result["liver"] == pytest.approx(2 * liver / (2 * liver + 2), abs=1e-6)  # both specks count as liver
@@ -46,5 +47,5 @@ def test_raw_and_postprocessed_dice(cache):
 
 
 def test_no_postprocess_reports_raw_only(cache):
-    result = validate_cases(_RoundToClass(), cache, ["c"], patch_size=(16, 16, 8), num_classes=3)
+    result = validate_cases(_RoundToClass(), cache, ["c"], WindowSettings(patch_size=(16, 16, 8), num_classes=3))
     assert set(result) == {"liver", "tumor", "mean_foreground_dice"}
