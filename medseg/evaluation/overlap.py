@@ -4,9 +4,9 @@ With ``A`` the prediction and ``B`` the reference (voxel sets):
 
 * Dice ``= 2|A ∩ B| / (|A| + |B|)`` (Dice, 1945), Jaccard ``= |A ∩ B| / |A ∪ B|``, VOE ``= 1 - Jaccard``;
 * RVD ``= (|A| - |B|) / |B|``, the sign of the LiTS paper (Bilic et al., Medical Image Analysis 2023):
-  positive when the prediction is too large. The official LiTS scorer called medpy's ``ravd``, which
-  computes ``(|B| - |A|) / |A|`` with the arguments as the scorer passed them, i.e. the opposite sign and
-  the prediction in the denominator; compare with care.
+  positive when the prediction is too large. The official LiTS 2017 scorer called ``medpy.ravd(B, A)``;
+  with the medpy it pinned (0.2.2) that is the same value. medpy >= 0.3 swapped the roles of the two
+  arguments, so the scorer's call on a current medpy gives ``(|B| - |A|) / |A|`` (``docs/metrics.md``).
 
 Empty masks (documented contract): both empty gives Dice = Jaccard = 1, VOE = RVD = 0 (a correct
 prediction of an absent structure); a non-empty prediction with an empty reference gives Dice 0,
