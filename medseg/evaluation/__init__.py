@@ -8,7 +8,8 @@ Start here:
   :func:`to_dataframe` / :func:`summarize` turn case results into a table and cohort figures;
 * :func:`measure_volumes` / :func:`volumes_report` -- liver, parenchyma, tumor and per-lesion volumes,
   diameters and centroids of one label map (the ``<case>_volumes.json`` contract);
-* :func:`evaluate_folders` -- what ``medseg evaluate`` runs;
+* :func:`evaluate_folders` -- what ``medseg evaluate`` runs; ``protocol="lits2017"`` (:data:`PROTOCOLS`) scores
+  as the LiTS 2017 challenge scorer did (:func:`evaluate_case_lits2017`, :func:`summarize_lits2017`);
 * :func:`load_results` -- a ``medseg predict`` or ``medseg evaluate`` output folder as pandas tables.
 """
 
@@ -28,8 +29,11 @@ _EXPORTS = {
     "max_diameter_mm": "diameters",
     "label_lesions": "lesions",
     "match_lesions": "lesions",
+    "evaluate_case_lits2017": "lits2017",
+    "summarize_lits2017": "lits2017",
     "overlap_from_counts": "overlap",
     "overlap_metrics": "overlap",
+    "PROTOCOLS": "protocols",
     "Results": "results",
     "load_results": "results",
     "EvaluationRun": "runner",
