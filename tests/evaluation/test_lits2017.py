@@ -223,3 +223,36 @@ def test_protocol_argument():
     with pytest.raises(ValueError, match="3D"):
         evaluate_case_lits2017(ref[..., 0], ref[..., 0], spacing_mm=(1, 1))
     assert isinstance(to_dataframe([_score(ref, ref)]), pd.DataFrame)
+
+
+def test_reference_lesions_merge_only_under_their_best_prediction():
+    """Prediction 1 touches both reference lesions but overlaps the second less than prediction 2 does:
+    nothing merges; prediction 1 is matched to the group it overlaps most."""
+    ref, pred = _liver(), _liver()
+    ref[2:6, 2:6, 2:6] = 2  # reference 1: 64 voxels
+    ref[2:6, 8:12, 2:6] = 2  # reference 2: 64 voxels
+    pred[2:6, 2:9, 2:6] = 2  # prediction 1: 112 voxels, 64 on reference 1, 16 on reference 2
+    pred[2:6, 10:12, 2:6] = 2  # prediction 2: 32 voxels, all on reference 2
+    result = _score(pred, ref)
+    first, second = result.lesions
+    assert first["reference_lesions"] == "1" and second["reference_lesions"] == "2"
+    assert first["iou"] == pytest.approx(64 / 112) and first["detected"]
+    assert second["n_predicted_matched"] == 1 and second["iou"] == pytest.approx(32 / 64)  # not > 0.5
+    assert (result.row["TP"], result.row["FP"], result.row["FN"]) == (1, 1, 1)
+
+
+def test_prediction_goes_to_the_group_it_overlaps_most_even_if_it_owns_another():
+    """Prediction 1 is reference 1's best match (its only one) but overlaps reference 2 more, where
+    prediction 2 is better still: prediction 1 is matched to reference 2, and reference 1 goes undetected."""
+    ref, pred = _liver(), _liver()
+    ref[2:4, 2:4, 2:6] = 2  # reference 1: 16 voxels, of which prediction 1 covers 8
+    ref[2:8, 6:12, 2:6] = 2  # reference 2: 144 voxels
+    pred[2:4, 3:4, 2:6] = 2  # prediction 1: 8 voxels on reference 1 ...
+    pred[2:4, 4:8, 2:6] = 2  # ... joined (y = 4, 5: background) to 16 voxels on reference 2: 40 voxels
+    pred[5:8, 6:12, 2:6] = 2  # prediction 2: 72 voxels on reference 2 (x = 4: gap to prediction 1)
+    result = _score(pred, ref)
+    first, second = result.lesions
+    assert first["n_predicted_matched"] == 0 and first["iou"] == 0.0 and not first["detected_greater_zero"]
+    assert second["n_predicted_matched"] == 2
+    assert second["iou"] == pytest.approx((16 + 72) / (144 + 40 + 72 - 16 - 72))  # 88 / 168 > 0.5
+    assert (result.row["TP"], result.row["FP"], result.row["FN"]) == (1, 1, 1)
