@@ -100,17 +100,23 @@ def _evaluate(args: argparse.Namespace) -> int:
             )
         config = None
     _check_evaluate_outputs(args)
-    run = evaluate_folders(
-        args.pred,
-        args.ref,
-        args.out,
-        config=config,
-        workers=args.workers,
-        figures=not args.no_figures,
-        protocol=args.protocol,
-        labels=labels_from(args.labels),
-        pred_labels=labels_from(args.pred_labels),
-    )
+    manifest = _start_manifest(args, config)
+    try:
+        run = evaluate_folders(
+            args.pred,
+            args.ref,
+            args.out,
+            config=config,
+            workers=args.workers,
+            figures=not args.no_figures,
+            protocol=args.protocol,
+            labels=labels_from(args.labels),
+            pred_labels=labels_from(args.pred_labels),
+        )
+    except BaseException as exc:
+        manifest.finish("interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed")
+        raise
+    _finish_manifest(manifest, args, run)
     status = _report_failures(run)
     if args.protocol != DEFAULT_PROTOCOL:
         print(_scorer_report(run, args.out))
@@ -128,10 +134,44 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"  lesions TP {detection['tp']} FP {detection['fp']} FN {detection['fn']}  "
             f"precision {detection['precision']:.3f} recall {detection['recall']:.3f} F1 {detection['f1']:.3f}"
         )
+    references = run.summary.get("references")
+    if references:
+        lines.append(f"  references holding a tumor: {references['with_tumor']} of {len(run.results)} "
+                     f"({references['without_tumor']} tumor-free: tumor Dice there is 1 for an empty prediction, "
+                     "0 otherwise)")
     if run.missing_predictions:
         lines.append(f"  missing predictions counted as empty: {', '.join(run.missing_predictions)}")
     print("\n".join(lines))
     return status
+
+
+def _start_manifest(args: argparse.Namespace, config):
+    """``run.json`` in --out, status ``running``: the command line and the resolved settings."""
+    import dataclasses
+
+    from medseg.manifest import RunManifest
+
+    settings = {"protocol": args.protocol, "config": dataclasses.asdict(config) if config is not None else None,
+                "pred": str(args.pred), "ref": str(args.ref), "labels": args.labels, "pred_labels": args.pred_labels,
+                "figures": not args.no_figures}
+    return RunManifest.start(args.out, command="evaluate", settings=settings)
+
+
+def _finish_manifest(manifest, args: argparse.Namespace, run) -> None:
+    """Per case: prediction and reference paths, status (``ok``, ``failed`` with its reason); then complete."""
+    from medseg.evaluation.matching import match_cases
+
+    pairs, _ = match_cases(args.pred, args.ref)
+    evaluated = {result.case for result in run.results}
+    cases = []
+    for pair in pairs:
+        entry = {"case_id": pair.case, "input": str(pair.pred) if pair.pred else None, "reference": str(pair.ref),
+                 "status": "ok" if pair.case in evaluated else "failed"}
+        if pair.case in run.failed:
+            entry["reason"] = str(run.failed[pair.case])
+        cases.append(entry)
+    manifest.finish("complete", cases=cases, outputs=[str(p) for p in run.files.values()],
+                    references=run.summary.get("references"))
 
 
 def _report_failures(run) -> int:

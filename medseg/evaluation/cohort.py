@@ -6,6 +6,9 @@
   in voxels, so large structures weigh more; 1 when every case is empty.
 * Lesion detection: precision ``TP / (TP + FP)``, recall ``TP / (TP + FN)``, F1 from the summed counts
   (NaN when a denominator is 0).
+* References: how many hold a tumor (``tumor_ref_voxels > 0``) and how many are tumor-free, so a tumor
+  Dice averaged over tumor-free references (1 for an empty prediction, 0 for any false positive) is not
+  misread.
 * Tumor burden: RMSE and maximal absolute error of ``tumor_burden_pred - tumor_burden_ref`` (percent).
 """
 
@@ -72,6 +75,9 @@ def summarize(per_case: pd.DataFrame | Iterable[CaseResult | Mapping]) -> dict:
     """
     frame = per_case if isinstance(per_case, pd.DataFrame) else to_dataframe(per_case)
     summary: dict = {"n_cases": len(frame), "regions": {}}
+    if "tumor_ref_voxels" in frame.columns:
+        with_tumor = int((pd.to_numeric(frame["tumor_ref_voxels"], errors="coerce") > 0).sum())
+        summary["references"] = {"with_tumor": with_tumor, "without_tumor": len(frame) - with_tumor}
     for region in REGIONS:
         block: dict = {}
         inter_col, pred_col, ref_col = (f"{region}_{k}_voxels" for k in ("intersection", "pred", "ref"))

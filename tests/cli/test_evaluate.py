@@ -113,3 +113,20 @@ def test_evaluate_protocol_lits2017_refuses_medseg_settings(tiny_dataset, predic
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--protocol lits2017" in err
     assert not (tmp_path / "e").exists()
+
+
+def test_evaluate_run_json_and_tumor_free_references(tiny_dataset, predictions, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(out),
+                 "--workers", "1", "--no-figures"]) == 0
+    manifest = {c["case_id"]: c for c in json.loads((tiny_dataset / "manifest.json").read_text())["cases"]}
+    with_tumor = sum(1 for c in manifest.values() if c["lesion_count"] > 0)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["references"] == {"with_tumor": with_tumor, "without_tumor": len(manifest) - with_tumor}
+    assert f"references holding a tumor: {with_tumor} of {len(manifest)}" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"] == "evaluate" and run["status"] == "complete" and run["finished"]
+    assert run["settings"]["ref"] == str(tiny_dataset) and run["references"] == summary["references"]
+    cases = {c["case_id"]: c for c in run["cases"]}
+    assert set(cases) == set(manifest) and cases["3"]["input"] is None  # missing prediction
+    assert all(c["status"] == "ok" for c in cases.values())

@@ -54,3 +54,11 @@ def test_case_row_contract(tiny_case):
     assert row["tumor_burden_ref"] == pytest.approx(tiny_case.info["tumor_burden_percent"])
     assert row["tumor_ref_volume_ml"] == pytest.approx(tiny_case.info["tumor_ml"])
     assert len(to_dataframe([result])) == 1
+
+
+def test_summary_counts_references_with_a_tumor():
+    frame = pd.DataFrame({"case": ["a", "b", "c", "d"], "tumor_ref_voxels": [0, 12, 0, 3],
+                          "tumor_pred_voxels": [0, 10, 5, 0], "tumor_intersection_voxels": [0, 9, 0, 0],
+                          "tumor_dice": [1.0, 0.9, 0.0, 0.0]})
+    assert summarize(frame)["references"] == {"with_tumor": 2, "without_tumor": 2}
+    assert "references" not in summarize(frame.drop(columns="tumor_ref_voxels"))
