@@ -1,0 +1,149 @@
+"""Label maps from other tools through the CLI: other voxel orders, value mappings, DICOM SEG references.
+
+Every expected number comes from the original phantom label map (voxel counts x voxel volume, numpy
+means), never from medseg's own measurement of the converted file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel.orientations as nio
+import numpy as np
+import pytest
+
+from medseg.cli import main
+from medseg.io import Volume, read_dicom_series, write_dicom_series, write_volume
+
+from ..io.conftest import dicom_case  # noqa: F401
+
+
+def _stored_as(volume: Volume, codes: str) -> Volume:
+    transform = nio.ornt_transform(nio.io_orientation(volume.affine), nio.axcodes2ornt(tuple(codes)))
+    return Volume(np.ascontiguousarray(nio.apply_orientation(volume.array, transform)),
+                  volume.affine @ nio.inv_ornt_aff(transform, volume.shape))
+
+
+def _truth(label: np.ndarray, image: np.ndarray, voxel_ml: float) -> dict:
+    liver, tumor = label > 0, label == 2
+    return {"liver_ml": liver.sum() * voxel_ml, "tumor_ml": tumor.sum() * voxel_ml,
+            "liver_hu": float(image[liver].mean())}
+
+
+@pytest.fixture(scope="module")
+def lpi_series(tiny_case, tmp_path_factory):
+    """The tiny case's CT as a DICOM series read back in L,P,I voxel order, and the original label map."""
+    root = tmp_path_factory.mktemp("lpi")
+    folder = write_dicom_series(_stored_as(tiny_case.image, "LPI"), root / "series")
+    ct = read_dicom_series(folder)
+    assert "".join(nio.aff2axcodes(ct.affine)) == "LPI"
+    return folder, tiny_case
+
+
+@pytest.mark.parametrize("codes", ["LAS", "PSR"])
+def test_volumes_label_in_another_voxel_order_than_the_series(lpi_series, tmp_path, capsys, codes):
+    folder, case = lpi_series
+    seg = write_volume(_stored_as(case.label, codes), tmp_path / f"their_liver_{codes}.nii.gz", label=True)
+    out = tmp_path / "v.json"
+    assert main(["volumes", str(seg), "--image", str(folder), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    truth = _truth(case.label.array, case.image.array, case.label.voxel_volume_ml)
+    assert report["liver_ml"] == pytest.approx(truth["liver_ml"]) and report["tumor_ml"] == pytest.approx(
+        truth["tumor_ml"])
+    assert report["hu"]["liver"]["mean"] == pytest.approx(truth["liver_hu"], abs=1e-6)
+    assert report["labels"] == {"liver": [1], "tumor": [2], "explicit": False}
+
+
+def test_volumes_grid_mismatch_is_one_line_with_both_files(lpi_series, tmp_path, capsys):
+    folder, case = lpi_series
+    shifted = case.label.affine.copy()
+    shifted[:3, 3] += (0.0, 0.0, 8.0)
+    seg = write_volume(Volume(case.label.array, shifted), tmp_path / "off.nii.gz", label=True)
+    assert main(["volumes", str(seg), "--image", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(seg) in err and str(folder) in err
+    assert "orientation LPI" in err and "spacing" in err and "origin (" in err and "np.float64" not in err
+
+
+def _multi_organ(lab: np.ndarray) -> np.ndarray:
+    """Liver 5, tumor 6, and a "spleen" (1) in a corner away from the liver, as a multi-organ tool writes."""
+    out = np.where(lab == 1, 5, np.where(lab == 2, 6, 0))
+    out[:3, :3, :3] = 1
+    return out
+
+
+@pytest.mark.parametrize(("encode", "flags", "tumor_kept"), [
+    (_multi_organ, ["liver=5", "tumor=6"], True),
+    (lambda lab: np.where(lab > 0, 255, 0), ["liver=255"], False),
+    (lambda lab: np.where(lab == 2, 3, lab), ["liver=1", "tumor=2,3"], True),
+])
+def test_volumes_with_a_label_mapping(tiny_case, tmp_path, encode, flags, tumor_kept):
+    assert not tiny_case.label.array[:3, :3, :3].any()
+    stored = encode(tiny_case.label.array).astype(np.uint8)
+    seg = write_volume(tiny_case.label.with_array(stored), tmp_path / "other_tool.nii.gz", label=True)
+    assert main(["volumes", str(seg)]) == 2  # never scored as liver/tumor without a mapping
+    out = tmp_path / "v.json"
+    assert main(["volumes", str(seg), "--json", str(out), "--labels", *flags]) == 0
+    report = json.loads(out.read_text())
+    truth = _truth(tiny_case.label.array, tiny_case.image.array, tiny_case.label.voxel_volume_ml)
+    assert report["liver_ml"] == pytest.approx(truth["liver_ml"])
+    assert report["tumor_ml"] == pytest.approx(truth["tumor_ml"] if tumor_kept else 0.0)
+    assert report["labels"]["explicit"] is True and report["labels"]["liver"] == [int(flags[0].split("=")[1])]
+
+
+def test_volumes_unmapped_values_name_the_file(tiny_case, tmp_path, capsys):
+    stored = np.where(tiny_case.label.array == 1, 5, 0).astype(np.uint8)
+    seg = write_volume(tiny_case.label.with_array(stored), tmp_path / "totalseg.nii.gz", label=True)
+    assert main(["volumes", str(seg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"medseg volumes: error: {seg}: label values 5 outside {{0, 1, 2}}; a map from another tool? "
+                   "map its values with --labels (e.g. --labels liver=5)")
+
+
+def test_volumes_dicom_seg_with_its_series(dicom_case, tmp_path):  # noqa: F811
+    case, series, seg = dicom_case
+    out = tmp_path / "v.json"
+    assert main(["volumes", str(seg), "--image", str(series), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    truth = _truth(case.label.array, case.image.array, case.label.voxel_volume_ml)
+    assert report["liver_ml"] == pytest.approx(truth["liver_ml"]) and report["tumor_ml"] == pytest.approx(
+        truth["tumor_ml"])
+    assert report["hu"]["liver"]["mean"] == pytest.approx(truth["liver_hu"], abs=1e-6)
+    assert report["labels"]["liver"] == ["1 Liver"] and report["labels"]["tumor"] == ["2 Liver tumor"]
+
+
+def test_evaluate_dicom_seg_reference_and_permuted_prediction(dicom_case, tmp_path):  # noqa: F811
+    case, _, seg = dicom_case
+    pred, ref = tmp_path / "pred", tmp_path / "ref"
+    pred.mkdir()
+    ref.mkdir()
+    shutil.copy(seg, ref / "3.dcm")
+    write_volume(_stored_as(case.label, "SPL"), pred / "3_seg.nii.gz", label=True)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--pred", str(pred), "--ref", str(ref), "--out", str(out), "--workers", "1",
+                 "--no-figures"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["regions"]["liver"]["dice"]["mean"] == 1.0 and summary["regions"]["tumor"]["dice"]["mean"] == 1.0
+    assert summary["failed_cases"] == [] and summary["labels"]["reference"]["explicit"] is False
+
+
+def test_evaluate_prediction_from_another_tool(tiny_dataset, tmp_path, capsys):
+    import nibabel as nib
+
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for case in ("0", "1", "2", "3"):
+        img = nib.load(tiny_dataset / f"segmentation-{case}.nii.gz")
+        data = np.asarray(img.dataobj)
+        nib.save(nib.Nifti1Image(np.where(data == 1, 5, np.where(data == 2, 6, 0)).astype(np.uint8), img.affine),
+                 pred / f"{case}_seg.nii.gz")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--pred", str(pred), "--ref", str(tiny_dataset), "--out", str(out), "--workers", "1",
+                 "--no-figures"]) == 2  # every case refused: label values 5, 6
+    assert "label values 5, 6 outside {0, 1, 2}" in capsys.readouterr().err
+    assert main(["evaluate", "--pred", str(pred), "--ref", str(tiny_dataset), "--out", str(out), "--workers", "1",
+                 "--no-figures", "--pred-labels", "liver=5", "tumor=6"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["regions"]["liver"]["dice"]["mean"] == 1.0
+    assert summary["labels"]["prediction"] == {"liver": [5], "tumor": [6], "explicit": True}
