@@ -85,6 +85,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from medseg.errors import ConfigError
     from medseg.evaluation.case import EvaluationConfig
     from medseg.evaluation.runner import evaluate_folders
+    from medseg.utils.lock import folder_lock
 
     try:
         config = EvaluationConfig(
@@ -100,23 +101,24 @@ def _evaluate(args: argparse.Namespace) -> int:
             )
         config = None
     _check_evaluate_outputs(args)
-    manifest = _start_manifest(args, config)
-    try:
-        run = evaluate_folders(
-            args.pred,
-            args.ref,
-            args.out,
-            config=config,
-            workers=args.workers,
-            figures=not args.no_figures,
-            protocol=args.protocol,
-            labels=labels_from(args.labels),
-            pred_labels=labels_from(args.pred_labels),
-        )
-    except BaseException as exc:
-        manifest.finish("interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed")
-        raise
-    _finish_manifest(manifest, args, run)
+    with folder_lock(args.out, "evaluate"):  # before run.json: a refused second run must not touch it
+        manifest = _start_manifest(args, config)
+        try:
+            run = evaluate_folders(
+                args.pred,
+                args.ref,
+                args.out,
+                config=config,
+                workers=args.workers,
+                figures=not args.no_figures,
+                protocol=args.protocol,
+                labels=labels_from(args.labels),
+                pred_labels=labels_from(args.pred_labels),
+            )
+        except BaseException as exc:
+            manifest.finish("interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed")
+            raise
+        _finish_manifest(manifest, args, run)
     status = _report_failures(run)
     if args.protocol != DEFAULT_PROTOCOL:
         print(_scorer_report(run, args.out))
@@ -211,7 +213,6 @@ def _fmt(value: float, digits: int = 1) -> str:
 
 
 def _volumes(args: argparse.Namespace) -> int:
-    import pandas as pd
 
     from medseg.errors import DataError
     from medseg.evaluation.runner import _json_safe
@@ -257,5 +258,8 @@ def _volumes(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_json(args.json, _json_safe(report))
     if args.csv:
-        atomic_write_csv(args.csv, pd.DataFrame(report["lesions"]))
+        from medseg.data.naming import case_id_from_path
+        from medseg.evaluation.tables import lesion_rows, lesions_table
+
+        atomic_write_csv(args.csv, lesions_table(lesion_rows(case_id_from_path(args.seg), report["lesions"])))
     return 0

@@ -73,6 +73,10 @@ def test_volumes_command_json(tiny_dataset, tmp_path, capsys):
     for lesion in report["lesions"]:
         assert set(lesion) >= {"volume_ml", "axial_diameter_mm", "max_diameter_mm", "centroid_mm"}
     assert "liver (incl. tumor)" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "l.csv", dtype={"case": str})  # the case first, one value per column
+    assert list(table.columns[:3]) == ["case", "lesion", "volume_ml"] and set(table["case"]) == {"2"}
+    assert table[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].to_numpy() == pytest.approx(
+        np.round([lesion["centroid_mm"] for lesion in report["lesions"]], 2))
 
 
 def test_volumes_missing_file(tmp_path, capsys):
