@@ -34,6 +34,8 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = ["FolderLockedError", "folder_lock", "lock_path"]
 
+_held: set[tuple[int, str]] = set()  # (pid, lock file) held by this process
+
 
 class FolderLockedError(MedsegError):
     """Another process holds the folder's lock."""
@@ -57,8 +59,11 @@ def _holder_text(path: Path) -> str:
 def _stamp(fd: int) -> None:
     info = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv[:2]) or "python",
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    os.ftruncate(fd, 0)
-    os.write(fd, (json.dumps(info) + "\n").encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(info) + "\n").encode())
+    except OSError:  # a full disk: the lock holds all the same, only its holder cannot be named
+        pass
 
 
 def _lock(fd: int, *, wait: bool) -> bool:
@@ -93,7 +98,7 @@ def _unlock(fd: int) -> None:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, purpose: str, *, wait: bool = False) -> Iterator[Path]:
-    """Hold ``folder``'s ``purpose`` lock for the ``with`` block (the folder is created).
+    """Hold ``folder``'s ``purpose`` lock for the ``with`` block (the folder is created); re-entrant.
 
     Args:
         folder: The output folder.
@@ -104,11 +109,17 @@ def folder_lock(folder: str | os.PathLike, purpose: str, *, wait: bool = False) 
         FolderLockedError: ``wait=False`` and another process holds the lock (the message names it).
     """
     path = lock_path(makedirs_durable(folder), purpose)
+    key = (os.getpid(), os.path.abspath(path))
+    if key in _held:  # re-entrant: the CLI and the library function it calls may both lock
+        yield path
+        return
     fd = _acquire(path, folder, wait=wait)
+    _held.add(key)
     try:
         _stamp(fd)
         yield path
     finally:
+        _held.discard(key)
         with contextlib.suppress(OSError):
             path.unlink()  # still locked: a process waiting on this inode sees it is gone and retries
         _unlock(fd)
