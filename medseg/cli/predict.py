@@ -16,12 +16,17 @@ _EPILOG = """examples:
   medseg predict --model runs/liver/fold0 data/new_scans --out predictions
   medseg predict --model runs/liver/fold0/best.pt scan1.nii.gz dicom/patient07 --out predictions --tta
   medseg predict --model runs/liver/fold0 data/cohort --out predictions --skip-existing   # resume
+  medseg predict --model runs/liver/fold0 dicom/patient07 --out predictions --format dicom-seg --no-preview
   torchrun --nproc_per_node 4 -m medseg predict --model runs/liver/fold0 data/cohort --out predictions
 
-Writes <case>_seg.nii.gz (uint8: 0 background, 1 liver, 2 tumor; the scan's own shape and affine) and
-<case>_volumes.json (liver, tumor, lesion volumes, burden) per scan. A scan that cannot be predicted is
-reported on one line and skipped; the exit code is 2 when any scan failed. Under torchrun every process
-predicts its share of the scans (every WORLD_SIZE-th, on GPU LOCAL_RANK).
+Writes per scan <case>_seg.nii.gz (uint8: 0 background, 1 liver, 2 tumor; the scan's own shape and
+affine), <case>_seg.dcm (DICOM SEG referencing the source series; DICOM input, see --format),
+<case>_volumes.json (liver, tumor, lesions with RECIST axes, burden, warnings) and <case>_preview.png (QA
+picture); per run volumes.csv, lesions.csv and run.json (model checksum, settings, versions, per-case
+timings, warnings and files; updated after every case). A scan that cannot be predicted is reported on one
+line and skipped; the exit code is 2 when any scan failed. Under torchrun every process predicts its
+share of the scans (every WORLD_SIZE-th, on GPU LOCAL_RANK) and writes run.rank<R>.json,
+volumes.rank<R>.csv and lesions.rank<R>.csv (rank 0: the plain names).
 """
 
 
@@ -151,10 +156,14 @@ def _check_outputs(args: argparse.Namespace, inputs: list) -> None:
 
     from medseg.data.naming import prediction_filename
     from medseg.inference.batch import volumes_filename
+    from medseg.outputs import seg_filename
+    from medseg.preview import preview_filename
     from medseg.utils.paths import check_outputs
 
     out = Path(args.out)
     check_outputs({"--out": out}, [*args.inputs, args.model], folders=["--out"])
     outputs = {f"--out ({name})": out / name for case_id, _ in inputs
-               for name in (prediction_filename(case_id), volumes_filename(case_id))}
+               for name in (prediction_filename(case_id), volumes_filename(case_id), seg_filename(case_id),
+                            preview_filename(case_id))}
+    outputs.update({f"--out ({name})": out / name for name in ("run.json", "volumes.csv", "lesions.csv")})
     check_outputs(outputs, [*(path for _, path in inputs), args.model])
