@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medseg.utils.atomic import atomic_path
+from medseg.utils.atomic import atomic_write_csv
 
 __all__ = ["LESION_COLUMNS", "VOLUME_COLUMNS", "lesion_rows", "lesions_table", "volume_row", "volumes_table",
            "write_table"]
@@ -95,7 +95,5 @@ def lesions_table(rows: Iterable[Mapping]) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``frame`` as CSV atomically (no index)."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-    return Path(path)
+    """Write ``frame`` as CSV atomically (no index; non-UTF-8 file names kept as their bytes)."""
+    return atomic_write_csv(path, frame)
