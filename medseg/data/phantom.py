@@ -29,8 +29,10 @@ import nibabel.orientations as nio
 import numpy as np
 from scipy import ndimage
 
+from medseg.geometry import voxel_volume_ml
 from medseg.io.orientation import axcodes
 from medseg.io.volume import Volume, affine_from_geometry
+from medseg.labels import lits_labels
 
 __all__ = [
     "PHANTOM_SIZES",
@@ -121,7 +123,7 @@ def make_phantom(*, size: str = "tiny", seed: int = 0, index: int = 0) -> Phanto
     affine = affine_from_geometry(spacing, origin_mm=origin)
     target = _ORIENTATIONS[index % len(_ORIENTATIONS)]
     image, labels, affine = _store_as(target, image, labels, affine)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+    voxel_ml = voxel_volume_ml(spacing)
     meta = {"format": "phantom", "modality": "CT", "size": size, "seed": int(seed), "index": int(index)}
     img_vol = Volume(array=image, affine=affine, meta=meta)
     lab_vol = Volume(array=labels, affine=affine, meta={**meta, "kind": "label"})
@@ -377,7 +379,7 @@ def write_phantom_dataset(
         "format_version": 1,
         "size": size,
         "seed": int(seed),
-        "labels": {"0": "background", "1": "liver", "2": "tumor"},
+        "labels": lits_labels(),
         "cases": entries,
     }
     return atomic_write_json(out_dir / "manifest.json", manifest)

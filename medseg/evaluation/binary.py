@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from medseg.evaluation.overlap import overlap_from_counts
-from medseg.evaluation.surface import check_spacing, crop_pair, distance_metrics, surface_distances
+from medseg.evaluation.surface import crop_pair, distance_metrics, surface_distances
+from medseg.geometry import check_spacing, voxel_volume_ml
 
 __all__ = ["BINARY_METRIC_KEYS", "binary_metrics"]
 
@@ -67,7 +68,7 @@ def binary_metrics(
         raise ValueError(f"nsd_tolerance_mm must be a finite number >= 0, got {nsd_tolerance_mm!r}")
     pred = pred if pred.dtype == bool else pred != 0
     ref = ref if ref.dtype == bool else ref != 0
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+    voxel_ml = voxel_volume_ml(spacing)
 
     pair = crop_pair(pred, ref)
     if pair is None:

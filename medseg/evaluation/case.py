@@ -19,12 +19,12 @@ import numpy as np
 from medseg.evaluation.binary import BINARY_METRIC_KEYS, binary_metrics
 from medseg.evaluation.lesions import match_lesions
 from medseg.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol
-from medseg.evaluation.volumes import region_masks
+from medseg.labels import REGION_LABELS, region_masks, tumor_burden_percent
 
 __all__ = ["REGIONS", "CaseResult", "EvaluationConfig", "evaluate_case"]
 
-#: Regions evaluated per case, in report order.
-REGIONS = ("liver", "tumor")
+#: Regions evaluated per case, in report order (:data:`medseg.labels.REGION_LABELS`).
+REGIONS = tuple(REGION_LABELS)
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,6 @@ class CaseResult:
     case: str
     row: dict[str, float | int | str]
     lesions: list[dict] = field(default_factory=list)
-
-
-def _burden_percent(liver_voxels: int, tumor_voxels: int) -> float:
-    if liver_voxels == 0:
-        return 0.0 if tumor_voxels == 0 else math.nan
-    return 100.0 * tumor_voxels / liver_voxels
 
 
 def evaluate_case(
@@ -126,8 +120,8 @@ def evaluate_case(
         p, r = pred_masks[region], ref_masks[region]
         counts[region] = (int(np.count_nonzero(p)), int(np.count_nonzero(r)), int(np.count_nonzero(p & r)))
         row[f"{region}_pred_voxels"], row[f"{region}_ref_voxels"], row[f"{region}_intersection_voxels"] = counts[region]
-    row["tumor_burden_pred"] = _burden_percent(counts["liver"][0], counts["tumor"][0])
-    row["tumor_burden_ref"] = _burden_percent(counts["liver"][1], counts["tumor"][1])
+    row["tumor_burden_pred"] = tumor_burden_percent(counts["liver"][0], counts["tumor"][0])
+    row["tumor_burden_ref"] = tumor_burden_percent(counts["liver"][1], counts["tumor"][1])
     row["tumor_burden_error"] = row["tumor_burden_pred"] - row["tumor_burden_ref"]
     lesions = [{"case": case, **lesion} for lesion in detection["lesions"]]
     return CaseResult(case=case, row=row, lesions=lesions)

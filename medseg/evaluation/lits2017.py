@@ -54,7 +54,8 @@ from scipy import ndimage
 
 from medseg.evaluation.case import CaseResult
 from medseg.evaluation.lesions import label_lesions
-from medseg.evaluation.surface import check_spacing, crop_pair, distance_metrics, surface_distances
+from medseg.evaluation.surface import crop_pair, distance_metrics, surface_distances
+from medseg.geometry import check_spacing
 from medseg.labels import region_masks
 
 __all__ = [

@@ -35,8 +35,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from medseg.geometry import bounding_box, check_spacing
+
 __all__ = [
-    "bounding_box",
     "crop_pair",
     "distance_metrics",
     "surface_distances",
@@ -51,35 +52,6 @@ _TOLERANCE_SLACK = 1e-9
 _THREADED_ABOVE = 20_000
 
 
-def check_spacing(spacing_mm: Sequence[float], ndim: int, *, name: str = "spacing_mm") -> np.ndarray:
-    """Validate a voxel spacing for an ``ndim``-D array and return it as a float array (mm)."""
-    spacing = np.asarray(spacing_mm, dtype=float).ravel()
-    if spacing.shape != (ndim,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise ValueError(f"{name} must be {ndim} positive finite numbers (one per array axis), got {spacing_mm!r}")
-    return spacing
-
-
-def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Inclusive-exclusive index bounds ``(lo, hi)`` of the foreground of ``mask``, or ``None`` if empty.
-
-    Scans the array with one ``any`` over its leading axis and then only the occupied slab, so the cost is
-    about one pass over the data (~9 ms for 512x512x300).
-    """
-    mask = np.asarray(mask, dtype=bool)
-    rows = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
-    if rows.size == 0:
-        return None
-    lo, hi = [rows[0]], [rows[-1] + 1]
-    if mask.ndim > 1:
-        slab = mask[rows[0] : rows[-1] + 1].any(axis=0)
-        for axis in range(slab.ndim):
-            other = tuple(a for a in range(slab.ndim) if a != axis)
-            idx = np.flatnonzero(slab.any(axis=other) if other else slab)
-            lo.append(idx[0])
-            hi.append(idx[-1] + 1)
-    return np.asarray(lo, dtype=int), np.asarray(hi, dtype=int)
-
-
 def crop_pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Crop two same-shape boolean masks to their joint bounding box plus one background voxel each side.
 
@@ -90,8 +62,8 @@ def crop_pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray
     boxes = [b for b in (bounding_box(pred), bounding_box(ref)) if b is not None]
     if not boxes:
         return None
-    lo = np.min([b[0] for b in boxes], axis=0)
-    hi = np.max([b[1] for b in boxes], axis=0)
+    lo = np.min([[s.start for s in b] for b in boxes], axis=0)
+    hi = np.max([[s.stop for s in b] for b in boxes], axis=0)
     window = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     inner = tuple(slice(1, int(b - a) + 1) for a, b in zip(lo, hi))
     out = []

@@ -29,20 +29,9 @@ from medseg.evaluation.diameters import max_diameter_mm, recist_axes_mm
 from medseg.evaluation.lesions import label_lesions
 from medseg.geometry import bounding_box, check_spacing, voxel_volume_ml
 from medseg.io.volume import Volume
+from medseg.labels import REGION_LABELS, region_masks, tumor_burden_percent
 
 __all__ = ["REGION_LABELS", "measure_volumes", "region_masks", "touches_border", "volumes_report"]
-
-#: Label values making up each evaluated region (LiTS convention).
-REGION_LABELS: dict[str, tuple[int, ...]] = {"liver": (1, 2), "tumor": (2,)}
-
-
-def region_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Boolean masks ``{"liver", "parenchyma", "tumor"}`` of a LiTS label map."""
-    labels = np.asarray(labels)
-    tumor = labels == 2
-    parenchyma = labels == 1
-    return {"liver": parenchyma | tumor, "parenchyma": parenchyma, "tumor": tumor}
-
 
 def touches_border(mask: np.ndarray) -> bool:
     """Whether any foreground voxel of ``mask`` lies on the array border."""
@@ -105,10 +94,7 @@ def measure_volumes(
     masks = region_masks(labels)
     liver_ml = int(np.count_nonzero(masks["liver"])) * voxel_ml
     tumor_ml = int(np.count_nonzero(masks["tumor"])) * voxel_ml
-    if liver_ml > 0:
-        burden = 100.0 * tumor_ml / liver_ml
-    else:
-        burden = 0.0 if tumor_ml == 0 else math.nan
+    burden = tumor_burden_percent(liver_ml, tumor_ml)
     result = {
         "liver_ml": liver_ml,
         "liver_parenchyma_ml": int(np.count_nonzero(masks["parenchyma"])) * voxel_ml,

@@ -27,6 +27,8 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.errors import ConfigError
+from medseg.geometry import bounding_box, grow_box
+from medseg.labels import LIVER, TUMOR, is_lits
 
 __all__ = [
     "PostprocessConfig",
@@ -38,8 +40,6 @@ __all__ = [
     "restrict_tumor_to_liver",
 ]
 
-LIVER, TUMOR = 1, 2
-LIVER_TUMOR_LABELS = {"1": "liver", "2": "tumor"}
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity, as the phantom's lesion count
 
 
@@ -80,11 +80,9 @@ class PostprocessConfig:
         return asdict(self)
 
 
-def applies_to(labels: Mapping[Any, str]) -> bool:
-    """Whether a label map with these names (class index -> name) is LiTS': 1 liver, 2 tumor, which the
-    steps assume."""
-    names = {str(k): str(v) for k, v in labels.items()}
-    return all(names.get(k) == v for k, v in LIVER_TUMOR_LABELS.items())
+#: Whether label names (class index -> name) are LiTS' (1 liver, 2 tumor), which the steps assume:
+#: :func:`medseg.labels.is_lits`.
+applies_to = is_lits
 
 
 def ball_mm(radius_mm: float, *, spacing_mm: Sequence[float]) -> np.ndarray:
@@ -97,14 +95,8 @@ def ball_mm(radius_mm: float, *, spacing_mm: Sequence[float]) -> np.ndarray:
 
 def _bbox(mask: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...] | None:
     """Bounding box of ``mask`` grown by ``margin`` voxels (clamped); ``None`` when empty."""
-    if not mask.any():
-        return None
-    box = []
-    for axis, m in enumerate(margin):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        idx = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(0, idx[0] - m), min(mask.shape[axis], idx[-1] + 1 + m)))
-    return tuple(box)
+    box = bounding_box(mask)
+    return None if box is None else grow_box(box, margin, mask.shape)
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:

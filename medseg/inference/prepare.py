@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from medseg.inference.restore import lerp_axis, linear_indices
 from medseg.io.orientation import CANONICAL_AXCODES, Reorientation
 from medseg.io.volume import Volume
-from medseg.preprocessing import PreprocessRecord, grid_affine, normalize_intensity, resampled_shape
+from medseg.preprocessing import PreprocessRecord, normalize_intensity
 
 __all__ = ["nearest_indices", "prepare_scan"]
 
@@ -61,18 +61,10 @@ def prepare_scan(
     transform = nio.ornt_transform(nio.io_orientation(volume.affine), nio.axcodes2ornt(CANONICAL_AXCODES))
     canonical = nio.apply_orientation(np.asarray(volume.array), transform)  # a view, no copy
     canonical_affine = volume.affine @ nio.inv_ornt_aff(transform, volume.shape)
-    in_shape = tuple(canonical.shape)
-    spacing = tuple(float(s) for s in np.linalg.norm(canonical_affine[:3, :3], axis=0))
-    out_shape = resampled_shape(in_shape, spacing_mm=spacing, target_spacing_mm=plan.target_spacing_mm)
-    record = PreprocessRecord(
-        reorientation=Reorientation(transform=transform, source_shape=volume.shape, source_affine=volume.affine),
-        canonical_shape=in_shape,
-        canonical_affine=canonical_affine,
-        resampled_shape=out_shape,
-        resampled_affine=grid_affine(canonical_affine, in_shape, out_shape),
-        spacing_before_mm=spacing,
-        spacing_after_mm=tuple(float(n * s / m) for n, s, m in zip(in_shape, spacing, out_shape)),
-    )
+    reorientation = Reorientation(transform=transform, source_shape=volume.shape, source_affine=volume.affine)
+    record = PreprocessRecord.for_grid(reorientation, canonical.shape, canonical_affine,
+                                       target_spacing_mm=plan.target_spacing_mm)
+    in_shape, out_shape = record.canonical_shape, record.resampled_shape
 
     image = torch.empty(out_shape, dtype=torch.float32)
     body = None if air_threshold_hu is None else torch.empty(out_shape, dtype=torch.bool)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from medseg.geometry import voxel_volume_ml
+
 __all__ = ["Volume", "affine_from_geometry"]
 
 
@@ -81,8 +83,8 @@ class Volume:
 
     @property
     def voxel_volume_ml(self) -> float:
-        """Volume of one voxel in mL (mm^3 / 1000)."""
-        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
+        """Volume of one voxel in mL (:func:`medseg.geometry.voxel_volume_ml` of :attr:`spacing_mm`)."""
+        return voxel_volume_ml(self.spacing_mm)
 
     def with_array(self, array: np.ndarray, **meta: Any) -> Volume:
         """A new Volume with the same geometry and ``array`` (same shape), meta updated by ``meta``."""

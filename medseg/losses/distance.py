@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from medseg.geometry import check_spacing
 from medseg.losses._functional import activate, reduce_loss, select_channels
 from medseg.losses.base import SegLoss
 from medseg.losses.maps import boundary_distance_map, inside_distance, signed_distance_map
@@ -86,10 +87,7 @@ def distance_field(masks: torch.Tensor, *, spacing_mm: Sequence[float], backend:
 def _spacing_tuple(spacing_mm: Sequence[float] | None, name: str) -> tuple[float, ...] | None:
     if spacing_mm is None:
         return None
-    spacing = tuple(float(s) for s in spacing_mm)
-    if len(spacing) not in (2, 3) or not all(s > 0 for s in spacing):
-        raise ValueError(f"{name}: spacing_mm={spacing_mm!r} must hold 2 or 3 positive numbers")
-    return spacing
+    return tuple(float(s) for s in check_spacing(spacing_mm, (2, 3), name=f"{name}: spacing_mm"))
 
 
 def _check_spacing(spacing: tuple[float, ...], logits: torch.Tensor, name: str) -> None:

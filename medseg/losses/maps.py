@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.errors import ConfigError
+from medseg.geometry import bounding_box, check_spacing, grow_box
 
 __all__ = [
     "MAP_NAMES",
@@ -54,10 +55,7 @@ def _spatial_labels(labels: np.ndarray, spacing_mm: Sequence[float] | None, name
 
 
 def _spacing(spacing_mm: Sequence[float], ndim: int) -> tuple[float, ...]:
-    spacing = tuple(float(s) for s in np.atleast_1d(spacing_mm))
-    if len(spacing) != ndim or not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"spacing_mm={spacing_mm!r} must hold {ndim} positive numbers, one per spatial axis")
-    return spacing
+    return tuple(float(s) for s in check_spacing(spacing_mm, ndim))
 
 
 def _class_mask(labels: np.ndarray, c: int, num_classes: int) -> np.ndarray:
@@ -72,10 +70,10 @@ def inside_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     (lesions) then cost a small transform instead of a whole-volume one.
     """
     out = np.zeros(mask.shape)
-    boxes = ndimage.find_objects(mask.astype(np.int8))
-    if not boxes or boxes[0] is None:
+    box = bounding_box(mask)
+    if box is None:
         return out
-    window = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, n)) for b, n in zip(boxes[0], mask.shape))
+    window = grow_box(box, 1, mask.shape)
     out[window] = ndimage.distance_transform_edt(mask[window], sampling=spacing)
     return out
 

@@ -50,6 +50,31 @@ class PreprocessRecord:
     spacing_before_mm: tuple[float, float, float]
     spacing_after_mm: tuple[float, float, float]
 
+    @classmethod
+    def for_grid(cls, reorientation: Reorientation, canonical_shape, canonical_affine: np.ndarray, *,
+                 target_spacing_mm) -> PreprocessRecord:
+        """The record of resampling a canonical grid to ``target_spacing_mm`` (the one place its fields are
+        derived: :func:`preprocess_image` and :func:`medseg.inference.prepare.prepare_scan` both use it).
+
+        Args:
+            reorientation: The source -> canonical flip/transpose.
+            canonical_shape: ``(X, Y, Z)`` of the canonical grid.
+            canonical_affine: ``(4, 4)`` affine of the canonical grid; its column norms are the spacing.
+            target_spacing_mm: The plan's spacing; the shape is rounded as :func:`resampled_shape` does.
+        """
+        shape = tuple(int(n) for n in canonical_shape)
+        spacing = tuple(float(s) for s in np.linalg.norm(canonical_affine[:3, :3], axis=0))
+        out_shape = resampled_shape(shape, spacing_mm=spacing, target_spacing_mm=target_spacing_mm)
+        return cls(
+            reorientation=reorientation,
+            canonical_shape=shape,
+            canonical_affine=canonical_affine,
+            resampled_shape=out_shape,
+            resampled_affine=grid_affine(canonical_affine, shape, out_shape),
+            spacing_before_mm=spacing,
+            spacing_after_mm=tuple(float(n * s / m) for n, s, m in zip(shape, spacing, out_shape)),
+        )
+
     @property
     def source_shape(self) -> tuple[int, int, int]:
         """Spatial shape of the original scan (file voxel order)."""
@@ -105,19 +130,10 @@ def preprocess_image(image: Volume, plan: PreprocessingPlan) -> tuple[np.ndarray
     if image.array.ndim != 3:
         raise DataError(f"expected a 3D image, got shape {image.shape}", path=image.meta.get("path"))
     canonical, reorientation = to_canonical(image)
-    out_shape = resampled_shape(canonical.shape, spacing_mm=canonical.spacing_mm,
-                                target_spacing_mm=plan.target_spacing_mm)
+    record = PreprocessRecord.for_grid(reorientation, canonical.shape, canonical.affine,
+                                       target_spacing_mm=plan.target_spacing_mm)
     normalized = normalize_intensity(torch.from_numpy(canonical.array), plan)
-    array = resample_array(normalized, out_shape=out_shape, mode="trilinear").numpy()
-    record = PreprocessRecord(
-        reorientation=reorientation,
-        canonical_shape=tuple(canonical.shape),
-        canonical_affine=canonical.affine,
-        resampled_shape=out_shape,
-        resampled_affine=grid_affine(canonical.affine, canonical.shape, out_shape),
-        spacing_before_mm=canonical.spacing_mm,
-        spacing_after_mm=tuple(float(n * s / m) for n, s, m in zip(canonical.shape, canonical.spacing_mm, out_shape)),
-    )
+    array = resample_array(normalized, out_shape=record.resampled_shape, mode="trilinear").numpy()
     return array, record
 
 

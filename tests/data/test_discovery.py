@@ -128,3 +128,36 @@ def test_discover_images_mixes_files_folders_and_series(tmp_path):
         discover_images([scans, scans / "a.nii.gz"])
     with pytest.raises(DataError, match="not a NIfTI"):
         discover_images([_touch(tmp_path / "notes.txt")])
+
+
+def test_discover_images_on_a_lits_root_with_training_batch_folders(tmp_path):
+    """`medseg predict LiTS/` finds the images `medseg check LiTS/` accepts (no volume-N at the top)."""
+    for batch, cases in (("Training Batch 1", (0, 1)), ("Training Batch 2", (27,))):
+        for i in cases:
+            _touch(tmp_path / batch / f"volume-{i}.nii")
+            _touch(tmp_path / batch / f"segmentation-{i}.nii")
+    expected = [(c.case_id, c.image) for c in discover_dataset(tmp_path)]
+    assert discover_images([tmp_path]) == expected
+    assert [cid for cid, _ in expected] == ["0", "1", "27"]
+
+
+def test_unreadable_subfolder_is_reported_not_skipped_silently(tmp_path, monkeypatch, caplog):
+    import os
+
+    _touch(tmp_path / "Training Batch 1" / "volume-0.nii")
+    _touch(tmp_path / "Training Batch 1" / "segmentation-0.nii")
+    locked = tmp_path / "Training Batch 2"
+    _touch(locked / "volume-1.nii")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # root reads every folder, so chmod 000 cannot be used to test this
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with caplog.at_level("WARNING", logger="medseg.data.discovery"):
+        cases = discover_dataset(tmp_path)
+    assert [c.case_id for c in cases] == ["0"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(str(locked) in w and "cannot read folder (Permission denied)" in w for w in warnings), warnings

