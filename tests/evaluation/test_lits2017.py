@@ -256,3 +256,51 @@ def test_prediction_goes_to_the_group_it_overlaps_most_even_if_it_owns_another()
     assert second["n_predicted_matched"] == 2
     assert second["iou"] == pytest.approx((16 + 72) / (144 + 40 + 72 - 16 - 72))  # 88 / 168 > 0.5
     assert (result.row["TP"], result.row["FP"], result.row["FN"]) == (1, 1, 1)
+
+
+def _sequential_groups(pred_labels, ref_labels):
+    """The scorer's procedure step by step on a dense overlap matrix: predicted lesions in label order merge
+    the reference lesions (columns) for which they are the largest overlap (numpy's first-index argmax),
+    then each predicted lesion goes to the column it overlaps most."""
+    n_pred, n_ref = int(pred_labels.max()), int(ref_labels.max())
+    full = np.zeros((n_pred + 1, n_ref + 1), np.int64)
+    np.add.at(full, (pred_labels.ravel(), ref_labels.ravel()), 1)
+    rows = [p for p in range(1, n_pred + 1) if full[p, 1:].any()]
+    matrix, columns = full[rows, 1:].copy(), [[g] for g in range(1, n_ref + 1)]
+    for i in range(len(rows)):
+        hits = [j for j in range(len(columns)) if matrix[i, j] > 0 and np.argmax(matrix[:, j]) == i]
+        for j in reversed(hits[1:]):
+            matrix[:, hits[0]] += matrix[:, j]
+            columns[hits[0]] += columns.pop(j)
+            matrix = np.delete(matrix, j, axis=1)
+    best = matrix.argmax(axis=1) if rows else np.zeros(0, int)
+    ref_sizes, pred_sizes = full[:, 1:].sum(axis=0), full[1:, :].sum(axis=1)
+    out = []
+    for j, members in enumerate(columns):
+        chosen = [i for i in range(len(rows)) if best[i] == j]
+        inter = int(sum(matrix[i, j] for i in chosen))
+        size = sum(int(ref_sizes[g - 1]) for g in members) + sum(int(pred_sizes[rows[i] - 1]) for i in chosen)
+        out.append((sorted(members), sorted(rows[i] for i in chosen), inter, size - inter))
+    return sorted(out)
+
+
+def test_grouping_equals_the_step_by_step_procedure_on_random_lesions():
+    from scipy import ndimage
+
+    from medseg.evaluation.lits2017 import group_lesions
+
+    rng = np.random.default_rng(7)
+    structure = ndimage.generate_binary_structure(3, 1)
+    merged = 0
+    for _ in range(150):
+        ref = ndimage.label(rng.random((9, 9, 5)) < 0.3, structure=structure)[0]
+        pred = ndimage.label(rng.random((9, 9, 5)) < 0.3, structure=structure)[0]
+        if not ref.any():
+            continue
+        expected = _sequential_groups(pred, ref)
+        got = sorted(
+            (list(g.ref_labels), list(g.pred_labels), g.intersection, g.union) for g in group_lesions(pred, ref)
+        )
+        assert got == expected
+        merged += any(len(members) > 1 for members, *_ in expected)
+    assert merged > 20  # the random cases do exercise merging
