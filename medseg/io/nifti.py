@@ -110,17 +110,20 @@ def _stored_pixdim(header_class, path: Path) -> list[float]:
 
 
 def _read_voxels(img, path: Path) -> np.ndarray:
-    """The voxels (scaled), read from a stream that is then read to its end (gzip checks its CRC there)."""
+    """The voxels (scaled). A ``.nii.gz`` is read from our own stream, which is then read to its end: the
+    gzip trailer's CRC32 and length are only checked there (nibabel stops after the voxels). A ``.nii`` is
+    read as nibabel does (memory-mapped where possible)."""
+    if not str(path).lower().endswith(".gz"):
+        return np.asanyarray(img.dataobj)
     import gzip
 
     from nibabel.fileholders import FileHolder
 
-    opener = gzip.open if str(path).lower().endswith(".gz") else open
-    with opener(path, "rb") as stream:
+    with gzip.open(path, "rb") as stream:
         holder = FileHolder(fileobj=stream)
         loaded = type(img).from_file_map({"image": holder, "header": holder})
         array = np.asanyarray(loaded.dataobj)
-        while stream.read(1 << 20):  # the trailer's CRC32 and length are only checked at the end
+        while stream.read(1 << 20):
             pass
     return array
 
