@@ -50,3 +50,37 @@ def tiny_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_phantom")
     write_phantom_dataset(out, cases=4, size="tiny", seed=0, workers=1, progress=False)
     return out
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs for full-disk tests (needs root and mount rights; skipped otherwise)."""
+    import shutil
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if shutil.which("mount") is None or subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, check=False
+    ).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill_disk(disk) -> None:
+    """Fill the file system of ``disk`` to its last page (a probe write fails afterwards)."""
+    import uuid
+
+    try:
+        with open(disk / f"filler-{uuid.uuid4().hex}", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+    except OSError:
+        pass
+    try:
+        (disk / "probe").write_bytes(b"\0" * 4096)
+    except OSError:
+        return
+    raise AssertionError(f"{disk} is not full")

@@ -12,7 +12,9 @@ goes through :func:`atomic_path` (or :func:`atomic_dir` for a folder):
 A reader therefore sees the old file or the complete new one, never a truncated one. An ``OSError`` on
 the way (full disk, read-only file system, permission denied) removes the temporary file and is re-raised
 naming the *target* (not the hidden temporary name), so the CLI can print one line; the previous target
-is untouched.
+is untouched. A writer that reports a full disk in its own words (``torch.save``: ``RuntimeError:
+[enforce fail at inline_container.cc]``) is turned into ``OSError(ENOSPC)`` too, when the file system
+has no space left.
 
 Temporary names are ``.<head>.<host>-<pid>-<token>.medseg-tmp<suffixes>``, e.g.
 ``.last.3f2a91c0-48211-9c1e2b.medseg-tmp.pt``; the target's suffixes are kept so that format-sniffing
@@ -62,6 +64,7 @@ _TEMP_NAME = re.compile(r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{6,}
 _LEGACY_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)*$")  # tempfile.mkstemp/mkdtemp
 OTHER_HOST_MAX_AGE_S = 24 * 3600.0
 LEGACY_MAX_AGE_S = 3600.0
+_FULL_BYTES = 64 * 1024  # less free space than this when a writer fails: the disk is full
 _cleaned: set[tuple[int, str]] = set()  # (pid, folder) already cleaned by this process
 
 
@@ -222,15 +225,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _fsync_file(tmp)
         os.replace(tmp, target)
         fsync_dir(target.parent)
-    except OSError as exc:
-        _remove(tmp)
-        new = _naming_target(exc, target, tmp)
+    except BaseException as exc:
+        new = _error_for(exc, target, tmp)
         if new is exc:
             raise
         raise new from exc
-    except BaseException:
-        _remove(tmp)
-        raise
+
+
+def _error_for(exc: BaseException, target: Path, tmp: Path) -> BaseException:
+    """Remove ``tmp``; the error to raise for ``exc``: OS errors name ``target``, a full disk is ENOSPC."""
+    full = isinstance(exc, Exception) and not isinstance(exc, OSError) and _disk_full(target.parent)
+    _remove(tmp)  # after the check: the temporary file still took its space then
+    if isinstance(exc, OSError):
+        return _naming_target(exc, target, tmp)
+    if full:  # torch.save says "RuntimeError: [enforce fail at inline_container.cc...]" on a full disk
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+    return exc
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has (almost) no space left for an unprivileged writer."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # Windows has no statvfs
+        return False
+    return st.f_bavail * st.f_frsize < _FULL_BYTES
 
 
 def _remove(tmp: Path) -> None:
@@ -262,15 +281,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             target.rmdir()
         os.replace(tmp, target)
         fsync_dir(target.parent)
-    except OSError as exc:
-        _remove(tmp)
-        new = _naming_target(exc, target, tmp)
+    except BaseException as exc:
+        new = _error_for(exc, target, tmp)
         if new is exc:
             raise
         raise new from exc
-    except BaseException:
-        _remove(tmp)
-        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -13,12 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 from medseg.cli import main
+
+from ..conftest import fill_disk
 
 
 def _digest(path: Path) -> str:
@@ -132,32 +133,6 @@ def test_train_out_over_the_data_set_is_refused(dataset, capsys):
 # full disk
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs (needs root and mount rights; skipped otherwise)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if shutil.which("mount") is None or subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, check=False
-    ).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def _fill(disk: Path) -> None:
-    """Fill ``disk`` to the last page."""
-    try:
-        with open(disk / f"filler-{uuid.uuid4().hex}", "wb") as f:
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
-    except OSError:
-        pass
-    with pytest.raises(OSError):
-        (disk / "probe").write_bytes(b"\0" * 4096)
-
-
 def _assert_full_disk_line(err: str, command: str, folder: Path) -> None:
     line = _one_error_line(err, command)
     assert str(folder) in line and "No space left on device (ENOSPC)" in line, line
@@ -173,7 +148,7 @@ def test_full_disk_evaluate_keeps_the_earlier_result(dataset, small_disk, tmp_pa
     assert main(args) == 0
     before = _digests(out)
     assert json.loads((out / "summary.json").read_text())["status"] == "complete"
-    _fill(small_disk)
+    fill_disk(small_disk)
     capsys.readouterr()
     assert main(args) == 2
     _assert_full_disk_line(capsys.readouterr().err, "evaluate", out)
@@ -186,7 +161,7 @@ def test_full_disk_volumes_and_check(dataset, small_disk, capsys):
     check_args = ["check", str(dataset), "--csv", str(small_disk / "c.csv"), "--workers", "1"]
     assert main(vol_args) == 0 and main(check_args) == 0
     before = _digests(small_disk)
-    _fill(small_disk)
+    fill_disk(small_disk)
     capsys.readouterr()
     assert main(vol_args) == 2
     _assert_full_disk_line(capsys.readouterr().err, "volumes", small_disk / "v.json")
@@ -197,7 +172,7 @@ def test_full_disk_volumes_and_check(dataset, small_disk, capsys):
 
 
 def test_full_disk_phantom_is_one_line(small_disk, capsys):
-    _fill(small_disk)
+    fill_disk(small_disk)
     assert main(["phantom", str(small_disk / "ph"), "--cases", "1", "--size", "tiny", "--workers", "1"]) == 2
     _assert_full_disk_line(capsys.readouterr().err, "phantom", small_disk / "ph")
     assert [p.name for p in (small_disk / "ph").iterdir()] == []
@@ -246,6 +221,8 @@ _KILLED_EVALUATE = """
 import os, signal, sys
 import medseg.evaluation.report as report
 from medseg.cli import main
+
+from ..conftest import fill_disk
 
 real, calls = report.atomic_write_csv, []
 

@@ -189,3 +189,20 @@ def test_first_write_into_a_folder_cleans_a_killed_writers_temp(tmp_path):
     atomic._cleaned.discard((os.getpid(), os.path.abspath(tmp_path)))
     atomic_write_json(tmp_path / "summary.json", {"ok": True})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_full_disk_is_enospc_naming_the_target_even_from_torch(small_disk):
+    """torch.save reports a full disk as RuntimeError; atomic_path turns it into OSError(ENOSPC)."""
+    import torch
+
+    from ..conftest import fill_disk
+
+    target = atomic_write_text(small_disk / "last.pt", "previous")
+    fill_disk(small_disk)
+    with pytest.raises(OSError) as info, atomic_path(target) as tmp:
+        torch.save({"w": torch.zeros(100_000)}, tmp)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert target.read_text() == "previous" and not [p for p in small_disk.iterdir() if is_temp_name(p.name)]
+    with pytest.raises(OSError) as info:
+        atomic_write_json(small_disk / "summary.json", {"x": 1})
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(small_disk / "summary.json")
