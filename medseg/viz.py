@@ -15,10 +15,11 @@ import numpy as np
 
 from medseg.io.orientation import to_canonical
 from medseg.io.volume import Volume
+from medseg.labels import LIVER, TUMOR, liver_mask, tumor_mask
 
 __all__ = ["axial_slice", "choose_slices", "plot_overlays"]
 
-_COLOURS = {1: (0.1, 0.8, 0.2), 2: (0.95, 0.15, 0.1)}  # liver green, tumor red
+_COLOURS = {LIVER: (0.1, 0.8, 0.2), TUMOR: (0.95, 0.15, 0.1)}  # liver green, tumor red
 
 
 def axial_slice(volume: Volume, z: int) -> np.ndarray:
@@ -34,8 +35,8 @@ def axial_slice(volume: Volume, z: int) -> np.ndarray:
 def choose_slices(label: Volume, count: int = 3) -> list[int]:
     """Canonical axial indices worth showing: the largest-tumor slice, then liver slices spread out."""
     canon, _ = to_canonical(label)
-    area_liver = (canon.array > 0).sum(axis=(0, 1))
-    area_tumor = (canon.array == 2).sum(axis=(0, 1))
+    area_liver = liver_mask(canon.array).sum(axis=(0, 1))
+    area_tumor = tumor_mask(canon.array).sum(axis=(0, 1))
     picks: list[int] = []
     if area_tumor.any():
         picks.append(int(np.argmax(area_tumor)))

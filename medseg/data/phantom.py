@@ -32,7 +32,7 @@ from scipy import ndimage
 from medseg.geometry import voxel_volume_ml
 from medseg.io.orientation import axcodes
 from medseg.io.volume import Volume, affine_from_geometry
-from medseg.labels import lits_labels
+from medseg.labels import lits_labels, tumor_mask
 
 __all__ = [
     "PHANTOM_SIZES",
@@ -128,8 +128,9 @@ def make_phantom(*, size: str = "tiny", seed: int = 0, index: int = 0) -> Phanto
     img_vol = Volume(array=image, affine=affine, meta=meta)
     lab_vol = Volume(array=labels, affine=affine, meta={**meta, "kind": "label"})
     liver_vox = int(np.count_nonzero(labels))
-    tumor_vox = int(np.count_nonzero(labels == 2))
-    n_components = int(ndimage.label(labels == 2, structure=np.ones((3, 3, 3)))[1])
+    tumor = tumor_mask(labels)
+    tumor_vox = int(np.count_nonzero(tumor))
+    n_components = int(ndimage.label(tumor, structure=np.ones((3, 3, 3)))[1])
     info = {
         "case_id": str(index),
         "shape": list(image.shape),
