@@ -104,7 +104,9 @@ class PredictOutputs:
             if self.settings.volumes else None
         is_dicom = scan.meta.get("format") == "dicom"
         if wants_seg(self.settings.format, is_dicom):
-            written = self._step(out, "dicom_seg", lambda: self._seg(case_id, source, labels, out))
+            # the scan's meta (series UID, format) with the predicted labels, on the scan's grid
+            written = self._step(out, "dicom_seg", lambda: self._seg(case_id, source, scan.with_array(labels.array),
+                                                                     out))
             out.write_label_map = self.settings.format != "dicom-seg" or written is None
             if written is None and self.settings.format == "dicom-seg":
                 out.warnings.append("no DICOM SEG: the NIfTI label map was written instead")
@@ -159,7 +161,7 @@ class PredictOutputs:
     def _seg(self, case_id: str, source: Path, labels: Volume, out: CaseFiles):
         from medseg.io.dicom_seg_writer import EmptySegmentationError, write_dicom_seg
 
-        if labels.meta.get("format", "dicom") != "dicom" and not Path(source).is_dir() and not _is_dicom(source):
+        if labels.meta.get("format") != "dicom":
             raise DataError("not a DICOM input: no source series for a DICOM SEG", path=source)
         try:
             result = write_dicom_seg(labels, source, self.out_dir / seg_filename(case_id), settings=self.settings.seg)
@@ -204,9 +206,3 @@ def _dicom_uids(source: Path, scan: Volume) -> dict[str, str]:
         logger.debug("no UIDs from %s", source, exc_info=True)
         return {}
     return {"study_uid": str(ds.get("StudyInstanceUID", "")), "series_uid": str(ds.get("SeriesInstanceUID", ""))}
-
-
-def _is_dicom(path: Path) -> bool:
-    from medseg.io.dicom import is_dicom_file
-
-    return is_dicom_file(path)
