@@ -20,7 +20,11 @@ _EVALUATE_EPILOG = """examples:
   medseg evaluate --pred predictions --ref data/lits --out eval-lits2017 --protocol lits2017
 
 writes per_case.csv (one row per case: liver_dice, tumor_hd95_mm, ..., lesions_tp/fp/fn,
-tumor_burden_pred/ref), lesions.csv, summary.json, boxplots.png and volumes.png.
+tumor_burden_pred/ref, pixel_accuracy, mean_iou, ...), lesions.csv, summary.json, boxplots.png,
+volumes.png and froc.png. summary.json adds pixel accuracy, mean and frequency-weighted IoU of the
+summed confusion matrix (confusion) and lesion AP at IoU > 0.5 with the FROC curve (lesion_detection):
+lesions ranked by their maximum tumor probability from <case>_prob_tumor.nii.gz (in --probabilities,
+default --pred), else by the argmax (confidence 1).
 --protocol lits2017 scores as the LiTS 2017 challenge scorer did (6-connected lesions, 18-neighbour
 surfaces, 9001 for undefined values, tumor burden as a fraction; its bugs fixed) and writes its names:
 per_case.csv (liver_dice ... liver_msd, lesion_dice_per_case, TP, FP, FN, tumor_burden_diff, ...),
@@ -52,6 +56,9 @@ def register(subparsers) -> None:
     p.add_argument("--connectivity", type=int, default=3, choices=(1, 2, 3), help="lesion connectivity (3 = 26)")
     p.add_argument("--workers", type=int, default=None, help="parallel cases (default: all cores)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--probabilities", type=Path, default=None, metavar="DIR",
+                   help="folder of <case>_prob_tumor.nii.gz tumor probability maps ranking the lesions for AP and "
+                        "FROC (default: --pred; cases without one: confidence 1)")  # fmt: skip
     p.add_argument(
         "--protocol",
         choices=PROTOCOLS,
@@ -114,6 +121,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 protocol=args.protocol,
                 labels=labels_from(args.labels),
                 pred_labels=labels_from(args.pred_labels),
+                probabilities=args.probabilities,
             )
         except BaseException as exc:
             manifest.finish("interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed")
@@ -136,6 +144,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"  lesions TP {detection['tp']} FP {detection['fp']} FN {detection['fn']}  "
             f"precision {detection['precision']:.3f} recall {detection['recall']:.3f} F1 {detection['f1']:.3f}"
         )
+    lines += _classic_metrics_lines(run.summary)
     references = run.summary.get("references")
     if references:
         lines.append(f"  references holding a tumor: {references['with_tumor']} of {len(run.results)} "
@@ -145,6 +154,20 @@ def _evaluate(args: argparse.Namespace) -> int:
         lines.append(f"  missing predictions counted as empty: {', '.join(run.missing_predictions)}")
     print("\n".join(lines))
     return status
+
+
+def _classic_metrics_lines(summary: dict) -> list[str]:
+    """Pixel accuracy and IoU of the pooled confusion matrix; lesion AP and FROC CPM."""
+    lines = []
+    pooled = summary.get("confusion", {}).get("pooled")
+    if pooled:
+        accuracy, miou, fw = (_fmt(pooled[k], 4) for k in ("pixel_accuracy", "mean_iou", "frequency_weighted_iou"))
+        lines.append(f"  pooled: pixel accuracy {accuracy}  mean IoU {miou}  frequency-weighted IoU {fw}")
+    ap = summary.get("lesion_detection")
+    if ap:
+        lines.append(f"  lesion AP (IoU > {ap['iou_threshold']}) {_fmt(ap['average_precision'], 3)}  FROC CPM "
+                     f"{_fmt(ap['froc']['cpm'], 3)}  (confidence: {ap['confidence']})")  # fmt: skip
+    return lines
 
 
 def _start_manifest(args: argparse.Namespace, config):
@@ -203,6 +226,10 @@ def _check_evaluate_outputs(args: argparse.Namespace) -> None:
     from medseg.utils.paths import check_outputs
 
     check_outputs({"--out": args.out}, [args.pred, args.ref], folders=["--out"])
+    if args.probabilities is not None and not args.probabilities.is_dir():
+        from medseg.errors import DataError
+
+        raise DataError("--probabilities: folder not found", path=args.probabilities)
     pairs, unmatched = match_cases(args.pred, args.ref)
     inputs = [p for pair in pairs for p in (pair.ref, pair.pred) if p is not None] + list(unmatched)
     check_outputs({f"--out ({name})": args.out / name for name in REPORT_FILES}, inputs)

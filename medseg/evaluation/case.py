@@ -5,7 +5,11 @@ The result row is the ``per_case.csv`` contract: ``case``, then ``<region>_<metr
 :data:`~medseg.evaluation.binary.BINARY_METRIC_KEYS`, then ``lesions_tp``, ``lesions_fp``,
 ``lesions_fn``, ``lesions_pred``, ``lesions_ref``, ``tumor_burden_pred``, ``tumor_burden_ref``,
 ``tumor_burden_error`` (percent of liver volume; error = pred - ref) and, for pooled (global) Dice,
-``<region>_pred_voxels``, ``<region>_ref_voxels``, ``<region>_intersection_voxels``.
+``<region>_pred_voxels``, ``<region>_ref_voxels``, ``<region>_intersection_voxels``, then the
+confusion-matrix metrics of the three classes (:mod:`medseg.evaluation.confusion`: ``pixel_accuracy``,
+``mean_class_accuracy``, ``mean_iou``, ``frequency_weighted_iou`` and the counts ``cm_<ref>_<pred>``).
+:attr:`CaseResult.detections` holds the scored predicted lesions for AP and FROC
+(:mod:`medseg.evaluation.detection`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medseg.evaluation.binary import BINARY_METRIC_KEYS, binary_metrics
+from medseg.evaluation.confusion import confusion_matrix, confusion_row
+from medseg.evaluation.detection import LesionScores, score_lesions
 from medseg.evaluation.lesions import match_lesions
 from medseg.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol
 from medseg.labels import REGION_LABELS, region_masks, tumor_burden_percent
@@ -58,6 +64,7 @@ class CaseResult:
     case: str
     row: dict[str, float | int | str]
     lesions: list[dict] = field(default_factory=list)
+    detections: LesionScores | None = None
 
 
 def evaluate_case(
@@ -68,6 +75,7 @@ def evaluate_case(
     case: str = "",
     config: EvaluationConfig | None = None,
     protocol: str = DEFAULT_PROTOCOL,
+    tumor_probability: np.ndarray | None = None,
 ) -> CaseResult:
     """All metrics of one predicted LiTS label map against its reference.
 
@@ -80,6 +88,8 @@ def evaluate_case(
         protocol: ``"medseg"`` or ``"lits2017"`` (the LiTS 2017 scorer's fixed conventions and names,
             :func:`medseg.evaluation.lits2017.evaluate_case_lits2017`; ``config`` must then be ``None``
             or the defaults).
+        tumor_probability: Optional tumor probability map (same shape) giving each predicted lesion its
+            confidence for AP/FROC (its maximum); ``None``: confidence 1 (argmax).
 
     Returns:
         A :class:`CaseResult`; see the module docstring (or :mod:`medseg.evaluation.lits2017`) for the
@@ -123,5 +133,8 @@ def evaluate_case(
     row["tumor_burden_pred"] = tumor_burden_percent(counts["liver"][0], counts["tumor"][0])
     row["tumor_burden_ref"] = tumor_burden_percent(counts["liver"][1], counts["tumor"][1])
     row["tumor_burden_error"] = row["tumor_burden_pred"] - row["tumor_burden_ref"]
+    row.update(confusion_row(confusion_matrix(pred, ref, num_classes=3)))  # 0 background, 1 liver, 2 tumor
+    detections = score_lesions(pred_masks["tumor"], ref_masks["tumor"], tumor_probability=tumor_probability,
+                               iou_threshold=config.iou_threshold, connectivity=config.connectivity)  # fmt: skip
     lesions = [{"case": case, **lesion} for lesion in detection["lesions"]]
-    return CaseResult(case=case, row=row, lesions=lesions)
+    return CaseResult(case=case, row=row, lesions=lesions, detections=detections)

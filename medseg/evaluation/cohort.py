@@ -10,6 +10,9 @@
   Dice averaged over tumor-free references (1 for an empty prediction, 0 for any false positive) is not
   misread.
 * Tumor burden: RMSE and maximal absolute error of ``tumor_burden_pred - tumor_burden_ref`` (percent).
+* Confusion (``confusion``): pixel accuracy, mean class accuracy, per-class IoU/F1, mean and
+  frequency-weighted IoU of the confusion matrix summed over cases (``pooled``), and per-case statistics
+  (:mod:`medseg.evaluation.confusion`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import pandas as pd
 
 from medseg.evaluation.binary import BINARY_METRIC_KEYS
 from medseg.evaluation.case import REGIONS, CaseResult
+from medseg.evaluation.confusion import summarize_confusion
+from medseg.labels import LITS_LABELS
 
 __all__ = ["lesions_dataframe", "summarize", "to_dataframe"]
 
@@ -103,4 +108,7 @@ def summarize(per_case: pd.DataFrame | Iterable[CaseResult | Mapping]) -> dict:
             "n": int(defined.size),
             "n_nan": int(error.size - defined.size),
         }
+    confusion = summarize_confusion(frame, class_names=list(LITS_LABELS.values()))
+    if confusion is not None:  # pixel accuracy, mean / frequency-weighted IoU (medseg.evaluation.confusion)
+        summary["confusion"] = confusion
     return summary

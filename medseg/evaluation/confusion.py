@@ -32,8 +32,16 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["CONFUSION_KEYS", "confusion_matrix", "confusion_metrics", "confusion_row", "pooled_matrix"]
+__all__ = [
+    "CONFUSION_KEYS",
+    "confusion_matrix",
+    "confusion_metrics",
+    "confusion_row",
+    "pooled_matrix",
+    "summarize_confusion",
+]
 
 #: Scalar keys of :func:`confusion_metrics` (the per-class lists aside), in report order.
 CONFUSION_KEYS = ("pixel_accuracy", "mean_class_accuracy", "mean_iou", "frequency_weighted_iou")
@@ -138,3 +146,33 @@ def confusion_row(matrix: np.ndarray) -> dict[str, float | int]:
     k = matrix.shape[0]
     row.update({f"cm_{i}_{j}": int(matrix[i, j]) for i in range(k) for j in range(k)})
     return row
+
+
+def summarize_confusion(per_case: pd.DataFrame, *, class_names: Sequence[str] | None = None) -> dict | None:
+    """The ``confusion`` block of ``summary.json`` from a per-case table with ``cm_<ref>_<pred>`` columns.
+
+    Returns:
+        ``{"pooled": {metrics of the summed matrix, "matrix": rows = reference}, "per_case": {key: {"mean",
+        "median", "n", "n_nan"}}}`` (per-case values NaN by the conventions above are skipped and counted),
+        or ``None`` when the table has no confusion counts.
+    """
+    k = 0
+    while f"cm_{k}_{k}" in per_case.columns:
+        k += 1
+    if k == 0 or per_case.empty:
+        return None
+    matrix = np.array([[int(per_case[f"cm_{i}_{j}"].sum()) for j in range(k)] for i in range(k)], dtype=np.int64)
+    names = None if class_names is None or len(class_names) != k else class_names
+    block: dict = {"pooled": {**confusion_metrics(matrix, class_names=names), "matrix": matrix.tolist()}}
+    per_case_stats = {}
+    for key in CONFUSION_KEYS:
+        values = pd.to_numeric(per_case[key], errors="coerce").to_numpy(dtype=np.float64)
+        defined = values[np.isfinite(values)]
+        per_case_stats[key] = {
+            "mean": float(defined.mean()) if defined.size else math.nan,
+            "median": float(np.median(defined)) if defined.size else math.nan,
+            "n": int(defined.size),
+            "n_nan": int(values.size - defined.size),
+        }
+    block["per_case"] = per_case_stats
+    return block

@@ -44,13 +44,19 @@ from medseg.evaluation.lesions import label_lesions
 
 __all__ = [
     "FROC_FP_RATES",
+    "PROBABILITY_SUFFIX",
     "LesionScores",
     "average_precision",
     "cohort_detection",
     "froc_curve",
     "plot_froc",
+    "probability_files",
     "score_lesions",
 ]
+
+#: A tumor probability map is ``<case>_prob_tumor.nii[.gz]`` (what ``medseg predict --save-probabilities``
+#: is to write beside ``<case>_seg.nii.gz``).
+PROBABILITY_SUFFIX = "_prob_tumor"
 
 #: False-positive rates per scan at which the FROC summary reads the sensitivity (LUNA16).
 FROC_FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -78,6 +84,16 @@ class LesionScores:
         """One dict per predicted lesion (``case``, ``pred_lesion``, ``confidence``, ``iou``, ``matched``)."""
         return [{"case": case, "pred_lesion": i + 1, "confidence": float(c), "iou": float(u), "matched": bool(m)}
                 for i, (c, u, m) in enumerate(zip(self.confidence, self.iou, self.matched))]  # fmt: skip
+
+
+def probability_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """Tumor probability maps ``<case>_prob_tumor.nii[.gz]`` of ``folder`` by case id (empty if none)."""
+    found = {}
+    for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+        for ext in (".nii.gz", ".nii"):
+            if path.is_file() and path.name.endswith(PROBABILITY_SUFFIX + ext):
+                found[path.name[: -len(PROBABILITY_SUFFIX + ext)]] = path
+    return found
 
 
 def _iou_table(pred_labels: np.ndarray, n_pred: int, ref_labels: np.ndarray, n_ref: int) -> np.ndarray:

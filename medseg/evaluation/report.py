@@ -9,7 +9,9 @@ active (the CLI chooses ``Agg``; a notebook keeps its own):
 * ``boxplots.png``: Dice and HD95 per region (one box per region, cases as dots);
 * ``volumes.png``: predicted vs reference volume (scatter with identity line) and Bland-Altman plot
   (difference vs mean, with the mean difference and 95% limits of agreement, Bland & Altman, Lancet 1986)
-  for the liver and the tumor.
+  for the liver and the tumor;
+* ``froc.png``: lesion FROC curve, sensitivity against false positives per scan, with AP and CPM
+  (:func:`medseg.evaluation.detection.plot_froc`; when any lesion was predicted).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from medseg.utils.atomic import atomic_path, atomic_write_csv, atomic_write_json
 __all__ = ["REPORT_FILES", "mark_incomplete", "plot_boxplots", "plot_volume_agreement", "write_report"]
 
 #: Every file an evaluation may write, ``summary.json`` last.
-REPORT_FILES = ("per_case.csv", "lesions.csv", "boxplots.png", "volumes.png", "summary.json")
+REPORT_FILES = ("per_case.csv", "lesions.csv", "boxplots.png", "volumes.png", "froc.png", "summary.json")
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +119,7 @@ def write_report(
     *,
     lesions: pd.DataFrame | None = None,
     figures: bool = True,
+    detection: dict | None = None,
 ) -> dict[str, Path]:
     """Write ``per_case.csv``, ``summary.json``, ``lesions.csv`` (when given) and figures to ``out_dir``.
 
@@ -132,6 +135,10 @@ def write_report(
     if figures and len(per_case):
         written["boxplots"] = plot_boxplots(per_case, out / "boxplots.png")
         written["volumes"] = plot_volume_agreement(per_case, out / "volumes.png")
+    if figures and detection and detection["n_pred"]:  # lesion FROC curve (medseg.evaluation.detection)
+        from medseg.evaluation.detection import plot_froc
+
+        written["froc"] = plot_froc(detection, out / "froc.png")
     for name in REPORT_FILES[:-1]:  # an earlier run's file that this run does not rewrite would mislead
         if out / name not in written.values():
             (out / name).unlink(missing_ok=True)

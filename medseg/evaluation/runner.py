@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -15,6 +15,7 @@ import numpy as np
 from medseg.errors import DataError
 from medseg.evaluation.case import CaseResult, EvaluationConfig, evaluate_case
 from medseg.evaluation.cohort import lesions_dataframe, to_dataframe
+from medseg.evaluation.detection import cohort_detection, probability_files
 from medseg.evaluation.matching import CasePair, check_pair_geometry, match_cases
 from medseg.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol, summarize_protocol
 from medseg.evaluation.report import mark_incomplete, write_report
@@ -39,8 +40,12 @@ class EvaluationRun:
 
 
 def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFAULT_PROTOCOL, *,
-                  labels=None, pred_labels=None) -> CaseResult:
+                  labels=None, pred_labels=None, probabilities: Mapping[str, Path] | None = None) -> CaseResult:
     """Read one reference (and its prediction, or an empty map if missing) and evaluate it.
+
+    ``probabilities`` (case id -> tumor probability map, :func:`medseg.evaluation.detection.probability_files`)
+    gives the case's predicted lesions their confidence for AP/FROC; a case without one scores its lesions
+    with confidence 1 (argmax).
 
     Both are read with :func:`medseg.io.label_map.read_label_map`: values checked, ``labels`` (reference)
     and ``pred_labels`` (prediction) mappings applied, the prediction brought onto the reference's voxel
@@ -57,11 +62,25 @@ def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFA
         ref = read_label_map(pair.ref, labels=labels)
         pred = None if pair.pred is None else read_label_map(pair.pred, labels=pred_labels, like=ref)
     pred_array = np.zeros(ref.shape, dtype=np.uint8) if pred is None else pred.array
+    probability = (probabilities or {}).get(pair.case) if pred is not None else None
     result = evaluate_case(
-        pred_array, ref.array, spacing_mm=ref.spacing_mm, case=pair.case, config=config, protocol=protocol
-    )
+        pred_array, ref.array, spacing_mm=ref.spacing_mm, case=pair.case, config=config, protocol=protocol,
+        tumor_probability=None if probability is None else _read_probability(probability, ref),
+    )  # fmt: skip
     result.row["prediction_missing"] = pair.pred is None
     return result
+
+
+def _read_probability(path: Path, ref) -> np.ndarray:
+    """A tumor probability map on the reference's grid and voxel order, values checked to lie in [0, 1]."""
+    from medseg.io.orientation import align_to
+    from medseg.io.reader import read_volume
+
+    volume = align_to(read_volume(path), ref, what="tumor probability map", reference_what="reference")
+    array = np.asarray(volume.array, dtype=np.float32)
+    if not (np.isfinite(array).all() and array.min(initial=0.0) >= 0.0 and array.max(initial=0.0) <= 1.0):
+        raise DataError("tumor probability map must hold probabilities in [0, 1]", path=path)
+    return array
 
 
 def _evaluate_or_reason(pair: CasePair, **kwargs) -> CaseResult | tuple[str, str]:
@@ -95,8 +114,14 @@ def evaluate_folders(
     protocol: str = DEFAULT_PROTOCOL,
     labels: LabelMapping | Sequence[str] | None = None,
     pred_labels: LabelMapping | Sequence[str] | None = None,
+    probabilities: str | os.PathLike | None = None,
 ) -> EvaluationRun:
     """Match, check, evaluate (in parallel) and report a folder of predictions.
+
+    Lesion AP and FROC (``summary.json`` ``lesion_detection``, ``froc.png``) rank the predicted lesions by
+    their maximum tumor probability, read from ``<case>_prob_tumor.nii[.gz]`` in ``probabilities``
+    (default: ``pred_dir``); cases without that file, and every case when there is none, rank theirs with
+    confidence 1, the argmax (:mod:`medseg.evaluation.detection`).
 
     ``labels`` / ``pred_labels`` map the references' / predictions' values (or DICOM SEG segments) to
     liver and tumor (:class:`~medseg.io.label_map.LabelMapping`; LiTS values when ``None``); both are
@@ -126,6 +151,8 @@ def evaluate_folders(
     config = config or EvaluationConfig()
     labels, pred_labels = LabelMapping.parse(labels), LabelMapping.parse(pred_labels)
     pairs, unmatched = match_cases(pred_dir, ref_dir)
+    probability_maps = probability_files(pred_dir if probabilities is None else probabilities)
+    unmatched = [path for path in unmatched if path not in probability_maps.values()]
     for path in unmatched:
         logger.warning("prediction %s has no reference (case %s); ignored", path, path.name)
     missing = [pair.case for pair in pairs if pair.pred is None]
@@ -135,7 +162,10 @@ def evaluate_folders(
     with folder_lock(out_dir, "evaluate"):
         mark_incomplete(out_dir)
         outcomes = map_with_progress(
-            partial(_evaluate_or_reason, config=config, protocol=protocol, labels=labels, pred_labels=pred_labels),
+            partial(
+                _evaluate_or_reason, config=config, protocol=protocol, labels=labels, pred_labels=pred_labels,
+                probabilities=probability_maps,
+            ),
             [pair for pair in pairs if pair.case not in failed],
             workers=workers,
             desc="evaluate",
@@ -171,5 +201,10 @@ def _report(out_dir, results: list[CaseResult], missing: list[str], config: Eval
 
         summary["config"] = dict(CONVENTIONS)
         figures = False  # the box and volume plots are drawn from medseg's columns
-    files = write_report(out_dir, per_case, _json_safe(summary), lesions=lesions, figures=figures)
+    detection = None
+    if protocol == DEFAULT_PROTOCOL:  # lesion AP and FROC (medseg.evaluation.detection)
+        scored = [r.detections for r in results if r.detections is not None]
+        summary["lesion_detection"] = detection = cohort_detection(scored, iou_threshold=config.iou_threshold)
+    files = write_report(out_dir, per_case, _json_safe(summary), lesions=lesions, figures=figures,
+                         detection=detection)  # fmt: skip
     return EvaluationRun(results=results, summary=summary, files=files, missing_predictions=missing)
