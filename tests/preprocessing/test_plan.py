@@ -6,12 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from medseg.data import make_phantom
 from medseg.errors import ConfigError
 from medseg.io import to_canonical
-from medseg.preprocessing.intensity import normalize_intensity
 from medseg.preprocessing.plan import PreprocessingPlan, compute_fingerprint, plan_from_fingerprint
 
 
@@ -60,18 +58,6 @@ def test_plan_from_fingerprint_and_roundtrip(cases):
     assert PreprocessingPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
     window = plan_from_fingerprint(fp, normalization="window", target_spacing_mm=(2, 2, 3), window_hu=(-100, 300))
     assert (window.clip_hu, window.mean, window.std, window.target_spacing_mm) == ((-100, 300), 100, 200, (2, 2, 3))
-
-
-def test_normalization_formula():
-    hu = np.array([-1000, -150, 0, 50, 250, 3000], dtype=np.int16)
-    window = PreprocessingPlan.window((1, 1, 1), (-150, 250))
-    np.testing.assert_allclose(normalize_intensity(hu, window), [-1, -1, -0.25, 0, 1, 1])
-    zscore = PreprocessingPlan((1, 1, 1), "ct_zscore", clip_hu=(-10.0, 90.0), mean=55.0, std=20.0)
-    expected = (np.clip(hu.astype(float), -10, 90) - 55) / 20
-    np.testing.assert_allclose(normalize_intensity(hu, zscore), expected, rtol=1e-6)
-    torch_out = normalize_intensity(torch.from_numpy(hu), zscore)
-    assert torch_out.dtype == torch.float32
-    np.testing.assert_allclose(torch_out.numpy(), expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
