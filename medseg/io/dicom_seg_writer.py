@@ -10,7 +10,8 @@ handling of real exports:
   its slice index, so the frames are right whatever the file names, InstanceNumbers or storage order; the
   source slices are handed to highdicom sorted by their position along the slice normal
   (``row x column`` of ImageOrientationPatient), never by file name or z. A slice that does not fall on
-  the label map's grid is an error.
+  the label map's grid is an error. An enhanced multi-frame CT source keeps its frame order (highdicom
+  maps SEG frames to source frames), each frame placed by its PlanePositionSequence.
 * **Segments** (codes in :mod:`medseg.io.dicom_codes`): 1 "Liver" = labels {1, 2} (LiTS: the tumor is
   part of the liver), 2 "Liver tumor" = label 2; BINARY, overlapping, so the label map is liver + tumor.
   A tumor-free case gives a valid SEG with the liver segment only (and a warning); when nothing at all is

@@ -230,3 +230,25 @@ def test_label_map_off_the_source_grid_is_one_line(tmp_path, tiny_case):
     shifted[:3, 3] += 3.3
     with pytest.raises(DataError, match="not a slice of the label map's grid"):
         write_dicom_seg(Volume(labels.array, shifted, labels.meta), folder, tmp_path / "seg.dcm")
+
+
+def test_enhanced_multiframe_ct_source(tmp_path):
+    path = get_testdata_file("eCT_Supplemental.dcm")
+    if path is None:
+        pytest.skip("pydicom-data's eCT_Supplemental.dcm is not installed")
+    source = tmp_path / "ect.dcm"
+    shutil.copy(path, source)
+    scan = read_volume(source)
+    labels = _square_labels(scan)
+    labels.array[:, :, 0] = np.where(labels.array[:, :, 0] == 2, 1, labels.array[:, :, 0])  # tumor on slice 1 only
+    result = write_dicom_seg(labels, source, tmp_path / "seg.dcm")
+    ds = pydicom.dcmread(source)
+    seg = hd.seg.segread(result.path)
+    pixels = seg.get_pixels_by_source_frame(str(ds.SOPInstanceUID), source_frame_numbers=[1, 2],
+                                            segment_numbers=[1, 2], combine_segments=False,
+                                            ignore_spatial_locations=True)
+    corners = scan.world_coordinates(np.array([[0, 0, k] for k in range(scan.shape[2])]))
+    for f, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        ras = np.array([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]) * [-1, -1, 1]
+        k = int(np.argmin(np.linalg.norm(corners - ras, axis=1)))  # the scan slice at this frame's position
+        np.testing.assert_array_equal(pixels[f].astype(np.uint8).sum(axis=-1), labels.array[:, :, k].T)
