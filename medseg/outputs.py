@@ -100,8 +100,7 @@ class PredictOutputs:
         """Write the volumes JSON, DICOM SEG and preview of one case; never raises for a failed step."""
         out = CaseFiles(warnings=[str(w) for w in stats.get("warnings", ())])
         out.uids = _dicom_uids(source, scan) if scan.meta.get("format") == "dicom" else {}
-        report = self._step(out, "volumes", lambda: self._volumes(case_id, source, scan, labels)) \
-            if self.settings.volumes else None
+        report = self._step(out, "volumes", lambda: _volumes(scan, labels)) if self.settings.volumes else None
         is_dicom = scan.meta.get("format") == "dicom"
         if wants_seg(self.settings.format, is_dicom):
             # the scan's meta (series UID, format) with the predicted labels, on the scan's grid
@@ -153,11 +152,6 @@ class PredictOutputs:
             out.timings_s[name] = time.perf_counter() - t0
         return None
 
-    def _volumes(self, case_id: str, source: Path, scan: Volume, labels: Volume) -> dict:
-        from medseg.evaluation.volumes import volumes_report
-
-        return volumes_report(labels, scan)
-
     def _seg(self, case_id: str, source: Path, labels: Volume, out: CaseFiles):
         from medseg.io.dicom_seg_writer import EmptySegmentationError, write_dicom_seg
 
@@ -192,6 +186,12 @@ class PredictOutputs:
         write_table(volumes_table(self._volume_rows.values()), self.out_dir / self.settings.run_file("volumes", ".csv"))
         lesions = [row for rows in self._lesion_rows.values() for row in rows]
         write_table(lesions_table(lesions), self.out_dir / self.settings.run_file("lesions", ".csv"))
+
+
+def _volumes(scan: Volume, labels: Volume) -> dict:
+    from medseg.evaluation.volumes import volumes_report
+
+    return volumes_report(labels, scan)
 
 
 def _dicom_uids(source: Path, scan: Volume) -> dict[str, str]:
