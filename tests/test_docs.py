@@ -31,3 +31,28 @@ def test_documented_override_is_valid(override):
     from medseg.training.config import load_pipeline
 
     load_pipeline("liver", device="cpu", overrides=[override])
+
+
+def _other_tools_commands() -> list[str]:
+    text = (ROOT / "docs" / "other-tools.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("medseg ")]
+
+
+def test_other_tools_page_is_linked_and_has_commands():
+    assert "docs/other-tools.md" in (ROOT / "README.md").read_text()
+    assert len(_other_tools_commands()) >= 8
+
+
+@pytest.mark.parametrize("command", _other_tools_commands())
+def test_other_tools_commands_parse(command):
+    """Every command on docs/other-tools.md is accepted by medseg's parser (``--labels`` values included)."""
+    import shlex
+
+    from medseg.cli import build_parser
+    from medseg.io.label_map import LabelMapping
+
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    for option in ("labels", "pred_labels"):
+        if getattr(args, option, None):
+            LabelMapping.parse(getattr(args, option))
