@@ -83,3 +83,15 @@ def test_input_signature_changes_with_the_input(tmp_path):
     assert input_signature(folder).startswith(f"dir:{folder.resolve()}:1:")
     with pytest.raises(DataError, match="missing: no such file or folder"):
         input_signature(tmp_path / "missing")
+
+
+def test_label_in_another_voxel_order_is_reoriented_onto_the_image(tiny_case):
+    import nibabel.orientations as nio
+
+    label = tiny_case.label
+    transform = nio.ornt_transform(nio.io_orientation(label.affine), nio.axcodes2ornt(("L", "P", "I")))
+    stored = Volume(nio.apply_orientation(label.array, transform), label.affine @ nio.inv_ornt_aff(transform,
+                                                                                                   label.shape))
+    image, aligned = load_case_volumes(CaseSpec("3", tiny_case.image, stored))
+    np.testing.assert_array_equal(aligned.array, label.array)
+    np.testing.assert_allclose(aligned.affine, image.affine)
