@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from medseg.data import Case, SpacingLimits, check_case, check_dataset, make_phantom
-from medseg.io import Volume, write_dicom_series, write_volume
+from medseg.io import LabelMapping, Volume, write_dicom_series, write_volume
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -172,3 +172,35 @@ def test_dicom_per_case_data_set_passes(tmp_path):
     assert report.layout == "dicom" and report.n_cases == 2
     assert report.ok, report.format_table()
     assert [p.check for p in report.problems] == ["spacing", "spacing"]
+
+
+def _stored_as(volume: Volume, codes: str) -> Volume:
+    import nibabel.orientations as nio
+
+    transform = nio.ornt_transform(nio.io_orientation(volume.affine), nio.axcodes2ornt(tuple(codes)))
+    return Volume(np.ascontiguousarray(nio.apply_orientation(volume.array, transform)),
+                  volume.affine @ nio.inv_ornt_aff(transform, volume.shape))
+
+
+def test_other_tools_label_maps(tmp_path, capsys):
+    """Same grid in another voxel order passes; liver=5 maps need --labels; a label map as the image is refused."""
+    from medseg.cli import main
+
+    case = make_phantom(size="tiny", seed=0, index=3)
+    root = tmp_path / "other"
+    _write(root, "0", case.image, _stored_as(case.label, "LPI"))  # the scan is stored A,L,S
+    other = np.where(case.label.array == 1, 5, np.where(case.label.array == 2, 6, 0)).astype(np.uint8)
+    _write(root, "1", case.image, _stored_as(case.label.with_array(other), "RAS"))
+    _write(root, "2", case.label, case.label)  # a segmentation where the scan should be
+    limits = SpacingLimits(in_plane_mm=(0.1, 10), slice_mm=(0.1, 12))
+    found = sorted((p.case_id, p.check) for p in check_dataset(root, workers=1, progress=False, limits=limits).errors)
+    assert found == [("1", "label_values"), ("2", "kind")]
+    mapped = check_dataset(root, workers=1, progress=False, limits=limits, labels=LabelMapping.parse(["liver=5",
+                                                                                                     "tumor=6"]))
+    # under liver=5 tumor=6, case 0's values 1 and 2 are other classes: background, so no liver (a warning)
+    assert [(p.case_id, p.check) for p in mapped.errors] == [("2", "kind")]
+    assert ("0", "no_liver") in [(p.case_id, p.check) for p in mapped.warnings]
+    assert mapped.errors[0].message == "values 0, 1, 2 only: this is a label map (segmentation), not a CT scan"
+    assert main(["check", str(root), "--workers", "1", "--labels", "liver=5", "tumor=6"]) == 2
+    table = capsys.readouterr().out
+    assert "label_values" not in table and "kind" in table
