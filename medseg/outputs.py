@@ -195,14 +195,20 @@ def _volumes(scan: Volume, labels: Volume) -> dict:
 
 
 def _dicom_uids(source: Path, scan: Volume) -> dict[str, str]:
-    """StudyInstanceUID and SeriesInstanceUID of a DICOM input (from its first file's header)."""
+    """StudyInstanceUID and SeriesInstanceUID of a DICOM input, from the first header of its series."""
     import pydicom
 
-    from medseg.io.dicom_seg_writer import source_slice_paths
+    from medseg.io.dicom import is_dicom_file
 
-    try:
-        ds = pydicom.dcmread(source_slice_paths(source, scan.meta.get("series_uid"))[0], stop_before_pixels=True)
-    except Exception:  # the UIDs are informative only
-        logger.debug("no UIDs from %s", source, exc_info=True)
-        return {}
-    return {"study_uid": str(ds.get("StudyInstanceUID", "")), "series_uid": str(ds.get("SeriesInstanceUID", ""))}
+    wanted = str(scan.meta.get("series_uid", "") or "")
+    paths = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    for path in paths:
+        if not is_dicom_file(path):
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # the UIDs are informative only; the reader has named any bad file already
+            continue
+        if "Rows" in ds and str(ds.get("SeriesInstanceUID", "") or "") == wanted:
+            return {"study_uid": str(ds.get("StudyInstanceUID", "")), "series_uid": wanted}
+    return {}

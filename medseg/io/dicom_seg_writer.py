@@ -40,7 +40,7 @@ from medseg.errors import DataError
 from medseg.io import dicom_codes as codes
 from medseg.io.volume import Volume
 
-__all__ = ["EmptySegmentationError", "SegResult", "SegSettings", "source_slice_paths", "write_dicom_seg"]
+__all__ = ["EmptySegmentationError", "SegResult", "SegSettings", "source_headers", "write_dicom_seg"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,19 +86,28 @@ class SegResult:
     series_uid: str
 
 
-def source_slice_paths(source: str | os.PathLike, series_uid: str | None = None) -> list[Path]:
-    """The files of the source series: ``source`` itself (a file) or its series' files (a folder)."""
-    from medseg.io.dicom import list_dicom_series
+def source_headers(source: str | os.PathLike, series_uid: str | None = None) -> list:
+    """Headers (no pixel data) of the source series' images: ``source`` itself, or the files under it.
+
+    Files are read once (hidden files and non-images skipped, as :func:`medseg.io.dicom.list_dicom_series`
+    does); with several series in the folder, ``series_uid`` chooses one.
+    """
+    from medseg.io.dicom import is_dicom_file
 
     source = Path(source)
     if source.is_file():
-        return [source]
-    series = list_dicom_series(source)
-    if series_uid is not None:
-        series = [s for s in series if s.uid == series_uid]
-    if len(series) != 1:
-        raise DataError(f"expected one DICOM series for the SEG, found {len(series)}", path=source)
-    return list(series[0].paths)
+        return [_read_header(source)]
+    groups: dict[str, list] = {}
+    for path in sorted(source.rglob("*")):
+        if any(p.startswith(".") for p in path.relative_to(source).parts) or not path.is_file():
+            continue
+        if is_dicom_file(path) and "Rows" in (ds := _read_header(path)):
+            groups.setdefault(str(ds.get("SeriesInstanceUID", "") or ""), []).append(ds)
+    if series_uid is not None and series_uid in groups:
+        return groups[series_uid]
+    if len(groups) != 1:
+        raise DataError(f"expected one DICOM series for the SEG, found {len(groups)}", path=source)
+    return next(iter(groups.values()))
 
 
 def write_dicom_seg(
@@ -125,7 +134,7 @@ def write_dicom_seg(
     liver, tumor = np.isin(array, (1, 2)), array == 2
     if not liver.any():
         raise EmptySegmentationError("nothing segmented (no liver, no tumor): no DICOM SEG written", path=source)
-    datasets = [_read_header(p) for p in source_slice_paths(source, labels.meta.get("series_uid"))]
+    datasets = source_headers(source, labels.meta.get("series_uid"))
     warnings = list(_repair_uids(datasets, Path(source)))
     datasets, frames = _frames_in_normal_order(datasets, labels, Path(source))
     masks = [liver]
