@@ -161,6 +161,9 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
                   mask: torch.Tensor | np.ndarray | None = None) -> tuple[torch.Tensor, Box | None, int]:
     """The fine pass in ``box``, grown and re-run while its foreground reaches a face (see module doc).
 
+    Windows that a grown box shares with the previous one are not run again (their outputs are kept on
+    the CPU for the duration of the call: 4 bytes x classes x window voxels each).
+
     Returns:
         ``(logits, box, rounds)``: the last pass's logits, its box (``None`` after falling back to the
         whole scan) and the number of fine passes run.
@@ -168,8 +171,9 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
     shape = tuple(image.shape[1:])
     guard_vox = [math.ceil(settings.guard_mm / s) for s in spacing_mm]
     step_vox = [max(1, math.ceil(2 * settings.margin_mm / s)) for s in spacing_mm]
+    cache: dict = {}  # window outputs: a grown box runs only the windows it does not share with the last
     for rounds in range(1, settings.max_rounds + 1):
-        logits = predict_logits(network, image, window, mask=mask, box=box)
+        logits = predict_logits(network, image, window, mask=mask, box=box, cache=cache)
         foreground = argmax_classes(logits).numpy() > 0
         faces = faces_reached(foreground, box, guard_vox=guard_vox, min_fraction=settings.min_fraction)
         if not faces:
@@ -177,7 +181,7 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
         box = grow_box(box, faces, shape, step_vox=step_vox, foreground=foreground)
         logger.info("fine foreground reaches the box faces %s; growing the box to %s", faces, _as_list(box))
     logger.info("the box still grows after %d fine passes; predicting the whole scan", settings.max_rounds)
-    return predict_logits(network, image, window, mask=mask), None, settings.max_rounds + 1
+    return predict_logits(network, image, window, mask=mask, cache=cache), None, settings.max_rounds + 1
 
 
 def foreground_box(foreground: np.ndarray, fine_shape: Sequence[int], *, margin_vox: Sequence[float],

@@ -149,6 +149,7 @@ def predict_logits(
     *,
     mask: np.ndarray | torch.Tensor | None = None,
     box: Box | None = None,
+    cache: dict | None = None,
 ) -> torch.Tensor:
     """Gaussian-blended sliding-window logits of ``network`` over a whole image.
 
@@ -160,6 +161,9 @@ def predict_logits(
         mask: ``(X, Y, Z)`` boolean (e.g. the body); windows without a True voxel are skipped.
         box: Run only for this box (slices on ``X, Y, Z``), with the windows ``settings.box_windows``
             chooses; outside it the result is background.
+        cache: Window outputs of earlier calls with the same network, image and settings (window
+            position -> CPU tensor), reused and extended: a call with a grown box runs only the windows
+            that are new (coarse-to-fine). ``None``: nothing kept.
 
     Returns:
         ``(K, X, Y, Z)`` float32 logits on the CPU. Voxels that no window covered (skipped or outside
@@ -173,7 +177,7 @@ def predict_logits(
         box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, shape))
     image, mask, box, pads = _pad_to_window(image, mask, box, settings.window)
     windows, box = _place_windows(tuple(image.shape[1:]), settings, mask, box)
-    logits = _run_windows(network, image, windows, settings, box)
+    logits = _run_windows(network, image, windows, settings, box, cache)
     return _crop(logits, pads, shape)
 
 
@@ -213,9 +217,10 @@ def _place_windows(padded: Sequence[int], settings: WindowSettings, mask, box: B
 
 
 def _run_windows(network: Network, image: torch.Tensor, windows: list[Box], settings: WindowSettings,
-                 box: Box | None) -> torch.Tensor:
+                 box: Box | None, cache: dict | None = None) -> torch.Tensor:
     """Blended logits ``(K, *padded)`` on ``settings.device``: Gaussian-weighted sum of the window outputs
-    over the sum of weights, background where no window ran or outside ``box``."""
+    over the sum of weights, background where no window ran or outside ``box``; window outputs found in
+    ``cache`` are reused, new ones added to it."""
     device = torch.device(settings.device)
     padded = tuple(image.shape[1:])
     logits = torch.zeros((settings.num_classes, *padded), dtype=torch.float32, device=device)
@@ -230,12 +235,20 @@ def _run_windows(network: Network, image: torch.Tensor, windows: list[Box], sett
     if len(settings.patch_size) == 2:
         weight_map = weight_map[..., None]
     src = image.to(device=device, dtype=torch.float32)
-    batches = range(0, len(windows), settings.batch_size)
+    todo = windows if cache is None else [w for w in windows if _key(w) not in cache]
+    batches = range(0, len(todo), settings.batch_size)
     for start in tqdm(batches, desc="windows", unit="batch", disable=not settings.progress, leave=False):
-        group = windows[start : start + settings.batch_size]
+        group = todo[start : start + settings.batch_size]
         out = _forward(network, _gather(src, group, settings), settings, device)
         for sl, pred in zip(group, out):
             logits[(slice(None), *sl)] += pred * weight_map
+            weights[tuple(slice(s.start - o, s.stop - o) for s, o in zip(sl, offset))] += weight_map
+            if cache is not None:
+                cache[_key(sl)] = pred.cpu()
+    done = {_key(w) for w in todo}
+    for sl in windows if len(todo) < len(windows) else []:  # the rest come from the cache
+        if _key(sl) not in done:
+            logits[(slice(None), *sl)] += cache[_key(sl)].to(device) * weight_map
             weights[tuple(slice(s.start - o, s.stop - o) for s, o in zip(sl, offset))] += weight_map
     region = logits[(slice(None), *extent)]
     covered = weights > 0
@@ -246,6 +259,11 @@ def _run_windows(network: Network, image: torch.Tensor, windows: list[Box], sett
     outside[box if box is not None else extent] = False
     _fill_background(logits, outside)
     return logits
+
+
+def _key(window: Box) -> tuple[tuple[int, int], ...]:
+    """A window as a hashable cache key (slices are not hashable before Python 3.12)."""
+    return tuple((s.start, s.stop) for s in window)
 
 
 def _gather(src: torch.Tensor, group: list[Box], settings: WindowSettings) -> torch.Tensor:

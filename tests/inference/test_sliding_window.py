@@ -97,6 +97,29 @@ def test_box_tiling_lays_a_grid_over_the_box(net3d):
         WindowSettings((16, 16, 16), 3, box_windows="grid")
 
 
+@pytest.mark.parametrize("box_windows", ["reach", "tile"])
+def test_cache_runs_only_new_windows_and_changes_nothing(net3d, box_windows):
+    image = torch.randn(1, 48, 48, 32, generator=torch.Generator().manual_seed(6))
+    settings = WindowSettings((16, 16, 16), 3, box_windows=box_windows, batch_size=1)
+    small, grown = (slice(20, 36), slice(3, 19), slice(0, 16)), (slice(20, 44), slice(3, 19), slice(0, 16))
+    calls = []
+
+    def counting(x):
+        calls.append(x.shape[0])
+        return net3d(x)
+
+    cache = {}
+    predict_logits(counting, image, settings, box=small, cache=cache)
+    first = sum(calls)
+    out = predict_logits(counting, image, settings, box=grown, cache=cache)
+    calls_with_cache = sum(calls) - first
+    ref = predict_logits(counting, image, settings, box=grown)
+    calls_without = sum(calls) - first - calls_with_cache
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    # reach: x windows at 8, 16, 24 (small box), then also 32 (grown); tile: x at 20, then 20 and 28
+    assert calls_with_cache == calls_without - first and len(cache) == first + calls_with_cache
+
+
 def test_small_image_is_padded_and_cropped_back(net3d):
     image = torch.randn(1, 10, 16, 6, generator=torch.Generator().manual_seed(4))
     out = predict_logits(net3d, image, WindowSettings((16, 16, 16), 3))
