@@ -29,6 +29,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "evaluation": ("models", "losses", "runs", "training", "inference", "cli", "demo"),
     "training": ("cli", "demo"),
     "viz": ("runs", "training", "inference", "evaluation", "cli", "demo"),
+    "preview": ("runs", "training", "inference", "evaluation", "cli", "demo", "outputs"),
+    "manifest": (*_STAGES, "io", "viz", "demo", "preview", "outputs"),
+    "outputs": ("training", "cli", "demo"),
 }
 
 #: Modules that may choose the matplotlib backend (applications, not library code).
