@@ -1,0 +1,184 @@
+"""Benchmark every registered architecture side by side: `medseg train liver-2d --set model.name=NAME` on
+the `small` phantom with the CPU profile, each given the same training-time budget.
+
+Per architecture: parameters, the model's step time (forward + backward + AdamW step on one CPU-profile
+batch, measured in-process through the public API), then a CLI training run whose epoch count is set so
+that ``epochs x iterations x step`` fills the budget, with one validation at the end (liver and tumor Dice
+of fold 0, read from the run's ``metrics.csv``). Everything else (loss, optimiser, patch, augmentation) is
+the pipeline's CPU profile.
+
+    .venv/bin/python benchmarks/bench_architectures.py                  # 120 s per network, 8 phantom cases
+    .venv/bin/python benchmarks/bench_architectures.py --pipeline liver --budget-s 300 --models unet fcn8s
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine, write_section
+
+PAPERS = {
+    "unet": "Ronneberger et al. 2015 / Cicek et al. 2016",
+    "resunet": "Isensee et al. 2024 (residual encoder)",
+    "attention_unet": "Oktay et al. 2018",
+    "fcn32s": "Long et al. 2015",
+    "fcn16s": "Long et al. 2015",
+    "fcn8s": "Long et al. 2015",
+    "segnet": "Badrinarayanan et al. 2015",
+    "deeplabv3plus": "Chen et al. 2018",
+}
+
+
+def _medseg(*args: str, log: Path) -> float:
+    """Run ``medseg ARGS`` (niced) with output to ``log``; return the wall time in seconds."""
+    command = ["nice", "-n", "10", sys.executable, "-m", "medseg", *args]
+    start = time.perf_counter()
+    with log.open("w") as handle:
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "MPLBACKEND": "Agg"})
+    if done.returncode:
+        raise SystemExit(f"`medseg {' '.join(args)}` failed (exit {done.returncode}); see {log}")
+    return time.perf_counter() - start
+
+
+def step_time(pipeline: str, name: str, *, steps: int = 4) -> tuple[int, float, str]:
+    """``(parameters, median step s, description)`` of the CPU-profile model ``name`` on one batch."""
+    from medseg.models import build_model, count_parameters
+    from medseg.training.config import load_pipeline
+
+    config = load_pipeline(pipeline, overrides=[f"model.name={name}"], device="cpu")
+    model = build_model(config.model_config()).train()
+    t = config.training
+    image = torch.randn(t.batch_size, config.in_channels, *t.patch_size)
+    target = torch.randint(0, config.data.num_classes, (t.batch_size, *t.patch_size))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        outputs = model(image)
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        loss = sum(torch.nn.functional.cross_entropy(out, _nearest(target, out.shape[2:])) for out in outputs)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    m = config.model
+    strides = [list(s) if isinstance(s, list | tuple) else s for s in m.strides] if m.strides else "default"
+    described = f"{config.spatial_dims}D depth {m.depth}, width {m.base_filters}, strides {strides}"
+    return count_parameters(model), sorted(times[1:])[len(times[1:]) // 2], described
+
+
+def _nearest(target: torch.Tensor, size) -> torch.Tensor:
+    return torch.nn.functional.interpolate(target[:, None].float(), size=tuple(size))[:, 0].long()
+
+
+def _last_validation(run: Path) -> dict:
+    with (run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    train_s = sum(float(r["seconds"]) for r in rows if r.get("seconds"))
+    validated = [r for r in rows if r.get("val_dice_liver")]
+    last = validated[-1] if validated else {}
+    return {"train_s": train_s, "epochs": len(rows), **{k: float(v) for k, v in last.items() if k.startswith("val_")}}
+
+
+def run(args) -> list[str]:
+    """Phantom, then per model: step time, budgeted CLI training, final validation; the Markdown lines."""
+    from medseg.training.config import load_pipeline
+
+    profile = load_pipeline(args.pipeline, device="cpu")
+    iterations = args.iterations
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = tmp / "phantom"
+        _medseg("phantom", str(data), "--cases", str(args.cases), "--size", "small", "--workers", "1",
+                log=tmp / "phantom.log")  # fmt: skip
+        for name in args.models:
+            params, step_s, described = step_time(args.pipeline, name)
+            epochs = max(2, round(args.budget_s / (iterations * step_s)))
+            overrides = [f"model.name={name}", f"data.folds={args.folds}", f"validation.every_n_epochs={epochs}",
+                         f"training.iterations_per_epoch={iterations}", f"data.cache_dir={tmp / 'cache'}"]  # fmt: skip
+            sets = [a for o in overrides for a in ("--set", o)]
+            command = ["train", args.pipeline, "--data", str(data), "--out", str(tmp / name), "--epochs", str(epochs),
+                       "--device", "cpu", "--no-progress", *sets]  # fmt: skip
+            wall = _medseg(*command, log=tmp / f"{name}.log")
+            result = _last_validation(tmp / name)
+            rows.append({"name": name, "params": params, "step_s": step_s, "epochs": epochs, "wall_s": wall,
+                         "described": described, **result})  # fmt: skip
+            print(f"{name}: {rows[-1]}", flush=True)
+    return _table(rows, args, profile)
+
+
+def _table(rows: list[dict], args, profile) -> list[str]:
+    t = profile.training
+    lines = [
+        "## Architectures side by side (`benchmarks/bench_architectures.py`)",
+        "",
+        f"Machine: {machine()}. **Shared and loaded** (other engineers' jobs ran at the same time), so compare "
+        "the ratios within this table, not the absolute times.",
+        "",
+        f"`medseg phantom --cases {args.cases} --size small`, then per network `medseg train {args.pipeline} --set "
+        f"model.name=NAME --set data.folds={args.folds}`: the `{args.pipeline}` CPU profile (patch "
+        f"{list(t.patch_size)} x "
+        f"batch {t.batch_size}, {rows[0]['described'] if rows else ''}, AdamW, Dice + CE, deep supervision) "
+        f"with the epoch count chosen so that every network trains for about **{args.budget_s:.0f} s** "
+        f"(epochs of {args.iterations} iterations, as many as budget / ({args.iterations} x model step)); one "
+        "validation at the end on "
+        f"the validation cases of fold 0 (Dice of the raw argmax on the preprocessed grid). Scaled down to "
+        f"stay within ~20 min of CPU for all networks: {args.budget_s:.0f} s each instead of the minutes the "
+        "U-Net needs to reach the training goal, fewer cases than the 16 of `medseg train`, and the 2.5D "
+        "pipeline by default (the 3D one needs ~100 steps, ~15 min per network on this loaded machine, before "
+        "its liver Dice moves); the Dice values are those of short runs, a ranking of how fast each design "
+        "learns on this budget, not of what it reaches.",
+        "",
+        "| network | paper | parameters | model step s | iterations | training s (measured) | s / iteration | "
+        "liver Dice | tumor Dice |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        per_iter = r["train_s"] / max(1, r["epochs"] * args.iterations)
+        lines.append(
+            f"| `{r['name']}` | {PAPERS.get(r['name'], '')} | {r['params']:,} | {r['step_s']:.3f} | "
+            f"{r['epochs'] * args.iterations} | "
+            f"{r['train_s']:.0f} | {per_iter:.3f} | {r.get('val_dice_liver', float('nan')):.3f} | "
+            f"{r.get('val_dice_tumor', float('nan')):.3f} |"
+        )
+    lines += ["", "Model step: forward + backward + AdamW step of the network alone on one random CPU-profile "
+              "batch with a cross-entropy loss (median of 4, in-process); s / iteration: the training run's own "
+              "epoch time (data loading, Dice + CE, deep supervision) per iteration. Re-run: "
+              f"`.venv/bin/python benchmarks/bench_architectures.py --pipeline {args.pipeline} --budget-s "
+              f"{args.budget_s:.0f} --cases {args.cases} --iterations {args.iterations}`."]  # fmt: skip
+    return lines
+
+
+def main() -> int:
+    from medseg.models import available_models
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipeline", default="liver-2d", help="pipeline (default liver-2d)")
+    parser.add_argument("--budget-s", type=float, default=120.0, help="training seconds per network (120)")
+    parser.add_argument("--iterations", type=int, default=5, help="iterations per epoch (5: a fine budget grid)")
+    parser.add_argument("--cases", type=int, default=8, help="phantom cases (8)")
+    parser.add_argument("--folds", type=int, default=4, help="cross-validation folds (4: 2 validation cases)")
+    parser.add_argument("--models", nargs="+", default=available_models(), help="networks (default: all)")
+    parser.add_argument("--no-write", action="store_true", help="print, do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    lines = run(args)
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section("architectures", "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
