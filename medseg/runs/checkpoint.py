@@ -66,7 +66,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise DataError(
             f"not a medseg checkpoint (needs keys {', '.join(_REQUIRED_KEYS)})", path=path
         )
-    if int(state["format_version"]) > FORMAT_VERSION:
+    version = state["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DataError(f"checkpoint field 'format_version' must be a positive integer, got {version!r}", path=path)
+    if version > FORMAT_VERSION:
         raise DataError(
             f"checkpoint format {state['format_version']} is newer than this medseg ({FORMAT_VERSION}); upgrade",
             path=path,

@@ -71,6 +71,9 @@ class RunRecord:
         if missing:
             raise DataError(f"checkpoint lacks {', '.join(missing)} (not a medseg training checkpoint?)", path=source)
         model_config = _mapping(checkpoint["model_config"], "model_config", source)
+        if not isinstance(model_config.get("name"), str):
+            raise DataError(f"checkpoint model_config.name must be a model name, got {model_config.get('name')!r}",
+                            path=source)  # fmt: skip
         info = _mapping(checkpoint["inference"], "inference", source)
         spatial_dims = _integer(info.get("spatial_dims", model_config.get("spatial_dims")), "inference.spatial_dims",
                                 source, allowed=(2, 3))

@@ -31,6 +31,7 @@ __all__ = [
     "make_session",
     "prepare_session_data",
     "progress_bar",
+    "read_resume_state",
     "resume_session",
     "train_one_epoch",
     "validate_epoch",
@@ -127,19 +128,32 @@ def _check_resume_fields(state: dict[str, Any], path: Path, epochs: int) -> None
                             path=path)  # fmt: skip
 
 
-def resume_session(session: Session) -> None:
-    """Load ``last.pt`` into the session: weights, optimiser, schedule, scaler, RNG and history.
+def read_resume_state(session: Session) -> dict[str, Any]:
+    """``last.pt`` of the session's run, loaded and checked (shared fields by
+    :class:`~medseg.runs.RunRecord`, training fields here).
 
     Raises:
-        DataError: ``last.pt`` is unreadable, has malformed fields, or does not fit this run's model.
+        DataError: ``last.pt`` is unreadable or has malformed fields; the message names it.
     """
-    from medseg.runs.checkpoint import load_checkpoint, restore_rng_state
+    from medseg.runs.checkpoint import load_checkpoint
     from medseg.runs.record import RunRecord
 
     path = session.run_dir / "last.pt"
     state = load_checkpoint(path, map_location=session.device)
     RunRecord.from_checkpoint(state, source=path)
     _check_resume_fields(state, path, session.config.training.epochs)
+    return state
+
+
+def resume_session(session: Session, state: dict[str, Any]) -> None:
+    """Load a checked ``last.pt`` state into the session: weights, optimiser, schedule, scaler, RNG, history.
+
+    Raises:
+        DataError: The state does not fit this run's model or optimiser.
+    """
+    from medseg.runs.checkpoint import restore_rng_state
+
+    path = session.run_dir / "last.pt"
     try:
         session.model.load_state_dict(state["model"])
         session.optimizer.load_state_dict(state["optimizer"])

@@ -125,9 +125,9 @@ def train(
         raise DataError("nothing to resume: no config.yaml (not a medseg run folder)", path=run_dir)
     info, device = ddp.setup_distributed(config.device)
     try:
+        session = make_session(config, run_dir, fold=fold or 0, info=info, device=device)  # nothing written yet
         with run_lock(run_dir, enabled=info.is_main):
-            fold, data = _check_run_folder(run_dir, config, fold=fold, data=data, resume=resume)
-            session = make_session(config, run_dir, fold=fold, info=info, device=device)  # before the data
+            session.fold, data = _check_run_folder(run_dir, config, fold=fold, data=data, resume=resume)
             if info.is_main:
                 write_run_config(run_dir, config)
             session = _prepare_session(session, data=data, resume=resume, workers=workers)
@@ -137,12 +137,18 @@ def train(
 
 
 def _prepare_session(session: Session, *, data, resume: bool, workers: int | None) -> Session:
-    """Data prepared (rank 0 writes the run files), plan spacing given to the loss, state resumed."""
-    from medseg.training.epoch import prepare_session_data
+    """Data prepared (rank 0 writes the run files), plan spacing given to the loss, state resumed; a
+    resumed run that has already finished needs no data."""
+    from medseg.training.epoch import prepare_session_data, read_resume_state
 
+    state = read_resume_state(session) if resume and (session.run_dir / "last.pt").exists() else None
+    if state is not None and state["epoch"] >= session.config.training.epochs:
+        session.epoch, session.best, session.history = state["epoch"], float(state["best_metric"]), state["history"]
+        logger.info("%s: the run has finished all %d epochs", session.run_dir, session.epoch)
+        return session
     session = prepare_session_data(session, data=data, resume=resume, workers=workers)
-    if resume and (session.run_dir / "last.pt").exists():
-        resume_session(session)
+    if state is not None:
+        resume_session(session, state)
     elif resume:
         logger.warning("%s: no last.pt (stopped in its first epoch): starting the run from epoch 1", session.run_dir)
     return session
@@ -153,9 +159,11 @@ def _run_epochs(session: Session, *, progress: bool | None, on_epoch_end) -> dic
     from medseg.training.epoch import make_loader_for, progress_bar
     from medseg.training.records import TensorBoard
 
-    loader = make_loader_for(session)
     t = session.config.training
     row: dict[str, Any] = session.history[-1] if session.history else {}
+    if session.epoch >= t.epochs:
+        return {**row, "best_metric": session.best, "run_dir": str(session.run_dir)}
+    loader = make_loader_for(session)
     bar = progress_bar(session, enabled=progress)
     tb = TensorBoard(session.run_dir / "tensorboard", enabled=session.info.is_main)
     with contextlib.closing(bar), contextlib.closing(tb):

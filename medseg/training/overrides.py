@@ -37,6 +37,17 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return [k for k in key.strip().split(".") if k], value
 
 
+def _extra_keys(section: str) -> set[str]:
+    """Keys a typed section takes besides its fields: legacy ones, and for ``model`` the parameters only
+    some registered models have (bound into ``ModelConfig.options``)."""
+    extra = set(_LEGACY_KEYS.get(section, ()))
+    if section == "model":
+        from medseg.models import available_models, model_parameters
+
+        extra |= {k for name in available_models() for k in model_parameters(name)}
+    return extra
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Return a copy of the raw config mapping with ``key.path=value`` overrides applied.
 
@@ -55,7 +66,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
         hint = hints[path[0]]
         if dataclasses.is_dataclass(hint) and len(path) >= 2:
             valid = [f.name for f in dataclasses.fields(hint)]
-            if path[1] not in valid and path[1] not in _LEGACY_KEYS.get(path[0], ()):
+            if path[1] not in valid and path[1] not in _extra_keys(path[0]):
                 raise ConfigError(f"--set {item!r}: unknown key {path[0]}.{path[1]}; valid keys: {', '.join(valid)}")
         node = data
         for key in path[:-1]:

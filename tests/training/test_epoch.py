@@ -1,0 +1,167 @@
+"""Kill tests of the epoch commit order: a `medseg train` subprocess is SIGKILLed at a chosen moment (after
+the final epoch's last.pt, inside the first epoch, after an epoch's metrics row or best.pt, in the middle of
+writing last.pt), then `--resume` must finish with the same metrics.csv, best.pt and last.pt as an
+uninterrupted run (same seed, deterministic on CPU; only the wall-clock `seconds` column may differ)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from medseg.cli import main
+
+# 2 epochs x 2 iterations, validated every epoch (so best.pt moves), one thread like the test process
+TINY = ["data.folds=2", "training.iterations_per_epoch=2", "training.batch_size=2", "training.workers=0",
+        "model.depth=3", "model.base_filters=8", "validation.max_cases=1", "validation.every_n_epochs=1",
+        "training.deterministic=true", "training.patch_size=[32,32,16]", "model.strides=null",
+        "training.epochs=2"]  # fmt: skip
+
+# The hooks: patched into the library inside the subprocess (no environment variables, no test-only code
+# in medseg), each kills the process with SIGKILL at its moment.
+WRAPPER = textwrap.dedent('''
+    import os, signal, sys
+    import torch
+    torch.set_num_threads(1)
+    moment, epoch = sys.argv[1].split(":")
+    epoch = int(epoch)
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    import medseg.runs.checkpoint as checkpoint
+    import medseg.training.epoch as epoch_module
+    import medseg.training.records as records
+
+    save, write_csv, step, torch_save = (checkpoint.save_checkpoint, records.write_metrics_csv,
+                                         epoch_module._train_step, torch.save)
+
+    def hooked_save(path, state):
+        out = save(path, state)
+        if moment == "after" and path.name == sys.argv[2] and state["epoch"] == epoch:
+            die()
+        return out
+
+    def hooked_csv(path, history):
+        out = write_csv(path, history)
+        if moment == "after" and sys.argv[2] == "metrics.csv" and len(history) == epoch:
+            die()
+        return out
+
+    calls = []
+
+    def hooked_step(session, batch, e):
+        calls.append(e)
+        if moment == "step" and len(calls) == epoch:
+            die()
+        return step(session, batch, e)
+
+    def hooked_torch_save(obj, f, *args, **kwargs):
+        name = os.path.basename(str(f))
+        if moment == "during" and name.startswith(".last.") and obj.get("epoch") == epoch:
+            torch_save(obj, f, *args, **kwargs)
+            with open(f, "r+b") as handle:  # half a checkpoint on disk, then the kill
+                handle.truncate(os.path.getsize(f) // 2)
+            die()
+        return torch_save(obj, f, *args, **kwargs)
+
+    checkpoint.save_checkpoint, records.write_metrics_csv = hooked_save, hooked_csv
+    epoch_module._train_step, torch.save = hooked_step, hooked_torch_save
+    from medseg.cli import main
+    sys.exit(main(sys.argv[3:]))
+''')
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("preprocessed")
+
+
+def _args(data, cache, out):
+    sets = [a for s in [*TINY, f"data.cache_dir={cache}"] for a in ("--set", s)]
+    return ["train", "liver", "--data", str(data), "--out", str(out), "--device", "cpu", "--no-progress", *sets]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_dataset, cache, tmp_path_factory):
+    """The uninterrupted run."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    assert main(_args(tiny_dataset, cache, out)) == 0
+    return out
+
+
+def _kill_run(tmp_path, data, cache, out, moment: str, file: str = "-") -> None:
+    script = tmp_path / "kill_train.py"
+    script.write_text(WRAPPER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, str(script), moment, file, *_args(data, cache, out)], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+
+
+def _rows(run):
+    with open(run / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def _same(a, b, where=""):
+    """Recursive equality of checkpoint contents (tensors bit for bit), ignoring wall-clock seconds."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        keys = set(a) - {"seconds"}
+        assert keys == set(b) - {"seconds"}, where
+        for k in keys:
+            _same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b or (a != a and b != b), f"{where}: {a!r} != {b!r}"
+
+
+def _assert_same_run(run, reference):
+    assert _rows(run) == _rows(reference)
+    for name in ("best.pt", "last.pt"):
+        _same(torch.load(run / name, weights_only=True), torch.load(reference / name, weights_only=True), name)
+    assert not [p.name for p in run.iterdir() if "medseg-tmp" in p.name]  # the kill's temporary file is gone
+
+
+def _resume(out) -> None:
+    assert main(["train", "liver", "--out", str(out), "--resume", "--no-progress"]) == 0
+
+
+def test_kill_after_final_last_pt_resumes_to_the_same_run(tiny_dataset, cache, reference, tmp_path):
+    out = tmp_path / "run"
+    _kill_run(tmp_path, tiny_dataset, cache, out, "after:2", "last.pt")
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+    _assert_same_run(out, reference)  # every file was committed before last.pt
+    _resume(out)  # says done
+    _assert_same_run(out, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("moment", "file"),
+    [
+        ("step:1", "-"),  # inside the first epoch: no last.pt yet
+        ("after:2", "metrics.csv"),  # final epoch's row written, best.pt and last.pt not yet
+        ("after:2", "best.pt"),  # the killed epoch was the best so far: best.pt ahead of last.pt
+        ("after:1", "last.pt"),  # between epochs
+        ("during:2", "-"),  # half of the final last.pt written into its temporary file
+    ],
+)
+def test_kill_at_any_moment_resumes_to_the_same_run(tiny_dataset, cache, reference, tmp_path, moment, file):
+    out = tmp_path / "run"
+    _kill_run(tmp_path, tiny_dataset, cache, out, moment, file)
+    if moment == "during:2":
+        assert [p for p in out.iterdir() if "medseg-tmp" in p.name]  # the kill left a half-written checkpoint
+    _resume(out)
+    _assert_same_run(out, reference)
