@@ -48,8 +48,10 @@ def register(subparsers) -> None:
         epilog=_EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--pred", required=True, type=Path, help="folder of predicted label maps (<case>_seg.nii.gz)")
-    p.add_argument("--ref", required=True, type=Path, help="reference data set or folder of label maps")
+    p.add_argument("--pred", required=True, type=Path, help="folder of predicted label maps (<case>_seg.nii.gz), "
+                   "or one label map file")
+    p.add_argument("--ref", required=True, type=Path, help="reference data set or folder of label maps (NIfTI or "
+                   "DICOM SEG <case>.dcm), or one reference file with a --pred file")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--nsd-tolerance-mm", type=float, default=2.0, help="surface Dice tolerance (default 2 mm)")
     p.add_argument("--iou-threshold", type=float, default=0.5, help="lesion detection IoU threshold (0.5)")

@@ -72,11 +72,16 @@ def reference_files(ref_dir: str | os.PathLike) -> dict[str, Path]:
 def match_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple[list[CasePair], list[Path]]:
     """Pair every reference with its prediction.
 
+    Two files (a prediction and its reference label map or DICOM SEG) are one case, named after the
+    reference.
+
     Returns:
         ``(pairs, unmatched_predictions)``: one :class:`CasePair` per reference case (``pred=None`` when
         missing), in case-id order, and prediction files whose case id has no reference.
     """
     pred_root = Path(pred_dir)
+    if pred_root.is_file() and Path(ref_dir).is_file():
+        return [CasePair(case_id_from_path(ref_dir), Path(ref_dir), pred_root)], []
     if not pred_root.is_dir():
         raise DataError("prediction folder not found" if not pred_root.exists() else "not a folder", path=pred_root)
     refs = reference_files(ref_dir)

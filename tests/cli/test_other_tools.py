@@ -147,3 +147,16 @@ def test_evaluate_prediction_from_another_tool(tiny_dataset, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["regions"]["liver"]["dice"]["mean"] == 1.0
     assert summary["labels"]["prediction"] == {"liver": [5], "tumor": [6], "explicit": True}
+
+
+def test_evaluate_one_prediction_against_one_dicom_seg(dicom_case, tmp_path):  # noqa: F811
+    case, _, seg = dicom_case
+    pred = case.label.array.copy()
+    pred[pred == 2] = 1  # the tumor missed
+    path = write_volume(case.label.with_array(pred), tmp_path / "mine.nii.gz", label=True)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--pred", str(path), "--ref", str(seg), "--out", str(out), "--workers", "1",
+                 "--no-figures"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["regions"]["liver"]["dice"]["mean"] == 1.0
+    assert summary["detection"]["fn"] == 3 and summary["detection"]["tp"] == 0  # the phantom's three lesions
