@@ -68,8 +68,10 @@ def dice(pred, ref, cls: int) -> float:
     return float(2 * int((a & b).sum()) / denom) if denom else 1.0
 
 
-def measure(run: Path, cases: list[Case], work: Path, *, device: str = "auto") -> list[dict]:
-    """Every mode on every case, from the files; one row per (case, mode)."""
+def measure(run: Path, cases: list[Case], work: Path, *, device: str = "auto", modes=tuple(MODES),
+            json_path: Path | None = None) -> list[dict]:
+    """Every mode on every case, from the files; one row per (case, mode), also written to ``json_path``
+    after each case (a long run interrupted keeps what it measured)."""
     import numpy as np
 
     from medseg.inference import Predictor
@@ -79,8 +81,8 @@ def measure(run: Path, cases: list[Case], work: Path, *, device: str = "auto") -
     rows = []
     for case in cases:
         ref = np.asarray(read_volume(case.label).array)
-        for mode, changes in MODES.items():
-            predictor = base.with_settings(**changes)
+        for mode in modes:
+            predictor = base.with_settings(**MODES[mode])
             t0 = time.perf_counter()
             labels, stats = predictor.predict(read_volume(case.image))
             out = work / "predictions" / mode / f"{re.sub('[^A-Za-z0-9]+', '-', case.name)}_seg.nii.gz"
@@ -92,6 +94,8 @@ def measure(run: Path, cases: list[Case], work: Path, *, device: str = "auto") -
                          "tumor": dice(pred, ref, 2), "rounds": stats.get("rounds"),
                          "coarse_box": stats.get("coarse_box"), "box": stats.get("box")})
             print(json.dumps(rows[-1]), flush=True)
+        if json_path is not None:
+            json_path.write_text(json.dumps(rows, indent=1))
     return rows
 
 

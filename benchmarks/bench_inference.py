@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--fresh", default="small:7:0,1,2,3;lits:100:0,1",
                         help="--accuracy: fresh phantom cases, size:seed:indices;... (default %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="--accuracy: also write the rows as JSON")
+    parser.add_argument("--modes", default="full,default,tta", help="--accuracy: modes to run (all for the table)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--scan", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -239,9 +240,10 @@ def _accuracy_main(args) -> None:
         size, seed, indices = item.split(":")
         fresh[size] = (int(seed), [int(i) for i in indices.split(",")])
     cases = _accuracy.held_out_cases(args.model, args.work, fresh=fresh)
-    rows = _accuracy.measure(args.model, cases, args.work, device=args.device)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    rows = _accuracy.measure(args.model, cases, args.work, device=args.device, modes=args.modes.split(","),
+                             json_path=args.json)
+    if args.modes != ",".join(_accuracy.MODES):
+        return  # a partial measurement (e.g. of an older version): rows only
     text = f"""## Inference accuracy: every mode against `--mode full`, per case
 
 Machine: {machine()} (shared with other jobs: seconds are indicative, compare them within one row)
