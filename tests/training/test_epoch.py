@@ -165,3 +165,46 @@ def test_kill_at_any_moment_resumes_to_the_same_run(tiny_dataset, cache, referen
         assert [p for p in out.iterdir() if "medseg-tmp" in p.name]  # the kill left a half-written checkpoint
     _resume(out)
     _assert_same_run(out, reference)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A mount point for a tmpfs (root only; skipped where mounting is not allowed)."""
+    import shutil
+
+    point = tmp_path / "tmpfs"
+    point.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+
+    def mount(size_kb: int):
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(point)],
+                              capture_output=True, text=True)  # fmt: skip
+        if proc.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        return point
+
+    yield mount
+    subprocess.run(["umount", str(point)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_resume_whose_checkpoint_does_not_fit_is_one_line_and_keeps_the_files(
+    tiny_dataset, cache, tmp_path, small_tmpfs, capsys
+):
+    import shutil
+
+    first = tmp_path / "first"
+    assert main([*_args(tiny_dataset, cache, first), "--epochs", "1"]) == 0
+    used_kb = sum(p.stat().st_size for p in first.iterdir()) // 1024
+    checkpoint_kb = (first / "last.pt").stat().st_size // 1024
+    run = small_tmpfs(used_kb + 64 + checkpoint_kb // 2) / "run"  # room for the small files, not a checkpoint
+    shutil.copytree(first, run)
+    before = {name: (run / name).read_bytes() for name in ("last.pt", "best.pt")}
+    capsys.readouterr()
+    code = main(["train", "liver", "--out", str(run), "--resume", "--epochs", "2", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"medseg train: error: {run}/") and err[0].endswith(": No space left on device"), err
+    assert {name: (run / name).read_bytes() for name in ("last.pt", "best.pt")} == before  # previous files intact
+    assert not [p.name for p in run.iterdir() if "medseg-tmp" in p.name]  # no temporary file left
