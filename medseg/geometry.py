@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["bounding_box", "check_spacing", "grow_box", "voxel_volume_ml"]
+__all__ = ["bounding_box", "check_spacing", "grow_box", "touches_border", "voxel_volume_ml"]
 
 
 def check_spacing(spacing_mm: Sequence[float], ndim: int | Sequence[int], *, name: str = "spacing_mm") -> np.ndarray:
@@ -81,6 +81,18 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
             idx = np.flatnonzero(slab.any(axis=other) if other else slab)
             box[order[k + 1]] = slice(int(idx[0]), int(idx[-1]) + 1)
     return tuple(box[a] for a in range(mask.ndim))
+
+
+def touches_border(mask: np.ndarray) -> bool:
+    """Whether any non-zero voxel of ``mask`` lies on the array border (its bounding box reaches an edge).
+
+    A structure touching the border may continue outside the field of view. Computed from
+    :func:`bounding_box`, so it costs one pass and no copy (``np.take`` of a border plane copies a
+    Fortran-ordered volume whole, once per plane).
+    """
+    mask = np.asarray(mask)
+    box = bounding_box(mask)
+    return box is not None and any(s.start == 0 or s.stop == n for s, n in zip(box, mask.shape))
 
 
 def grow_box(box: Sequence[slice], margin: int | Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:

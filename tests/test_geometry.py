@@ -89,3 +89,16 @@ def test_grow_box_clamps():
     assert grow_box(box, (0, 1), (10, 10)) == (slice(1, 3), slice(0, 6))
     with pytest.raises(ValueError, match="one entry per axis"):
         grow_box(box, (1, 1, 1), (4, 6))
+
+
+def test_touches_border():
+    from medseg.geometry import touches_border
+
+    mask = np.zeros((5, 6, 7), dtype=bool)
+    assert not touches_border(mask)
+    mask[2, 3, 3] = True
+    assert not touches_border(mask) and not touches_border(np.asfortranarray(mask))
+    for index in [(0, 3, 3), (4, 3, 3), (2, 0, 3), (2, 5, 3), (2, 3, 0), (2, 3, 6)]:
+        edge = np.zeros_like(mask)
+        edge[index] = True
+        assert touches_border(edge) and touches_border(np.asfortranarray(edge)), index

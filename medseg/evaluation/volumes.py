@@ -27,19 +27,11 @@ from scipy import ndimage
 
 from medseg.evaluation.diameters import max_diameter_mm, recist_axes_mm
 from medseg.evaluation.lesions import label_lesions
-from medseg.geometry import bounding_box, check_spacing, voxel_volume_ml
+from medseg.geometry import bounding_box, check_spacing, touches_border, voxel_volume_ml
 from medseg.io.volume import Volume
 from medseg.labels import REGION_LABELS, region_masks, tumor_burden_percent
 
 __all__ = ["REGION_LABELS", "measure_volumes", "region_masks", "touches_border", "volumes_report"]
-
-def touches_border(mask: np.ndarray) -> bool:
-    """Whether any foreground voxel of ``mask`` lies on the array border."""
-    mask = np.asarray(mask, dtype=bool)
-    for axis in range(mask.ndim):
-        if np.take(mask, 0, axis=axis).any() or np.take(mask, -1, axis=axis).any():
-            return True
-    return False
 
 
 def _axial_axis(affine: np.ndarray | None, ndim: int) -> int:
