@@ -10,6 +10,8 @@ from medseg.models import deeplab as _deeplab  # noqa: F401  (the imports regist
 from medseg.models import fcn as _fcn  # noqa: F401
 from medseg.models import segnet as _segnet  # noqa: F401
 from medseg.models import zoo as _zoo  # noqa: F401
+from medseg.models.deeplab import DeepLabV3Plus
+from medseg.models.fcn import FCN
 from medseg.models.registry import (
     available_models,
     build_model,
@@ -17,9 +19,13 @@ from medseg.models.registry import (
     model_parameters,
     register_model,
 )
+from medseg.models.segnet import SegNet
 from medseg.models.unet import SegmentationUNet, default_strides
 
 __all__ = [
+    "FCN",
+    "DeepLabV3Plus",
+    "SegNet",
     "SegmentationUNet",
     "available_models",
     "build_model",

@@ -221,3 +221,14 @@ def test_tiny_training_reduces_the_loss(name, dims):
 
 def _resize(target, size):
     return torch.nn.functional.interpolate(target[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
+@pytest.mark.parametrize("name", CLASSIC)
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"norm": "layer"}, "model.norm"), ({"strides": [1, 2]}, "model.strides"), ({"kernel_size": 2}, "kernel_size"),
+     ({"deep_supervision": True, "deep_supervision_heads": 9}, "deep_supervision_heads"), ({"depht": 3}, "unknown")],
+)  # fmt: skip
+def test_classic_models_name_the_bad_key(name, change, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model({**_config(name, 2), **change})
