@@ -222,8 +222,6 @@ import os, signal, sys
 import medseg.evaluation.report as report
 from medseg.cli import main
 
-from ..conftest import fill_disk
-
 real, calls = report.atomic_write_csv, []
 
 def write_or_die(*args, **kwargs):
