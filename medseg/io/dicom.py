@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medseg.errors import DataError
+from medseg.io.dicom_headers import NOT_IMAGES, check_not_part_of_series, check_pixel_bytes
 from medseg.io.dicom_writer import write_dicom_series
 from medseg.io.volume import Volume
 
@@ -41,7 +42,6 @@ _LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # LPS <-> RAS (its own inverse)
 
 #: How a series without SeriesInstanceUID is listed, and how ``series_uid=`` / ``--series-uid`` chooses it.
 NO_UID = "<no uid>"
-_NOT_IMAGES = {"1.2.840.10008.5.1.4.1.1.66.4": "DICOM SEG", "1.2.840.10008.5.1.4.1.1.481.3": "RTSTRUCT"}
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def read_dicom_file(path: str | os.PathLike) -> Volume:
     header = _read(path, pixels=False)
     if "Rows" not in header:
         raise DataError("DICOM file holds no image", path=path)
-    _check_pixel_bytes(path, header)
+    check_pixel_bytes(path, header)
     ds = _read(path, pixels=True)
     if "PixelData" not in ds:
         raise DataError("DICOM file holds no image", path=path)
@@ -266,7 +266,7 @@ def _scan(folder: Path, *, skipped: Counter | None = None) -> dict[str, list[tup
         if any(part.startswith(".") for part in rel) or not path.is_file() or not is_dicom_file(path):
             continue
         ds = _read(path, pixels=False)
-        kind = _NOT_IMAGES.get(str(ds.get("SOPClassUID", "")))
+        kind = NOT_IMAGES.get(str(ds.get("SOPClassUID", "")))
         if kind:
             logger.debug("%s: %s, not an image; skipped", path, kind)
             if skipped is not None:
@@ -278,57 +278,9 @@ def _scan(folder: Path, *, skipped: Counter | None = None) -> dict[str, list[tup
                 raise DataError("truncated or incomplete DICOM file (no image header)", path=path)
             logger.debug("%s: not an image (%s), skipped", path, getattr(sop, "name", sop))
             continue
-        _check_pixel_bytes(path, ds)
+        check_pixel_bytes(path, ds)
         groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
     return groups
-
-
-def check_not_part_of_series(path: str | os.PathLike) -> None:
-    """Refuse a single-slice file whose folder holds other slices of its series (pass the folder instead).
-
-    Raises:
-        DataError: Naming the file, the series and how many of its files are in the folder.
-    """
-    import pydicom
-
-    path = Path(path)
-    ds = _read(path, pixels=False)
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1 or "SeriesInstanceUID" not in ds:
-        return
-    uid = str(ds.SeriesInstanceUID)
-    others = 0
-    for other in path.parent.iterdir():
-        if other == path or other.name.startswith(".") or not other.is_file() or not is_dicom_file(other):
-            continue
-        try:
-            head = pydicom.dcmread(other, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "Rows"])
-        except Exception:  # an unreadable neighbour is not this file's problem
-            continue
-        others += int(str(head.get("SeriesInstanceUID", "")) == uid and "Rows" in head)
-    if others:
-        raise DataError(f"one slice of a {others + 1}-file DICOM series ({uid}); pass the folder {path.parent} to "
-                        "read the whole series", path=path)
-
-
-def _check_pixel_bytes(path: Path, ds: Dataset) -> None:
-    """Refuse, before decoding, an uncompressed image whose file is shorter than its declared pixel data."""
-    meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if syntax is not None and getattr(syntax, "is_compressed", False):
-        return
-    try:
-        rows, columns = int(ds.Rows), int(ds.Columns)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        bits, samples = int(ds.get("BitsAllocated", 16)), int(ds.get("SamplesPerPixel", 1))
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"invalid image header ({_short(exc)})", path=path) from None
-    if min(rows, columns, frames, bits, samples) <= 0:
-        raise DataError(f"invalid image size (Rows {rows}, Columns {columns}, {frames} frame(s))", path=path)
-    needed = (rows * columns * frames * samples * bits + 7) // 8
-    size = path.stat().st_size
-    if needed > size:
-        raise DataError(f"pixel data shorter than declared: {rows} rows x {columns} columns x {frames} frame(s) at "
-                        f"{bits} bits need {needed} bytes, the file has {size}: truncated or corrupt", path=path)
 
 
 def _series_info(uid: str, items: list[tuple[Path, Dataset]]) -> SeriesInfo:
