@@ -174,8 +174,8 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
     cache: dict = {}  # window outputs: a grown box runs only the windows it does not share with the last
     for rounds in range(1, settings.max_rounds + 1):
         logits = predict_logits(network, image, window, mask=mask, box=box, cache=cache)
-        foreground = argmax_classes(logits).numpy() > 0
-        faces = faces_reached(foreground, box, guard_vox=guard_vox, min_fraction=settings.min_fraction)
+        foreground = _large_components(argmax_classes(logits).numpy() > 0, settings.min_fraction)
+        faces = [] if foreground is None else faces_reached(foreground, box, guard_vox=guard_vox, min_fraction=0.0)
         if not faces:
             return logits, box, rounds
         box = grow_box(box, faces, shape, step_vox=step_vox, foreground=foreground)
