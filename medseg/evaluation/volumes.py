@@ -15,6 +15,8 @@ scan) and ``lesions``: a list (largest first) of ``{lesion, volume_ml, axial_dia
 max_diameter_mm, centroid_mm, truncated[, hu_mean, hu_std]}``; ``axial_diameter_mm`` and ``short_axis_mm``
 are the RECIST long and short axes (:func:`medseg.evaluation.diameters.recist_axes_mm`); ``centroid_mm``
 is in scanner (RAS+) coordinates when an affine is given, else in mm from voxel (0, 0, 0) along the array axes.
+:func:`volumes_report` adds ``labels``: the label mapping used (``{"liver": [...], "tumor": [...],
+"explicit": bool}``, :class:`medseg.io.label_map.LabelMapping`; DICOM SEG segments as ``"N label"``).
 """
 
 from __future__ import annotations
