@@ -245,10 +245,14 @@ def plot_froc(block: dict, path: str | os.PathLike) -> Path:
     froc = block["froc"]
     fig = Figure(figsize=(5, 4))
     ax = fig.add_subplot()
-    ax.step([0.0, *froc["fp_per_scan"]], [0.0, *froc["sensitivity"]], where="post", marker="o", markersize=3)
+    fp, sensitivity = [0.0, *froc["fp_per_scan"]], [0.0, *froc["sensitivity"]]
+    ax.step(fp, sensitivity, where="post", marker="o", markersize=3)
+    ax.hlines(sensitivity[-1], fp[-1], max(FROC_FP_RATES[-1], fp[-1]), linestyles="dotted")  # no lower threshold
     for rate in FROC_FP_RATES:
         ax.axvline(rate, color="0.85", linewidth=0.8, zorder=0)
     ax.set_xscale("symlog", linthresh=0.125)
+    ax.set_xticks([0.0, *FROC_FP_RATES], ["0", "1/8", "1/4", "1/2", "1", "2", "4", "8"])
+    ax.set_xlim(0.0, 1.1 * max(FROC_FP_RATES[-1], fp[-1]))
     ax.set_xlabel("false positives per scan")
     ax.set_ylabel(f"sensitivity (IoU > {block['iou_threshold']})")
     ax.set_ylim(0, 1.02)
