@@ -328,6 +328,17 @@ def header_declares_64_gib(root):
     return ["volumes", str(path)], path, "header declares 4096x4096x1024 int32 voxels (64.0 GiB)"
 
 
+def nii_shorter_than_its_header(root):
+    case = _phantom()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "cut.nii"
+    nib.save(nib.Nifti1Image(case.image.array, case.image.affine), path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) - 1000])  # an interrupted copy
+    shape = "x".join(map(str, case.image.shape))
+    return ["volumes", str(path)], path, f"header declares {shape} int16 voxels"
+
+
 def dicom_pixels_shorter_than_declared(root):
     import pydicom
 
@@ -361,10 +372,12 @@ def two_series_need_series_uid(root):
     return ["volumes", str(seg), "--image", str(root / "patient")], root / "patient", "--series-uid UID"
 
 
-CLAIMS = [label_map_as_ct, binary_mask_as_ct, dicom_seg_as_ct, rtstruct_as_ct, ct_as_label_map, one_file_of_a_series,
-          rgb_nifti, nifti_4d, gzip_crc_error, zero_voxel_size, negative_voxel_size, dicom_zero_pixel_spacing,
-          nan_scan_for_predict, header_declares_64_gib, dicom_pixels_shorter_than_declared, pipeline_not_utf8,
-          pipeline_nested_deeply, two_series_need_series_uid]
+CLAIMS = [
+    label_map_as_ct, binary_mask_as_ct, dicom_seg_as_ct, rtstruct_as_ct, ct_as_label_map, one_file_of_a_series,
+    rgb_nifti, nifti_4d, gzip_crc_error, zero_voxel_size, negative_voxel_size, dicom_zero_pixel_spacing,
+    nan_scan_for_predict, header_declares_64_gib, nii_shorter_than_its_header, dicom_pixels_shorter_than_declared,
+    pipeline_not_utf8, pipeline_nested_deeply, two_series_need_series_uid,
+]
 
 
 @pytest.mark.parametrize("build", CLAIMS, ids=lambda f: f.__name__)
