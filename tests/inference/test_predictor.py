@@ -190,3 +190,22 @@ def test_cuda_with_amp_matches_cpu(trained_run):
     image = make_phantom(size="tiny", seed=1, index=1).image
     assert gpu.device.type == "cuda"
     assert _dice(cpu(image).array > 0, gpu(image).array > 0) > 0.98
+
+
+def test_bad_checkpoint_contents_name_the_file(untrained_run):
+    """What the run record, the model builder and the weights refuse is one DataError naming the file."""
+    from medseg.runs import load_checkpoint
+
+    path = untrained_run / "best.pt"
+    good = load_checkpoint(path)
+    record_source = Predictor.from_checkpoint(good, device="cpu", source=path)
+    assert record_source.patch_size == (16, 16, 16) and record_source.mirror_axes is None  # not recorded
+    bad_post = {**good, "inference": {**good["inference"], "postprocessing": {"keep_largest": True}}}
+    with pytest.raises(DataError, match=r"best\.pt: checkpoint: unknown postprocessing key\(s\) \['keep_largest'\]"):
+        Predictor.from_checkpoint(bad_post, device="cpu", source=path)
+    bad_model = {**good, "model_config": {**good["model_config"], "width": 3}}
+    with pytest.raises(DataError, match=r"best\.pt: checkpoint: model: unknown key\(s\) width"):
+        Predictor.from_checkpoint(bad_model, device="cpu", source=path)
+    wrong_weights = {**good, "model_config": {**good["model_config"], "base_filters": 4}}
+    with pytest.raises(DataError, match=r"best\.pt: weights do not fit the model config"):
+        Predictor.from_checkpoint(wrong_weights, device="cpu", source=path)
