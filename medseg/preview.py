@@ -1,7 +1,8 @@
 """A QA picture per predicted case: ``<case>_preview.png``, to check a cohort at a glance.
 
 Four panels in the radiological convention (patient's right on the viewer's left; superior up; anterior
-up in axial, left in sagittal), whatever the file's voxel order (through :func:`medseg.io.to_canonical`),
+up in axial, left in sagittal), whatever the file's voxel order (the RAS axis permutation and flips of
+``nibabel.orientations.io_orientation``, applied as array views, so a 512 x 512 x 300 scan is not copied),
 with the aspect ratio of the voxel spacing:
 
 1. axial, 2. coronal and 3. sagittal slices through the centre of mass of the liver (the middle of the
@@ -25,7 +26,6 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from medseg.io.orientation import to_canonical
 from medseg.io.volume import Volume
 
 __all__ = [
@@ -51,26 +51,39 @@ def preview_filename(case_id: str) -> str:
     return f"{case_id}_preview.png"
 
 
-def preview_slices(labels: np.ndarray) -> dict[str, int | None]:
-    """Slice indices of a canonical (RAS) label map: ``axial``, ``coronal``, ``sagittal``, ``lesion``.
+def preview_slices(labels: np.ndarray, ornt: np.ndarray | None = None) -> dict[str, int | None]:
+    """Canonical (RAS) slice indices to show: ``axial``, ``coronal``, ``sagittal``, ``lesion``.
 
-    ``lesion`` is ``None`` when the map has no tumor (label 2). Work is done on the foreground's bounding
-    box, so a 512 x 512 x 300 map costs a few tens of milliseconds.
+    Args:
+        labels: ``(X, Y, Z)`` label map (0 background, 1 liver, 2 tumor) in its stored voxel order.
+        ornt: ``nibabel.orientations.io_orientation`` of its affine (``None``: already RAS).
+
+    Returns:
+        Indices along the canonical S (``axial``, ``lesion``), A (``coronal``) and R (``sagittal``) axes;
+        ``lesion`` is ``None`` without tumor. Two passes over the map, the rest on the foreground's box.
     """
-    liver_box = _box(np.isin(labels, (1, 2)))
-    if liver_box is None:
-        centre = tuple(n / 2 for n in labels.shape)
+    labels = np.asarray(labels)
+    ornt = np.array([[0, 1], [1, 1], [2, 1]]) if ornt is None else np.asarray(ornt)
+    box = _box(labels != 0)
+    if box is None:
+        centre = [n / 2 for n in labels.shape]
     else:
-        local = ndimage.center_of_mass(np.isin(labels[liver_box], (1, 2)))
-        centre = tuple(c + sl.start for c, sl in zip(local, liver_box))
-    i, j, k = (int(np.clip(round(c), 0, n - 1)) for c, n in zip(centre, labels.shape))
-    picks: dict[str, int | None] = {"axial": k, "coronal": j, "sagittal": i, "lesion": None}
-    tumor_box = _box(labels == 2) if liver_box is not None else None
-    if tumor_box is not None:
-        components, _ = ndimage.label(labels[tumor_box] == 2, structure=np.ones((3, 3, 3), bool))
+        local = labels[box]
+        centre = [c + sl.start for c, sl in zip(ndimage.center_of_mass(local != 0), box)]
+    canonical = {}
+    for axis, (world, flip) in enumerate(ornt):
+        index = int(np.clip(round(centre[axis]), 0, labels.shape[axis] - 1))
+        canonical[int(world)] = index if flip > 0 else labels.shape[axis] - 1 - index
+    picks: dict[str, int | None] = {"axial": canonical[2], "coronal": canonical[1], "sagittal": canonical[0],
+                                    "lesion": None}
+    tumor = local == 2 if box is not None else None
+    if tumor is not None and tumor.any():
+        components, _ = ndimage.label(tumor, structure=np.ones((3, 3, 3), bool))
         largest = int(np.argmax(np.bincount(components.ravel())[1:])) + 1
-        areas = (components == largest).sum(axis=(0, 1))
-        picks["lesion"] = int(np.argmax(areas)) + tumor_box[2].start
+        axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])  # the stored axis running inferior-superior
+        areas = (components == largest).sum(axis=tuple(a for a in range(3) if a != axis))
+        index = int(np.argmax(areas)) + box[axis].start
+        picks["lesion"] = index if ornt[axis, 1] > 0 else labels.shape[axis] - 1 - index
     return picks
 
 
@@ -87,6 +100,23 @@ def _view(array: np.ndarray, plane: str, index: int) -> np.ndarray:
     if plane == "coronal":
         return np.flipud(array[:, index, :].T)[:, ::-1]  # superior up, patient right on the left
     return np.flipud(array[index, :, :].T)[:, ::-1]  # sagittal: superior up, anterior on the left
+
+
+def _canonical_view(volume: Volume) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """``volume.array`` as a RAS-ordered view (no copy) and the spacing of its axes."""
+    from nibabel.orientations import apply_orientation
+
+    ornt = _orientation(volume)
+    spacing = [0.0, 0.0, 0.0]
+    for axis, (world, _) in enumerate(ornt):
+        spacing[int(world)] = volume.spacing_mm[axis]
+    return apply_orientation(np.asarray(volume.array), ornt), tuple(spacing)
+
+
+def _orientation(volume: Volume) -> np.ndarray:
+    from nibabel.orientations import io_orientation
+
+    return io_orientation(volume.affine)
 
 
 def _aspect(spacing: Sequence[float], plane: str) -> float:
@@ -126,8 +156,9 @@ def preview_figure(image: Volume, labels: Volume, *, caption: str = "",
 
     if not image.same_geometry(labels):
         raise ValueError(f"label map (shape {labels.shape}) does not share the scan's grid (shape {image.shape})")
-    ct, lab = to_canonical(image)[0], to_canonical(labels)[0]
-    picks = preview_slices(lab.array)
+    ct, spacing = _canonical_view(image)
+    lab, _ = _canonical_view(labels)
+    picks = preview_slices(labels.array, _orientation(labels))
     panels = [("axial", picks["axial"], "axial (liver)"), ("coronal", picks["coronal"], "coronal (liver)"),
               ("sagittal", picks["sagittal"], "sagittal (liver)")]
     lesion = picks["lesion"]
@@ -138,9 +169,9 @@ def preview_figure(image: Volume, labels: Volume, *, caption: str = "",
     liver_colour, tumor_colour = np.array(LIVER_RGB) / 255, np.array(TUMOR_RGB) / 255
     for n, (plane, index, title) in enumerate(panels):
         ax = fig.add_subplot(1, 4, n + 1)
-        ax.imshow(_view(ct.array, plane, index), cmap="gray", vmin=window_hu[0], vmax=window_hu[1],
-                  aspect=_aspect(ct.spacing_mm, plane), interpolation="nearest")
-        view = _view(lab.array, plane, index)
+        ax.imshow(_view(ct, plane, index), cmap="gray", vmin=window_hu[0], vmax=window_hu[1],
+                  aspect=_aspect(spacing, plane), interpolation="nearest")
+        view = _view(lab, plane, index)
         for mask, colour in ((np.isin(view, (1, 2)), liver_colour), (view == 2, tumor_colour)):
             if mask.any() and not mask.all():
                 ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1.2)

@@ -85,3 +85,11 @@ def test_geometry_mismatch_is_refused(case):
     affine[0, 3] += 5.0
     with pytest.raises(ValueError, match="grid"):
         preview_figure(case.image, Volume(case.label.array, affine))
+
+
+def test_slices_from_the_stored_order_equal_the_canonical_ones(case):
+    from nibabel.orientations import io_orientation
+
+    stored = preview_slices(case.label.array, io_orientation(case.label.affine))
+    assert stored == preview_slices(to_canonical(case.label)[0].array)
+    assert stored["lesion"] is not None
