@@ -84,3 +84,23 @@ def fill_disk(disk) -> None:
     except OSError:
         return
     raise AssertionError(f"{disk} is not full")
+
+
+#: Tiny training settings of the fold runs (as tests/training/test_loop.py): 2 folds, 4 iterations per epoch.
+FOLD_TINY = ["data.folds=2", "training.iterations_per_epoch=4", "training.batch_size=2", "training.workers=0",
+             "model.depth=3", "model.base_filters=8", "validation.every_n_epochs=1", "training.deterministic=true",
+             "training.patch_size=[32,32,16]", "model.strides=null"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def fold_runs(tiny_dataset, tmp_path_factory):
+    """``medseg train liver --fold all`` on the tiny data set: 2 folds of 1 epoch in ``<root>/fold<K>``."""
+    from medseg.cli import main
+
+    root = tmp_path_factory.mktemp("fold_runs") / "liver"
+    cache = tmp_path_factory.mktemp("fold_cache")
+    sets = [a for s in [*FOLD_TINY, f"data.cache_dir={cache}"] for a in ("--set", s)]
+    code = main(["train", "liver", "--data", str(tiny_dataset), "--fold", "all", "--out", str(root),
+                 "--device", "cpu", "--epochs", "1", "--no-progress", *sets])  # fmt: skip
+    assert code == 0
+    return root

@@ -1,4 +1,4 @@
-"""``medseg train``: train a pipeline on one cross-validation fold."""
+"""``medseg train``: train a pipeline on one cross-validation fold, several (``--fold 0,2``) or all of them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ _EPILOG = """examples:
   medseg train liver --data data/LiTS --fold 0 --out runs/liver/fold0
   medseg train liver-2d --data data/LiTS --set training.batch_size=24 --set optimizer.lr=0.02
   medseg train liver --out runs/liver/fold0 --resume  # continue a stopped run from last.pt
+  medseg train liver --data data/LiTS --fold all --out runs/liver      # every fold in turn: runs/liver/fold<K>
+  medseg train liver --data data/LiTS --fold all --out runs/liver --resume   # continue each fold on its own
+  CUDA_VISIBLE_DEVICES=1 medseg train liver --data data/LiTS --fold 1 --out runs/liver/fold1  # one fold per GPU
   medseg train my_pipeline.yaml --epochs 100
   torchrun --nproc_per_node=4 -m medseg train liver --data data/LiTS   # 4 GPUs (docs/training.md)
 
@@ -24,19 +27,23 @@ curves.png; `medseg predict --model RUN_FOLDER` uses it.
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a segmentation pipeline (e.g. liver) on one fold",
-        description="Train a pipeline on one cross-validation fold; the data set must pass `medseg check`.",
+        help="train a segmentation pipeline (e.g. liver) on one fold, several or all",
+        description="Train a pipeline on one cross-validation fold (or several in turn); the data set must pass "
+        "`medseg check`.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("pipeline", help="pipeline name (liver, liver-2d) or path to a pipeline .yaml")
     parser.add_argument("--data", metavar="DIR", help="data set folder (default: data.root, else the phantom set)")
-    parser.add_argument("--fold", type=int, default=None, metavar="K",
-                        help="cross-validation fold (default 0; with --resume: the run's own)")  # fmt: skip
+    parser.add_argument("--fold", type=_fold_arg, default=None, metavar="K",
+                        help="cross-validation fold (default 0; with --resume: the run's own), a list (0,2) or "
+                             "'all' (data.folds folds); several folds train in turn into --out/fold<K>")  # fmt: skip
     parser.add_argument("--epochs", type=int, metavar="N", help="number of epochs (same as --set training.epochs=N)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a pipeline value, e.g. --set training.batch_size=4 (repeatable)")  # fmt: skip
-    parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/<pipeline>/fold<K>)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="run folder (default: runs/<pipeline>/fold<K>); with several folds the folder "
+                             "of the fold runs (default: runs/<pipeline>)")  # fmt: skip
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out (from last.pt) with its own config, fold and data")  # fmt: skip
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the pipeline's device, auto)")
@@ -45,7 +52,55 @@ def register(subparsers) -> None:
     parser.set_defaults(func=_run)
 
 
+def _fold_arg(text: str) -> int | str | tuple[int, ...]:
+    """``K`` (one fold), ``all`` or ``K,L,...`` (several folds, in that order)."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        folds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fold number, a list such as 0,2 or 'all', got {text!r}") from None
+    if any(k < 0 for k in folds) or len(set(folds)) != len(folds):
+        raise argparse.ArgumentTypeError(f"folds must be distinct numbers >= 0, got {text!r}")
+    return folds[0] if len(folds) == 1 and "," not in text else folds
+
+
 def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if isinstance(args.fold, int) or args.fold is None:
+        return _run_fold(args, args.fold, Path(args.out) if args.out else None)
+    return _run_folds(args)
+
+
+def _run_folds(args: argparse.Namespace) -> int:
+    """Train the folds of ``--fold all`` / ``--fold 0,2`` in turn, each in ``<out>/fold<K>`` (resumable on
+    its own: ``--resume`` continues the folds that have a run folder and starts the others)."""
+    from pathlib import Path
+
+    from medseg.errors import ConfigError
+    from medseg.training.config import find_pipeline, load_pipeline
+
+    pipeline = Path(find_pipeline(args.pipeline))
+    root = Path(args.out) if args.out else Path("runs") / pipeline.stem
+    n_folds = load_pipeline(pipeline, overrides=list(args.overrides), device="cpu").data.folds
+    folds = tuple(range(n_folds)) if args.fold == "all" else args.fold
+    bad = [k for k in folds if k >= n_folds]
+    if bad:
+        raise ConfigError(f"--fold {bad[0]}: the pipeline has data.folds={n_folds} folds (0..{n_folds - 1})")
+    for k in folds:
+        out = root / f"fold{k}"
+        resume = args.resume and (out / "config.yaml").is_file()
+        print(f"medseg train: fold {k} of {list(folds)} -> {out}" + (" (resumed)" if resume else ""),
+              file=sys.stderr)  # fmt: skip
+        _run_fold(argparse.Namespace(**{**vars(args), "resume": resume}), k, out)
+    print(f"medseg train: {len(folds)} folds done in {root}; `medseg crossval {root}` evaluates them, "
+          f"`medseg predict --model {root}` predicts with their ensemble", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _run_fold(args: argparse.Namespace, fold: int | None, out) -> int:
+    """Train (or resume) one fold into ``out`` (``None``: ``runs/<pipeline>/fold<K>``)."""
     from pathlib import Path
 
     from medseg.errors import DataError
@@ -56,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides) + ([f"training.epochs={args.epochs}"] if args.epochs is not None else [])
     pipeline = Path(find_pipeline(args.pipeline))
-    out = Path(args.out) if args.out else Path("runs") / pipeline.stem / f"fold{args.fold or 0}"
+    out = Path(out) if out is not None else Path("runs") / pipeline.stem / f"fold{fold or 0}"
     check_outputs({"--out": out}, [args.data, pipeline], folders=["--out"])  # never a run folder over an input
     if args.resume:
         config = load_run_config(out, overrides + ([f"device={args.device}"] if args.device else []))
@@ -64,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         config = load_pipeline(pipeline, overrides=overrides, device=args.device)
     try:
-        result = train(config, run_dir=out, fold=args.fold, data=args.data, resume=args.resume,
+        result = train(config, run_dir=out, fold=fold, data=args.data, resume=args.resume,
                        workers=args.workers, progress=False if args.no_progress else None)  # fmt: skip
     except OSError as exc:  # a full disk, a read-only folder...: one line naming the file
         if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
