@@ -100,7 +100,7 @@ def read_dicom_series(folder: str | os.PathLike, *, series_uid: str | None = Non
     Returns:
         ``(columns, rows, slices)`` Volume, int16 when the rescaled values are integers that fit, float32
         otherwise; ``meta`` holds ``path``, ``format`` ``"dicom"``, ``modality``, ``series_uid``,
-        ``series_description``.
+        ``series_description``, ``frame_of_reference_uid``.
 
     Raises:
         DataError: No DICOM images, several series and no ``series_uid``, an unknown ``series_uid``,
@@ -151,7 +151,8 @@ def read_dicom_series(folder: str | os.PathLike, *, series_uid: str | None = Non
     array = _as_hu_dtype(_series_values([items[i] for i in order]))
     ds0 = items[order[0]][1]
     meta = {"path": str(folder), "format": "dicom", "modality": str(ds0.get("Modality", "")),
-            "series_uid": series_uid, "series_description": str(ds0.get("SeriesDescription", ""))}
+            "series_uid": series_uid, "series_description": str(ds0.get("SeriesDescription", "")),
+            "frame_of_reference_uid": str(ds0.get("FrameOfReferenceUID", ""))}
     return Volume(array=array, affine=affine, meta=meta)
 
 
@@ -182,7 +183,8 @@ def read_dicom_file(path: str | os.PathLike) -> Volume:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     meta = {"path": str(path), "format": "dicom", "modality": str(ds.get("Modality", "")),
             "series_uid": str(ds.get("SeriesInstanceUID", "")),
-            "series_description": str(ds.get("SeriesDescription", ""))}
+            "series_description": str(ds.get("SeriesDescription", "")),
+            "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", ""))}
     if frames == 1:
         _require(ds, ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"), path)
         hu = _slice_hu(path, ds)

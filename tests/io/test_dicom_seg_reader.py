@@ -70,3 +70,12 @@ def test_seg_off_the_grid_is_refused(dicom_case):
 
     with pytest.raises(DataError, match="do not lie on the grid"):
         read_label_map(seg, like=Volume(case.image.array, moved, {"path": "other.nii.gz"}))
+
+
+def test_seg_of_another_frame_of_reference_is_refused(dicom_case, tmp_path):
+    case, _, seg = dicom_case
+    from medseg.io import write_dicom_series
+
+    other = read_dicom_series(write_dicom_series(case.image, tmp_path / "rescan"))  # same grid, new frame UID
+    with pytest.raises(DataError, match=r"frame of reference .* is not the one of"):
+        read_label_map(seg, like=other)
