@@ -278,3 +278,24 @@ def test_second_evaluate_into_a_busy_folder_is_refused(dataset, tmp_path, capsys
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.slow
+def test_two_predicts_into_one_folder_leave_consistent_cases(untrained_run, trained_run, dataset, tmp_path):
+    """Two `medseg predict` with different models into one folder: every case's label map and volumes
+    JSON come from the same process (checked by re-measuring the map), nothing half-written is left."""
+    from medseg.evaluation.volumes import volumes_report
+    from medseg.io import read_volume
+
+    out = tmp_path / "pred"
+    scans = [str(dataset / f"volume-{i}.nii.gz") for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-m", "medseg", "predict", "--model", str(run), *scans, "--out",
+                               str(out), "--device", "cpu"], stderr=subprocess.PIPE)
+             for run in (untrained_run, trained_run)]
+    for proc in procs:
+        assert proc.wait(timeout=600) == 0, proc.stderr.read().decode()
+    for i in range(4):
+        seg = read_volume(out / f"{i}_seg.nii.gz")
+        recorded = json.loads((out / f"{i}_volumes.json").read_text())
+        assert recorded["liver_ml"] == pytest.approx(volumes_report(seg)["liver_ml"])
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
