@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from medseg.geometry import bounding_box
 from medseg.io.volume import Volume
 
 __all__ = [
@@ -64,7 +65,7 @@ def preview_slices(labels: np.ndarray, ornt: np.ndarray | None = None) -> dict[s
     """
     labels = np.asarray(labels)
     ornt = np.array([[0, 1], [1, 1], [2, 1]]) if ornt is None else np.asarray(ornt)
-    box = _box(labels != 0)
+    box = bounding_box(labels)
     if box is None:
         centre = [n / 2 for n in labels.shape]
     else:
@@ -85,12 +86,6 @@ def preview_slices(labels: np.ndarray, ornt: np.ndarray | None = None) -> dict[s
         index = int(np.argmax(areas)) + box[axis].start
         picks["lesion"] = index if ornt[axis, 1] > 0 else labels.shape[axis] - 1 - index
     return picks
-
-
-def _box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Bounding box of ``mask`` (one pass in C), ``None`` when empty."""
-    boxes = ndimage.find_objects(mask.view(np.uint8))
-    return boxes[0] if boxes else None
 
 
 def _view(array: np.ndarray, plane: str, index: int) -> np.ndarray:
