@@ -11,7 +11,7 @@ import pytest
 
 from medseg.cli import main
 from medseg.data import make_phantom, write_phantom_case
-from medseg.inference.batch import collect_inputs, shard, shard_from_env
+from medseg.inference.batch import collect_inputs
 from medseg.io import read_volume
 
 
@@ -98,10 +98,6 @@ def test_torchrun_sharding(untrained_run, cohort, tmp_path, monkeypatch, capsys)
     root, _ = cohort
     inputs, failures = collect_inputs([root / "nifti", root / "dicom"])
     assert [cid for cid, _ in inputs] == ["1", "2", "patient3"] and not failures
-    assert shard(list("abcde"), rank=1, world_size=2) == ["b", "d"]
-    with pytest.raises(ValueError, match="rank"):
-        shard([1], rank=2, world_size=2)
-    assert shard_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == (3, 4, 1)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     out = tmp_path / "pred"
@@ -119,27 +115,3 @@ def test_bad_model_is_one_line(tmp_path, capsys):
                  str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "nope" in err
-
-
-def test_interrupted_batch_leaves_only_complete_files(untrained_run, cohort, tmp_path):
-    from medseg.evaluation import volumes_report
-    from medseg.inference import Predictor, predict_batch
-
-    root, _ = cohort
-    predictor = Predictor.from_run(untrained_run, device="cpu")
-    real_predict = predictor.predict
-    calls = []
-
-    class Interrupting:
-        def predict(self, volume):
-            calls.append(1)
-            if len(calls) == 2:
-                raise KeyboardInterrupt
-            return real_predict(volume)
-
-    out = tmp_path / "pred"
-    inputs, _ = collect_inputs([root / "nifti"])
-    with pytest.raises(KeyboardInterrupt):
-        predict_batch(Interrupting(), inputs, out, report=volumes_report)
-    assert sorted(p.name for p in out.iterdir()) == ["1_seg.nii.gz", "1_volumes.json"]
-    assert read_volume(out / "1_seg.nii.gz").shape == read_volume(inputs[0][1]).shape
