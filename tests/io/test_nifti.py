@@ -1,4 +1,4 @@
-"""Volume geometry and NIfTI round trips."""
+"""NIfTI round trips (Volume geometry: test_volume.py)."""
 
 from __future__ import annotations
 
@@ -9,25 +9,7 @@ import numpy as np
 import pytest
 
 from medseg.errors import DataError
-from medseg.io import Volume, affine_from_geometry, read_volume, write_volume
-
-
-def test_geometry_properties_from_affine():
-    direction = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    affine = affine_from_geometry((0.7, 0.8, 2.5), origin_mm=(10.0, -5.0, 3.0), direction=direction)
-    vol = Volume(np.zeros((4, 5, 6), np.int16), affine)
-    assert vol.spacing_mm == pytest.approx((0.7, 0.8, 2.5))
-    assert vol.origin_mm == pytest.approx((10.0, -5.0, 3.0))
-    np.testing.assert_allclose(vol.direction, direction)
-    assert vol.voxel_volume_ml == pytest.approx(0.7 * 0.8 * 2.5 / 1000)
-    # voxel (1, 2, 3) -> origin + 1*0.7*d0 + 2*0.8*d1 + 3*2.5*d2
-    expected = np.array([10.0, -5.0, 3.0]) + 0.7 * direction[:, 0] + 1.6 * direction[:, 1] + 7.5 * direction[:, 2]
-    np.testing.assert_allclose(vol.world_coordinates([[1, 2, 3]])[0], expected)
-
-
-def test_volume_rejects_singular_affine():
-    with pytest.raises(ValueError, match="invertible"):
-        Volume(np.zeros((2, 2, 2)), np.zeros((4, 4)))
+from medseg.io import read_volume, write_volume
 
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
