@@ -48,7 +48,8 @@ def _axial_axis(affine: np.ndarray | None, ndim: int) -> int:
 def _hu_stats(image: np.ndarray | None, mask: np.ndarray) -> dict[str, float] | None:
     if image is None:
         return None
-    values = image[mask]
+    box = bounding_box(mask)  # select inside the mask's box: boolean indexing of a whole scan is slow
+    values = np.asarray(image)[box][mask[box]] if box is not None else np.zeros(0)
     if values.size == 0:
         return {"mean": math.nan, "std": math.nan}
     values = values.astype(float)
