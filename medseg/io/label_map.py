@@ -83,7 +83,7 @@ class LabelMapping:
                 name, sep, values = str(spec).partition("=")
                 if not sep:
                     raise ConfigError(f"--labels: expected REGION=VALUES (e.g. liver=5), got {spec!r}")
-                items[name.strip().lower()] = values
+                items.setdefault(name.strip().lower(), []).extend(_split(values))
             specs = items
         unknown = sorted(set(specs) - set(_REGIONS))
         if unknown:
@@ -105,10 +105,18 @@ class LabelMapping:
 LITS_MAPPING = LabelMapping()
 
 
+def _split(values: str) -> list[str]:
+    """``"2,3"`` -> ``["2", "3"]``; a quoted value (a segment label with commas) stays whole."""
+    text = values.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return [text]
+    return text.split(",")
+
+
 def _parse_values(raw, region: str) -> tuple[int | str, ...]:
     if raw is None:
         return ()
-    items = raw if isinstance(raw, list | tuple) else [raw] if not isinstance(raw, str) else raw.split(",")
+    items = raw if isinstance(raw, list | tuple) else [raw] if not isinstance(raw, str) else _split(raw)
     out: list[int | str] = []
     for item in items:
         if isinstance(item, bool) or (isinstance(item, float) and not float(item).is_integer()):

@@ -22,6 +22,8 @@ def case():
     (["liver=255"], (255,), ()),
     (['liver="Liver"', "tumor='Liver tumor'"], ("Liver",), ("Liver tumor",)),
     ({"liver": 5, "tumor": [6, 7]}, (5,), (6, 7)),
+    (["liver=5", "liver=8"], (5, 8), ()),  # repeated regions add up
+    (['tumor="Lesion, segment VII"'], (), ("Lesion, segment VII",)),
 ])
 def test_parse(specs, liver, tumor):
     mapping = LabelMapping.parse(specs)
