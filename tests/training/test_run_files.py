@@ -119,3 +119,14 @@ def test_crafted_last_pt_fields_are_one_line_naming_it(run, capsys, fields, mess
     torch.save(_checkpoint(**fields), run / "last.pt")
     code, err = _resume(capsys, run)
     _one_line(code, err, str(run / "last.pt"), message)
+
+
+def test_resume_takes_the_fold_and_data_set_from_the_run_folder(run, tiny_dataset):
+    from medseg.training.run_files import check_resume, load_run_config
+
+    record = json.loads((run / "folds.json").read_text())
+    (run / "folds.json").write_text(json.dumps({**record, "fold": 1}))  # a fold-1 run
+    config = load_run_config(run, ["training.epochs=5"])  # more epochs: allowed
+    assert config.training.epochs == 5
+    assert check_resume(run, config, fold=None, data=None) == (1, tiny_dataset)  # not fold 0
+    assert check_resume(run, config, fold=1, data=tiny_dataset) == (1, tiny_dataset)
