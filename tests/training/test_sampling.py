@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medseg.training.augment import AugmentationConfig, affine_margin
 from medseg.training.sampling import centered_start, crop_patch, foreground_count, pick_foreground_voxel, random_start
 
 
@@ -47,10 +46,3 @@ def test_centered_start_and_pick():
     assert set(classes) == {1, 2} and np.mean(classes == 2) == pytest.approx(0.5, abs=0.04)
     assert all(tuple(v) in {(1, 2, 3), (4, 5, 6)} if c == 1 else tuple(v) == (7, 8, 9) for c, v in picks)
     assert pick_foreground_voxel({1: np.zeros((0, 3), int)}, rng) is None
-
-
-def test_affine_margin_formula():
-    assert affine_margin(AugmentationConfig(rotate_deg=0.0, scale_range=(1.0, 1.0))) == pytest.approx(1.0)
-    assert affine_margin(AugmentationConfig(rotate_deg=30.0, scale_range=(0.7, 1.4))) == pytest.approx(
-        (np.cos(np.pi / 6) + np.sin(np.pi / 6)) / 0.7)
-    assert affine_margin(AugmentationConfig(rotate_deg=90.0, scale_range=(1.0, 1.0))) == pytest.approx(np.sqrt(2))
