@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 Box = tuple[slice, slice, slice]
 Network = Callable[[torch.Tensor], torch.Tensor]
+#: Blended network output ``(K', X, Y, Z)`` -> class scores ``(K, X, Y, Z)`` (see ``scores`` below).
+Scores = Callable[[torch.Tensor], torch.Tensor]
 #: A face of a box: ``(axis, side)`` with side 0 the low face (``start``) and 1 the high face (``stop``).
 Face = tuple[int, int]
 
@@ -102,6 +104,7 @@ def predict_coarse_to_fine(
     *,
     spacing_mm: Sequence[float],
     mask: torch.Tensor | np.ndarray | None = None,
+    scores: Scores | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Logits ``(K, X, Y, Z)`` of the fine pass in a box found by a coarse pass, and statistics.
 
@@ -113,6 +116,8 @@ def predict_coarse_to_fine(
         settings: :class:`CoarseToFineSettings`.
         spacing_mm: Spacing of ``image``'s grid (mm per voxel along X, Y, Z).
         mask: ``(X, Y, Z)`` boolean body mask (windows without a True voxel are skipped), or ``None``.
+        scores: Maps the blended network output to class scores whose argmax is the foreground (a fold
+            ensemble's stacked logits -> log mean probabilities); ``None``: the output itself.
 
     Returns:
         The logits (background outside the final box) and ``{"coarse_box", "box", "rounds", "coarse_s",
@@ -122,7 +127,7 @@ def predict_coarse_to_fine(
 
     t0 = time.perf_counter()
     coarse = coarse_foreground(coarse_network, image, replace(window, overlap=settings.overlap),
-                               factor=settings.factor, mask=mask)
+                               factor=settings.factor, mask=mask, scores=scores)
     margin_vox = [settings.margin_mm / s for s in spacing_mm]
     box = foreground_box(coarse, image.shape[1:], margin_vox=margin_vox, min_fraction=settings.min_fraction)
     stats: dict[str, Any] = {"coarse_s": time.perf_counter() - t0, "coarse_box": _as_list(box)}
@@ -132,13 +137,13 @@ def predict_coarse_to_fine(
         logits, rounds = predict_logits(fine_network, image, window, mask=mask), 1
     else:
         logits, box, rounds = refine_in_box(fine_network, image, window, box, settings, spacing_mm=spacing_mm,
-                                            mask=mask)
+                                            mask=mask, scores=scores)
     stats.update(box=_as_list(box), rounds=rounds, fine_s=time.perf_counter() - t0)
     return logits, stats
 
 
 def coarse_foreground(network: Network, image: torch.Tensor, window: WindowSettings, *, factor: float,
-                      mask: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
+                      mask: torch.Tensor | np.ndarray | None = None, scores: Scores | None = None) -> np.ndarray:
     """Foreground (argmax > 0) of ``network`` on ``image`` resampled to ``factor`` times its spacing.
 
     Args:
@@ -153,12 +158,13 @@ def coarse_foreground(network: Network, image: torch.Tensor, window: WindowSetti
     coarse = resample_array(image, out_shape=coarse_shape, mode="trilinear")
     coarse_mask = None if mask is None else resample_array(mask, out_shape=coarse_shape, mode="nearest")
     logits = predict_logits(network, coarse, window, mask=coarse_mask)
-    return argmax_classes(logits).numpy() > 0
+    return argmax_classes(logits if scores is None else scores(logits)).numpy() > 0
 
 
 def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings, box: Box,
                   settings: CoarseToFineSettings, *, spacing_mm: Sequence[float],
-                  mask: torch.Tensor | np.ndarray | None = None) -> tuple[torch.Tensor, Box | None, int]:
+                  mask: torch.Tensor | np.ndarray | None = None, scores: Scores | None = None
+                  ) -> tuple[torch.Tensor, Box | None, int]:
     """The fine pass in ``box``, grown and re-run while its foreground reaches a face (see module doc).
 
     Windows that a grown box shares with the previous one are not run again (their outputs are kept on
@@ -174,7 +180,8 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
     cache: dict = {}  # window outputs: a grown box runs only the windows it does not share with the last
     for rounds in range(1, settings.max_rounds + 1):
         logits = predict_logits(network, image, window, mask=mask, box=box, cache=cache)
-        foreground = _large_components(argmax_classes(logits).numpy() > 0, settings.min_fraction)
+        classes = argmax_classes(logits if scores is None else scores(logits))
+        foreground = _large_components(classes.numpy() > 0, settings.min_fraction)
         faces = [] if foreground is None else faces_reached(foreground, box, guard_vox=guard_vox, min_fraction=0.0)
         if not faces:
             return logits, box, rounds

@@ -9,6 +9,12 @@ Example (a notebook)::
     labels = predictor(read_volume("volume-3.nii.gz"))          # uint8, same shape and affine as the scan
     write_volume(labels, "3_seg.nii.gz", label=True)
 
+    ensemble = Predictor.from_run("runs/liver")                 # a folder of fold runs: all trained folds
+    ensemble = Predictor.from_runs(["runs/liver/fold0", "runs/liver/fold1"])   # or a list of runs
+
+A fold ensemble (:mod:`~medseg.inference.ensemble`) runs every fold's network on each window and averages
+the folds' softmax probabilities; its coarse localisation pass is run once, by the whole ensemble.
+
 Steps per scan: the run's own preprocessing (as :func:`medseg.preprocessing.preprocess_image`: canonical
 orientation, target spacing, intensity normalisation; computed block-wise with the body mask by
 :func:`~medseg.inference.prepare.prepare_scan`), sliding-window logits
@@ -24,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,6 +38,13 @@ import torch
 
 from medseg.errors import ConfigError, DataError
 from medseg.inference.coarse_to_fine import CoarseToFineSettings, predict_coarse_to_fine
+from medseg.inference.ensemble import (
+    FoldEnsemble,
+    find_fold_runs,
+    fold_agreement,
+    is_fold_folder,
+    log_mean_probabilities,
+)
 from medseg.inference.postprocess import PostprocessConfig, applies_to, postprocess_labels
 from medseg.inference.restore import restore_argmax
 from medseg.inference.sliding_window import WindowSettings, predict_logits
@@ -126,6 +140,8 @@ class Predictor:
         postprocessing: The run's post-processing configuration.
         settings: :class:`InferenceSettings`.
         device: Where the network runs.
+        members: Folds in ``network`` (a :class:`~medseg.inference.ensemble.FoldEnsemble` when > 1).
+        sources: The checkpoint file of each fold.
     """
 
     network: torch.nn.Module
@@ -138,16 +154,44 @@ class Predictor:
     postprocessing: PostprocessConfig = field(default_factory=PostprocessConfig)
     settings: InferenceSettings = field(default_factory=InferenceSettings)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    members: int = 1
+    sources: tuple[str, ...] = ()
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, *, device: str | torch.device = "auto",
-                 settings: InferenceSettings | None = None) -> Predictor:
-        """Load a run folder (``best.pt``, else ``last.pt``) or a checkpoint file."""
+                 settings: InferenceSettings | None = None, folds: Sequence[int] | None = None) -> Predictor:
+        """Load a run folder (``best.pt``, else ``last.pt``), a checkpoint file, or a folder of fold runs
+        (``fold<K>/``: the ensemble of every trained fold, or of ``folds``)."""
         from medseg.runs.checkpoint import load_checkpoint
 
+        if folds is not None or is_fold_folder(run):
+            return cls.from_runs(find_fold_runs(run, folds), device=device, settings=settings)
         path = find_checkpoint(run)
-        return cls.from_checkpoint(load_checkpoint(path, map_location="cpu"), device=device, settings=settings,
-                                   source=path)
+        predictor = cls.from_checkpoint(load_checkpoint(path, map_location="cpu"), device=device, settings=settings,
+                                        source=path)
+        return replace(predictor, sources=(str(path),))
+
+    @classmethod
+    def from_runs(cls, runs: Sequence[str | os.PathLike], *, device: str | torch.device = "auto",
+                  settings: InferenceSettings | None = None) -> Predictor:
+        """The ensemble of several runs (folds): each a run folder or checkpoint file; one run is a plain
+        predictor. The post-processing is the first run's.
+
+        Raises:
+            DataError: A run's plan, patch size, classes, labels, 2.5D context or mirrored axes differ from
+                the first run's (one line naming both).
+        """
+        if not runs:
+            raise ConfigError("from_runs needs at least one run")
+        singles = [cls.from_run(run, device=device, settings=settings) for run in runs]
+        first = singles[0]
+        for other in singles[1:]:
+            _check_same_model_grid(first, other)
+        if len(singles) == 1:
+            return first
+        network = FoldEnsemble([p.network for p in singles]).eval()
+        return replace(first, network=network, members=len(singles),
+                       sources=tuple(s for p in singles for s in p.sources))
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any], *, device: str | torch.device = "auto",
@@ -236,18 +280,41 @@ class Predictor:
         elif s.tta:
             network = mirrored(self.network, spatial_dims=spatial_dims, axes=self.mirror_axes)
         batch_size = s.batch_size or (2 if spatial_dims == 3 else 16)
-        window = WindowSettings(patch_size=self.patch_size, num_classes=self.num_classes, overlap=s.overlap,
-                                batch_size=batch_size, context_slices=self.context_slices,
-                                box_windows=s.fine_windows, device=self.device, amp=s.amp, progress=s.progress)
+        window = WindowSettings(patch_size=self.patch_size, num_classes=self.num_classes * self.members,
+                                overlap=s.overlap, batch_size=batch_size, context_slices=self.context_slices,
+                                box_windows=s.fine_windows, device=self.device, amp=s.amp, progress=s.progress,
+                                members=self.members)  # fmt: skip
+        scores = None if self.members == 1 else (lambda out: log_mean_probabilities(out, self.members))
 
         t0 = time.perf_counter()
         if s.mode == "coarse-to-fine":
             logits, steps = predict_coarse_to_fine(self.network, network, image, window, s.coarse_to_fine(),
-                                                   spacing_mm=record.spacing_after_mm, mask=mask)
+                                                   spacing_mm=record.spacing_after_mm, mask=mask, scores=scores)
             stats.update(steps)
         else:
             logits = predict_logits(network, image, window, mask=mask)
             stats.update(box=None, fine_s=time.perf_counter() - t0)
+        if self.members > 1:  # the folds' agreement, then their mean probabilities (as log) for what follows
+            stats["uncertainty"] = fold_agreement(logits, self.members, spacing_mm=record.spacing_after_mm)
+            logits = scores(logits)
         stats["preprocessed_shape"] = list(record.resampled_shape)
         return logits, record, stats
+
+
+def _check_same_model_grid(first: Predictor, other: Predictor) -> None:
+    """Refuse to ensemble runs that do not predict the same classes on the same grid (one line)."""
+    name = other.sources[0] if other.sources else "a run"
+    ref = first.sources[0] if first.sources else "the first run"
+    for what, a, b in (("preprocessing plan", _plan_dict(first.plan), _plan_dict(other.plan)),
+                       ("patch size", tuple(first.patch_size), tuple(other.patch_size)),
+                       ("number of classes", first.num_classes, other.num_classes),
+                       ("labels", first.labels, other.labels),
+                       ("2.5D context slices", first.context_slices, other.context_slices),
+                       ("mirrored axes", first.mirror_axes, other.mirror_axes)):  # fmt: skip
+        if a != b:
+            raise DataError(f"cannot ensemble: its {what} ({b}) differs from {ref}'s ({a})", path=name)
+
+
+def _plan_dict(plan: Any) -> Any:
+    return plan.to_dict() if hasattr(plan, "to_dict") else plan
 

@@ -62,6 +62,9 @@ class WindowSettings:
         amp: Use float16 autocast (CUDA only; ignored on CPU).
         sigma_scale: Gaussian sigma as a fraction of the window size.
         progress: Show a tqdm bar over window batches.
+        members: The network's output is ``members`` logit maps stacked on the channel axis (a fold
+            ensemble, :mod:`medseg.inference.ensemble`), each of ``num_classes // members`` classes;
+            voxels no window covered get background in each of them.
     """
 
     patch_size: tuple[int, ...]
@@ -74,9 +77,12 @@ class WindowSettings:
     amp: bool = False
     sigma_scale: float = 0.125
     progress: bool = False
+    members: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        if self.members < 1 or self.num_classes % self.members:
+            raise ValueError(f"num_classes={self.num_classes} must be a multiple of members={self.members}")
         if len(self.patch_size) not in (2, 3):
             raise ValueError(f"patch_size must have 2 or 3 entries, got {self.patch_size}")
         if len(self.patch_size) == 3 and self.context_slices:
@@ -225,7 +231,7 @@ def _run_windows(network: Network, image: torch.Tensor, windows: list[Box], sett
     padded = tuple(image.shape[1:])
     logits = torch.zeros((settings.num_classes, *padded), dtype=torch.float32, device=device)
     if not windows:
-        _fill_background(logits, torch.ones(padded, dtype=torch.bool, device=device))
+        _fill_background(logits, torch.ones(padded, dtype=torch.bool, device=device), settings.members)
         return logits
     extent = tuple(slice(min(w[a].start for w in windows), max(w[a].stop for w in windows)) for a in range(3))
     offset = [e.start for e in extent]
@@ -253,11 +259,11 @@ def _run_windows(network: Network, image: torch.Tensor, windows: list[Box], sett
     region = logits[(slice(None), *extent)]
     covered = weights > 0
     region.div_(torch.where(covered, weights, torch.ones_like(weights)))
-    _fill_background(region, ~covered)
+    _fill_background(region, ~covered, settings.members)
     del weights, covered
     outside = torch.ones(padded, dtype=torch.bool, device=device)
     outside[box if box is not None else extent] = False
-    _fill_background(logits, outside)
+    _fill_background(logits, outside, settings.members)
     return logits
 
 
@@ -302,10 +308,11 @@ def _crop(logits: torch.Tensor, pads: Sequence[int], shape: Sequence[int]) -> to
     return logits.cpu().contiguous() if logits.device.type != "cpu" else logits.contiguous()
 
 
-def _fill_background(logits: torch.Tensor, where: torch.Tensor) -> None:
-    """Set ``logits`` (K, ...) to confident background where ``where`` (...) is True, in place."""
+def _fill_background(logits: torch.Tensor, where: torch.Tensor, members: int = 1) -> None:
+    """Set ``logits`` (K, ...) to confident background where ``where`` (...) is True, in place (in each of
+    ``members`` stacked maps of ``K // members`` classes)."""
     if not bool(where.any()):
         return
-    logits[0][where] = 0.0
-    for k in range(1, logits.shape[0]):
-        logits[k][where] = BACKGROUND_FILL_LOGIT
+    per_member = logits.shape[0] // members
+    for k in range(logits.shape[0]):
+        logits[k][where] = 0.0 if k % per_member == 0 else BACKGROUND_FILL_LOGIT
