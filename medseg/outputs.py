@@ -2,7 +2,10 @@
 
 Per case (in the output folder): ``<case>_volumes.json`` (:func:`medseg.evaluation.volumes.volumes_report`
 plus ``warnings``), ``<case>_seg.dcm`` (DICOM SEG, :mod:`medseg.io.dicom_seg_writer`) and
-``<case>_preview.png`` (:mod:`medseg.preview`). Per run: ``run.json`` (:mod:`medseg.manifest`),
+``<case>_preview.png`` (:mod:`medseg.preview`), with ``--save-probabilities`` the uint8 maps
+``<case>_prob_liver.nii.gz``, ``<case>_prob_tumor.nii.gz`` and ``<case>_uncertainty.nii.gz``
+(:mod:`medseg.inference.probability_maps`). A fold ensemble's agreement (``stats["uncertainty"]``) goes
+into the volumes JSON (``uncertainty``) and the cohort table. Per run: ``run.json`` (:mod:`medseg.manifest`),
 ``volumes.csv`` and ``lesions.csv`` (:mod:`medseg.evaluation.tables`), rewritten atomically after every case.
 Under ``torchrun`` each process writes its own ``run.rank<R>.json``, ``volumes.rank<R>.csv`` and
 ``lesions.rank<R>.csv`` (rank 0 the plain names), so no two processes write one file.
@@ -30,7 +33,7 @@ from medseg.io.volume import Volume
 from medseg.manifest import RunManifest
 from medseg.utils.atomic import atomic_write_json
 
-__all__ = ["FORMATS", "CaseFiles", "OutputSettings", "PredictOutputs", "seg_filename", "wants_seg"]
+__all__ = ["FORMATS", "CaseFiles", "OutputSettings", "PredictOutputs", "map_filename", "seg_filename", "wants_seg"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,11 @@ FORMATS = ("auto", "nifti", "dicom-seg", "both")
 def seg_filename(case_id: str) -> str:
     """File name of the DICOM SEG written next to ``<case>_seg.nii.gz``."""
     return f"{case_id}_seg.dcm"
+
+
+def map_filename(case_id: str, name: str) -> str:
+    """File name of a probability map (``liver``, ``tumor``) or of the ``uncertainty`` map of a case."""
+    return f"{case_id}_uncertainty.nii.gz" if name == "uncertainty" else f"{case_id}_prob_{name}.nii.gz"
 
 
 def wants_seg(fmt: str, source_is_dicom: bool) -> bool:
@@ -101,6 +109,11 @@ class PredictOutputs:
         out = CaseFiles(warnings=[str(w) for w in stats.get("warnings", ())])
         out.uids = _dicom_uids(source, scan) if scan.meta.get("format") == "dicom" else {}
         report = self._step(out, "volumes", lambda: _volumes(scan, labels)) if self.settings.volumes else None
+        maps = stats.pop("probability_maps", None)  # uint8 maps: written here, not kept with the outcome
+        if maps:
+            self._step(out, "probabilities", lambda: self._maps(case_id, scan, maps, out))
+        if report is not None and stats.get("uncertainty"):
+            report = {**report, "uncertainty": _rounded_uncertainty(stats["uncertainty"])}
         is_dicom = scan.meta.get("format") == "dicom"
         if wants_seg(self.settings.format, is_dicom):
             # the scan's meta (series UID, format) with the predicted labels, on the scan's grid
@@ -124,7 +137,9 @@ class PredictOutputs:
     def case_done(self, outcome) -> None:
         """Record ``outcome`` (a :class:`~medseg.inference.batch.CaseOutcome`) in the manifest and tables."""
         extra = self._pending.pop(outcome.case_id, CaseFiles())
-        if outcome.status == "ok" and self.settings.volumes:
+        if outcome.status == "skipped" and self.settings.volumes:
+            self._rows_from_earlier_run(outcome.case_id)
+        if outcome.status in ("ok", "skipped") and self.settings.volumes:
             self._write_tables()
         if self.manifest is None:
             return
@@ -166,6 +181,15 @@ class PredictOutputs:
         out.files.append(str(result.path))
         return result
 
+    def _maps(self, case_id: str, scan: Volume, maps: dict, out: CaseFiles) -> None:
+        from medseg.inference.probability_maps import PROBABILITY_SCALE
+        from medseg.io.nifti import write_nifti
+
+        for name, array in maps.items():
+            path = self.out_dir / map_filename(case_id, name)
+            write_nifti(scan.with_array(array, kind="probabilities"), path, scale=PROBABILITY_SCALE)
+            out.files.append(str(path))
+
     def _preview(self, case_id: str, scan: Volume, labels: Volume, report, out: CaseFiles) -> Path:
         from medseg.preview import preview_caption, preview_filename, write_preview
 
@@ -180,12 +204,31 @@ class PredictOutputs:
         self._volume_rows[case_id] = volume_row(case_id, report, warnings)
         self._lesion_rows[case_id] = lesion_rows(case_id, report["lesions"])
 
+    def _rows_from_earlier_run(self, case_id: str) -> None:
+        """A resumed (skipped) case keeps its rows in the tables, from its earlier ``<case>_volumes.json``."""
+        import json
+
+        path = self.out_dir / f"{case_id}_volumes.json"
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+            self._add_rows(case_id, report, report.get("warnings", []))
+        except (OSError, ValueError, KeyError, TypeError):
+            logger.warning("%s: no usable volumes JSON from the earlier run; not in the tables", case_id)
+
     def _write_tables(self) -> None:
         from medseg.evaluation.tables import lesions_table, volumes_table, write_table
 
         write_table(volumes_table(self._volume_rows.values()), self.out_dir / self.settings.run_file("volumes", ".csv"))
         lesions = [row for rows in self._lesion_rows.values() for row in rows]
         write_table(lesions_table(lesions), self.out_dir / self.settings.run_file("lesions", ".csv"))
+
+
+def _rounded_uncertainty(agreement: dict) -> dict:
+    """The folds' agreement (:func:`medseg.inference.ensemble.fold_agreement`) rounded for the JSON."""
+    def rnd(v):
+        return [round(x, 3) for x in v] if isinstance(v, list) else (round(v, 4) if isinstance(v, float) else v)
+
+    return {k: rnd(v) for k, v in agreement.items()}
 
 
 def _volumes(scan: Volume, labels: Volume) -> dict:

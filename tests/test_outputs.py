@@ -69,3 +69,15 @@ def test_nifti_scan_asked_for_a_seg_keeps_its_nifti(tmp_path, tiny_case):
     report = json.loads((out / "n_volumes.json").read_text())
     assert len(lesions) == report["lesion_count"] == tiny_case.info["lesion_count"]
     assert report["warnings"] == files.warnings
+
+
+def test_resumed_case_keeps_its_table_rows(tmp_path, tiny_case):
+    scan = tiny_case.image.with_array(tiny_case.image.array, format="nifti")
+    out, _, _ = _run(tmp_path, OutputSettings(format="nifti", preview=False), "a", tmp_path / "a.nii.gz", scan,
+                     tiny_case.label)
+    settings = OutputSettings(format="nifti", preview=False)
+    writer = PredictOutputs(out, settings, RunManifest.start(out, command="predict"))
+    writer.case_done(CaseOutcome("a", "a.nii.gz", "skipped", output=str(out / "a_seg.nii.gz")))
+    table = pd.read_csv(out / "volumes.csv", dtype={"case": str})
+    assert table["case"].tolist() == ["a"] and table.loc[0, "warnings"] == "spacing far from the plan"
+    assert json.loads((out / "run.json").read_text())["cases"][0]["status"] == "skipped"
