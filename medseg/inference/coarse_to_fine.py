@@ -185,7 +185,7 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
         faces = [] if foreground is None else faces_reached(foreground, box, guard_vox=guard_vox, min_fraction=0.0)
         if not faces:
             return logits, box, rounds
-        box = grow_box(box, faces, shape, step_vox=step_vox, foreground=foreground)
+        box = grow_box(box, faces, shape, step_vox=step_vox, foreground=foreground, snap_vox=window.window)
         logger.info("fine foreground reaches the box faces %s; growing the box to %s", faces, _as_list(box))
     logger.info("the box still grows after %d fine passes; predicting the whole scan", settings.max_rounds)
     return predict_logits(network, image, window, mask=mask, cache=cache), None, settings.max_rounds + 1
@@ -247,9 +247,10 @@ def faces_reached(foreground: np.ndarray, box: Box, *, guard_vox: Sequence[int],
 
 
 def grow_box(box: Box, faces: Sequence[Face], shape: Sequence[int], *, step_vox: Sequence[int],
-             foreground: np.ndarray | None = None) -> Box:
+             foreground: np.ndarray | None = None, snap_vox: Sequence[int] | None = None) -> Box:
     """``box`` with each of ``faces`` moved out by ``step_vox`` (and past ``foreground``'s extent by as
-    much), clamped to ``shape``."""
+    much), clamped to ``shape``; a face that ends closer than ``snap_vox`` (a window) to the scan's edge
+    goes to the edge (one more pass could not run fewer windows there)."""
     lo, hi = [s.start for s in box], [s.stop for s in box]
     for axis, side in faces:
         extent = None
@@ -259,9 +260,13 @@ def grow_box(box: Box, faces: Sequence[Face], shape: Sequence[int], *, step_vox:
         if side == 0:
             reach = lo[axis] if extent is None else min(lo[axis], extent[0])
             lo[axis] = max(0, reach - step_vox[axis])
+            if snap_vox is not None and lo[axis] < snap_vox[axis]:
+                lo[axis] = 0
         else:
             reach = hi[axis] if extent is None else max(hi[axis], extent[1])
             hi[axis] = min(shape[axis], reach + step_vox[axis])
+            if snap_vox is not None and shape[axis] - hi[axis] < snap_vox[axis]:
+                hi[axis] = shape[axis]
     return tuple(slice(a, b) for a, b in zip(lo, hi))
 
 

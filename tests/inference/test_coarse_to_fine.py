@@ -137,6 +137,8 @@ def test_faces_reached_and_grow_box():
     assert faces_reached(np.zeros_like(fg), box, guard_vox=(2, 2, 2)) == []
     grown = grow_box(box, [(0, 0), (2, 1)], (20, 20, 20), step_vox=(3, 3, 10), foreground=fg)
     assert grown == (slice(1, 15), slice(0, 15), slice(6, 20))  # x: 4 - 3; z: 14 + 10 clamped to 20
+    snapped = grow_box(box, [(0, 0), (2, 1)], (40, 20, 40), step_vox=(1, 1, 2), foreground=fg, snap_vox=(4, 4, 8))
+    assert snapped == (slice(0, 15), slice(0, 15), slice(6, 16))  # x: 3 < 4 from the edge -> 0; z: 24 left
 
 
 def test_guard_defaults_to_a_third_of_the_margin():
