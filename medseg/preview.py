@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from medseg.geometry import bounding_box
 from medseg.io.volume import Volume
+from medseg.utils.paths import displayable
 
 __all__ = [
     "LIVER_RGB",
@@ -175,7 +176,7 @@ def preview_figure(image: Volume, labels: Volume, *, caption: str = "",
     handles = [Line2D([], [], color=liver_colour, lw=2, label="liver"),
                Line2D([], [], color=tumor_colour, lw=2, label="tumor")]
     fig.legend(handles=handles, loc="upper right", fontsize=8, frameon=False, ncol=2)
-    fig.text(0.01, 0.02, caption, fontsize=8, va="bottom", ha="left", family="monospace")
+    fig.text(0.01, 0.02, displayable(caption), fontsize=8, va="bottom", ha="left", family="monospace")
     fig.subplots_adjust(left=0.01, right=0.99, top=0.88, bottom=0.08 + 0.04 * caption.count("\n"), wspace=0.04)
     return fig
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from medseg.errors import ConfigError
 
-__all__ = ["check_outputs", "os_error_line", "same_file"]
+__all__ = ["check_outputs", "displayable", "os_error_line", "same_file"]
 
 PathLike = str | os.PathLike
 
@@ -119,3 +119,9 @@ def os_error_line(exc: OSError) -> str:
         cause = f"{cause} ({errno.errorcode[exc.errno]})"
     names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
     return f"{' -> '.join(names)}: {cause}" if names else cause
+
+
+def displayable(text: str) -> str:
+    """``text`` with the undecodable bytes of a non-UTF-8 file name shown as U+FFFD (for figures: fonts
+    and matplotlib refuse the surrogates Python keeps those bytes in)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -200,6 +200,17 @@ def test_non_utf8_file_names(dataset, tmp_path, capsys):
     assert json.loads((tmp_path / f"{name}.json").read_text())["file"] == str(seg)
 
 
+def test_predict_a_non_utf8_scan_name(untrained_run, dataset, tmp_path):
+    scan = tmp_path / os.fsdecode(b"caf\xe9.nii.gz")
+    shutil.copy(dataset / "volume-0.nii.gz", scan)
+    out = tmp_path / "pred"
+    proc = subprocess.run([sys.executable, "-m", "medseg", "-v", "predict", "--model", untrained_run, scan, "--out",
+                           out, "--device", "cpu"], capture_output=True, check=False)
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
+    stem = os.fsdecode(b"caf\xe9")
+    assert {f"{stem}_seg.nii.gz", f"{stem}_volumes.json", f"{stem}_preview.png"} <= {p.name for p in out.iterdir()}
+
+
 def test_predict_finds_training_batch_folders(untrained_run, dataset, tmp_path, capsys):
     lits = tmp_path / "LiTS"
     for batch, cases in (("Training Batch 1", ("0", "1")), ("Training Batch 2", ("2",))):

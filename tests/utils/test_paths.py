@@ -8,7 +8,7 @@ import os
 import pytest
 
 from medseg.errors import ConfigError
-from medseg.utils.paths import check_outputs, os_error_line, same_file
+from medseg.utils.paths import check_outputs, displayable, os_error_line, same_file
 
 
 @pytest.fixture
@@ -73,3 +73,9 @@ def test_os_error_line():
     moved = OSError(errno.EXDEV, os.strerror(errno.EXDEV), "a", None, "b")
     assert os_error_line(moved) == "a -> b: Invalid cross-device link (EXDEV)"
     assert os_error_line(OSError("plain")) == "plain"
+
+
+def test_displayable_shows_undecodable_bytes_as_replacement_characters():
+    name = os.fsdecode(b"caf\xe9_seg.nii.gz")
+    assert displayable(name) == "caf\ufffd_seg.nii.gz"
+    assert displayable("café") == "café"
