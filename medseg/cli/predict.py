@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 
 _EPILOG = """examples:
   medseg predict --model runs/liver/fold0 data/new_scans --out predictions
+  medseg predict --model runs/liver data/new_scans --out predictions     # ensemble of every trained fold
+  medseg predict --model runs/liver --folds 0,1 scan1.nii.gz --out predictions --save-probabilities
   medseg predict --model runs/liver/fold0/best.pt scan1.nii.gz dicom/patient07 --out predictions --tta
   medseg predict --model runs/liver/fold0 data/cohort --out predictions --skip-existing   # resume
   medseg predict --model runs/liver/fold0 dicom/patient07 --out predictions --format dicom-seg --no-preview
@@ -42,7 +44,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI file, folder of NIfTI files, DICOM series folder "
                    "or data set folder")
-    p.add_argument("--model", required=True, metavar="RUN", help="run folder (uses best.pt, else last.pt) or .pt file")
+    p.add_argument("--model", required=True, metavar="RUN",
+                   help="run folder (uses best.pt, else last.pt), .pt file, or a folder of fold runs "
+                        "(fold<K>/, as `medseg train --fold all` writes): the ensemble of its trained folds")
+    p.add_argument("--folds", type=_folds_arg, default=None, metavar="K,L",
+                   help="with a folder of fold runs: ensemble only these folds (default: every trained fold)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--mode", choices=("coarse-to-fine", "full"), default="coarse-to-fine",
                    help="coarse-to-fine: find the liver at half resolution first, then full resolution in its box "
@@ -62,6 +68,10 @@ def register(subparsers) -> None:
                    help="label map format: auto (default) = NIfTI, plus DICOM SEG (<case>_seg.dcm) for DICOM "
                         "input; nifti; dicom-seg (SEG only, NIfTI if the SEG fails); both (DICOM input only)")
     p.add_argument("--no-preview", action="store_true", help="do not write the QA picture <case>_preview.png")
+    p.add_argument("--save-probabilities", action="store_true",
+                   help="also write <case>_prob_liver.nii.gz, <case>_prob_tumor.nii.gz and <case>_uncertainty.nii.gz "
+                        "(normalised entropy of the (ensemble's mean) probabilities) on the scan's grid: uint8, "
+                        "value = stored / 255 (scl_slope set, so viewers show 0..1)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
     p.add_argument("--strict", action="store_true",
@@ -86,11 +96,12 @@ def _predict(args: argparse.Namespace) -> int:
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         torch.set_num_threads(max(1, torch.get_num_threads() // max(1, min(world_size, torch.get_num_threads()))))
     settings = InferenceSettings(mode=args.mode, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
-                                 skip_air=args.skip_air, progress=bool(args.progress))
+                                 skip_air=args.skip_air, progress=bool(args.progress),
+                                 probabilities=args.save_probabilities)
     inputs, failures = collect_inputs(args.inputs)
     _check_outputs(args, inputs)
     _check_formats(args, inputs)
-    predictor = Predictor.from_run(args.model, device=device, settings=settings)
+    predictor = Predictor.from_run(args.model, device=device, settings=settings, folds=args.folds)
     inputs = shard(inputs, rank=rank, world_size=world_size)
     failures = shard(failures, rank=rank, world_size=world_size)
     where = f" (process {rank} of {world_size})" if world_size > 1 else ""
@@ -118,13 +129,14 @@ def _writer(args: argparse.Namespace, settings, predictor, rank: int):
 
     from medseg import __version__
     from medseg.io.dicom_seg_writer import SegSettings
-    from medseg.manifest import RunManifest, file_sha256
+    from medseg.manifest import RunManifest
     from medseg.outputs import OutputSettings, PredictOutputs
     from medseg.runs.folder import find_checkpoint
 
-    checkpoint = find_checkpoint(args.model)
-    sha = file_sha256(checkpoint)
-    seg = SegSettings(algorithm_version=__version__, model_sha256=sha, model_name=checkpoint.name)
+    checkpoints = [Path(p) for p in predictor.sources] or [find_checkpoint(args.model)]
+    sha = _models_sha256(checkpoints)
+    name = checkpoints[0].name if len(checkpoints) == 1 else f"{Path(args.model).name} ({len(checkpoints)} folds)"
+    seg = SegSettings(algorithm_version=__version__, model_sha256=sha, model_name=name)
     outputs = OutputSettings(format=args.format, preview=not args.no_preview, volumes=not args.no_volumes, seg=seg,
                              rank=rank)
     resolved = {"inference": dataclasses.asdict(settings), "outputs": {
@@ -132,10 +144,30 @@ def _writer(args: argparse.Namespace, settings, predictor, rank: int):
         "skip_existing": args.skip_existing}}
     plan = getattr(predictor, "plan", None)
     pipeline = plan.to_dict() if hasattr(plan, "to_dict") else {}
-    manifest = RunManifest.start(args.out, command="predict", settings=resolved, checkpoints=[checkpoint],
+    manifest = RunManifest.start(args.out, command="predict", settings=resolved, checkpoints=checkpoints,
                                  pipeline={"model": str(args.model), "plan": pipeline}, device=str(predictor.device),
                                  name=outputs.run_file("run", ".json"))
     return PredictOutputs(Path(args.out), outputs, manifest)
+
+
+def _folds_arg(text: str) -> tuple[int, ...]:
+    try:
+        folds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected fold numbers such as 0,1, got {text!r}") from None
+    if any(k < 0 for k in folds) or len(set(folds)) != len(folds):
+        raise argparse.ArgumentTypeError(f"folds must be distinct numbers >= 0, got {text!r}")
+    return folds
+
+
+def _models_sha256(checkpoints: list) -> str:
+    """SHA-256 of the checkpoint, or for an ensemble of the folds' SHA-256s joined in fold order."""
+    import hashlib
+
+    from medseg.manifest import file_sha256
+
+    shas = [file_sha256(p) for p in checkpoints]
+    return shas[0] if len(shas) == 1 else hashlib.sha256(",".join(shas).encode()).hexdigest()
 
 
 def _check_formats(args: argparse.Namespace, inputs: list) -> None:
@@ -156,7 +188,7 @@ def _check_outputs(args: argparse.Namespace, inputs: list) -> None:
 
     from medseg.data.naming import prediction_filename
     from medseg.inference.batch import volumes_filename
-    from medseg.outputs import seg_filename
+    from medseg.outputs import map_filename, seg_filename
     from medseg.preview import preview_filename
     from medseg.utils.paths import check_outputs
 
@@ -164,6 +196,7 @@ def _check_outputs(args: argparse.Namespace, inputs: list) -> None:
     check_outputs({"--out": out}, [*args.inputs, args.model], folders=["--out"])
     outputs = {f"--out ({name})": out / name for case_id, _ in inputs
                for name in (prediction_filename(case_id), volumes_filename(case_id), seg_filename(case_id),
-                            preview_filename(case_id))}
+                            preview_filename(case_id),
+                            *(map_filename(case_id, m) for m in ("liver", "tumor", "uncertainty")))}
     outputs.update({f"--out ({name})": out / name for name in ("run.json", "volumes.csv", "lesions.csv")})
     check_outputs(outputs, [*(path for _, path in inputs), args.model])

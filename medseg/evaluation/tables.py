@@ -31,7 +31,8 @@ __all__ = ["LESION_COLUMNS", "VOLUME_COLUMNS", "lesion_rows", "lesions_table", "
 VOLUME_COLUMNS = (
     "case", "liver_ml", "liver_parenchyma_ml", "tumor_ml", "tumor_burden_percent", "lesion_count",
     "largest_lesion_ml", "largest_lesion_axial_diameter_mm", "largest_lesion_short_axis_mm",
-    "largest_lesion_max_diameter_mm", "liver_truncated", "tumor_truncated", "warnings",
+    "largest_lesion_max_diameter_mm", "liver_truncated", "tumor_truncated", "folds", "fold_tumor_sd_ml",
+    "fold_dice_tumor", "fold_dice_liver", "warnings",
 )
 LESION_COLUMNS = (
     "case", "lesion", "volume_ml", "axial_diameter_mm", "short_axis_mm", "max_diameter_mm",
@@ -66,9 +67,18 @@ def volume_row(case: str, report: Mapping, warnings: Sequence[str] = ()) -> dict
         "largest_lesion_max_diameter_mm": largest.get("max_diameter_mm"),
         "liver_truncated": report.get("liver_truncated"),
         "tumor_truncated": report.get("tumor_truncated"),
+        **_agreement(report.get("uncertainty") or {}),
         "warnings": "; ".join(warnings),
     }
     return _rounded(row)
+
+
+def _agreement(uncertainty: Mapping) -> dict:
+    """A fold ensemble's agreement on the case (empty for one model): sort by ``fold_dice_tumor`` (lowest
+    first) or ``fold_tumor_sd_ml`` (largest first) to review the cases the folds disagree on."""
+    return {"folds": uncertainty.get("folds"), "fold_tumor_sd_ml": uncertainty.get("tumor_volume_sd_ml"),
+            "fold_dice_tumor": uncertainty.get("fold_dice_tumor"),
+            "fold_dice_liver": uncertainty.get("fold_dice_liver")}  # fmt: skip
 
 
 def lesion_rows(case: str, lesions: Iterable[Mapping]) -> list[dict]:

@@ -36,13 +36,18 @@ from medseg.errors import DataError
 from medseg.runs.folder import CHECKPOINT_NAMES
 
 __all__ = [
+    "POSTPROCESSING_FILE",
     "FoldEnsemble",
     "find_fold_runs",
     "fold_agreement",
     "is_fold_folder",
     "log_mean_probabilities",
     "mean_probabilities",
+    "read_chosen_postprocessing",
 ]
+
+#: The post-processing chosen on the cross-validation (``medseg crossval``), beside the fold runs.
+POSTPROCESSING_FILE = "postprocessing.json"
 
 _FOLD_NAME = re.compile(r"^fold(\d+)$")
 
@@ -173,3 +178,23 @@ def find_fold_runs(root: str | os.PathLike, folds: Sequence[int] | None = None) 
         raise DataError(f"--folds: fold {missing[0]} has no trained run (fold{missing[0]}/best.pt or last.pt)",
                         path=root)  # fmt: skip
     return [found[k] for k in folds]
+
+
+def read_chosen_postprocessing(root: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``chosen`` post-processing of ``root/postprocessing.json`` (``None`` when there is no file).
+
+    Raises:
+        DataError: The file is unreadable or has no ``chosen`` mapping.
+    """
+    import json
+
+    path = Path(root) / POSTPROCESSING_FILE
+    if not path.is_file():
+        return None
+    try:
+        chosen = json.loads(path.read_text(encoding="utf-8")).get("chosen")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DataError(f"unreadable post-processing choice ({exc})", path=path) from None
+    if not isinstance(chosen, dict):
+        raise DataError("expected {'chosen': {post-processing keys}} (as medseg crossval writes)", path=path)
+    return chosen

@@ -39,11 +39,13 @@ import torch
 from medseg.errors import ConfigError, DataError
 from medseg.inference.coarse_to_fine import CoarseToFineSettings, predict_coarse_to_fine
 from medseg.inference.ensemble import (
+    POSTPROCESSING_FILE,
     FoldEnsemble,
     find_fold_runs,
     fold_agreement,
     is_fold_folder,
     log_mean_probabilities,
+    read_chosen_postprocessing,
 )
 from medseg.inference.postprocess import PostprocessConfig, applies_to, postprocess_labels
 from medseg.inference.restore import restore_argmax
@@ -84,6 +86,8 @@ class InferenceSettings:
             full run's logits).
         postprocessing: Overrides the run's post-processing (``None``: use the run's).
         progress: Show a progress bar over window batches.
+        probabilities: :meth:`Predictor.predict` also returns the liver, tumor and uncertainty maps on the
+            scan's grid as uint8 (``stats["probability_maps"]``, :mod:`medseg.inference.probability_maps`).
     """
 
     mode: str = "coarse-to-fine"
@@ -99,6 +103,7 @@ class InferenceSettings:
     fine_windows: str = "tile"
     postprocessing: PostprocessConfig | None = None
     progress: bool = False
+    probabilities: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -161,11 +166,19 @@ class Predictor:
     def from_run(cls, run: str | os.PathLike, *, device: str | torch.device = "auto",
                  settings: InferenceSettings | None = None, folds: Sequence[int] | None = None) -> Predictor:
         """Load a run folder (``best.pt``, else ``last.pt``), a checkpoint file, or a folder of fold runs
-        (``fold<K>/``: the ensemble of every trained fold, or of ``folds``)."""
+        (``fold<K>/``: the ensemble of every trained fold, or of ``folds``, post-processed as its
+        ``postprocessing.json`` says when ``medseg crossval`` wrote one, else as the first fold's run)."""
         from medseg.runs.checkpoint import load_checkpoint
 
         if folds is not None or is_fold_folder(run):
-            return cls.from_runs(find_fold_runs(run, folds), device=device, settings=settings)
+            predictor = cls.from_runs(find_fold_runs(run, folds), device=device, settings=settings)
+            chosen = read_chosen_postprocessing(run)  # chosen on the cross-validation (medseg crossval)
+            if chosen is None:
+                return predictor
+            try:
+                return replace(predictor, postprocessing=PostprocessConfig.from_dict(chosen))
+            except ConfigError as exc:
+                raise DataError(str(exc), path=os.path.join(run, POSTPROCESSING_FILE)) from None
         path = find_checkpoint(run)
         predictor = cls.from_checkpoint(load_checkpoint(path, map_location="cpu"), device=device, settings=settings,
                                         source=path)
@@ -239,6 +252,8 @@ class Predictor:
         """Label map and run statistics (seconds per step, windows run, the liver box)."""
         logits, record, stats = self.predict_logits(volume)
         t0 = time.perf_counter()
+        if self.settings.probabilities:
+            stats["probability_maps"] = self._probability_maps(logits, record, volume)
         labels = restore_argmax(logits, record)
         del logits
         config = self.settings.postprocessing or self.postprocessing
@@ -247,6 +262,15 @@ class Predictor:
         stats["restore_postprocess_s"] = time.perf_counter() - t0
         out = volume.with_array(labels, kind="label", labels=dict(self.labels))
         return out, stats
+
+    def _probability_maps(self, logits: torch.Tensor, record: Any, volume: Volume) -> dict[str, Any]:
+        """uint8 liver/tumor/uncertainty maps on the scan's grid (LiTS labels only; else none, logged)."""
+        from medseg.inference.probability_maps import probability_maps
+
+        if not applies_to(self.labels):
+            logger.warning("probability maps need the LiTS labels (liver, tumor); this run has %s", self.labels)
+            return {}
+        return probability_maps(logits, record)
 
     def predict_probabilities(self, volume: Volume) -> Volume:
         """Softmax probabilities ``(K, X0, Y0, Z0)`` float32 on the scan's grid (no post-processing).

@@ -136,7 +136,7 @@ def _human(n_bytes: float) -> str:
     return f"{n_bytes:.1f} TiB"
 
 
-def write_nifti(volume: Volume, path: str | os.PathLike, *, label: bool = False) -> Path:
+def write_nifti(volume: Volume, path: str | os.PathLike, *, label: bool = False, scale: float | None = None) -> Path:
     """Write ``volume`` to ``path`` (``.nii`` or ``.nii.gz``) atomically.
 
     Args:
@@ -144,6 +144,8 @@ def write_nifti(volume: Volume, path: str | os.PathLike, *, label: bool = False)
             NIfTI whose qform differed, in which case that qform and its code are restored.
         path: Target file; any existing file is replaced only once the new one is complete.
         label: Write as a ``uint8`` label map (values must be integers in 0..255).
+        scale: Store the array as it is with ``scl_slope = scale`` (readers see ``stored * scale``), e.g. a
+            uint8 probability map with ``1 / 255``.
 
     Returns:
         ``path``.
@@ -164,6 +166,8 @@ def write_nifti(volume: Volume, path: str | os.PathLike, *, label: bool = False)
     img.set_sform(volume.affine, code=max(1, int(meta.get("nifti_sform_code", 1) or 1)))
     if label:
         img.header.set_slope_inter(1.0, 0.0)
+    elif scale is not None:
+        img.header.set_slope_inter(float(scale), 0.0)
     with atomic_path(path) as tmp:
         nib.save(img, tmp)
     return path
