@@ -21,7 +21,8 @@ orientation, target spacing, intensity normalisation; computed block-wise with t
 (:func:`~medseg.inference.sliding_window.predict_logits`) with windows that hold only air skipped,
 optionally mirroring test-time augmentation, and in ``"coarse-to-fine"`` mode a first pass at
 ``coarse_factor`` times the spacing with no overlap that finds the liver, so the full-resolution pass runs
-only in its bounding box (plus ``margin_mm``). The logits are mapped back to the scan's voxel grid
+only in its bounding box (plus ``margin_mm``), grown and run again while the fine liver reaches a face
+(:mod:`~medseg.inference.coarse_to_fine`). The logits are mapped back to the scan's voxel grid
 (:func:`~medseg.inference.restore.restore_argmax`) and post-processed on that grid.
 """
 
