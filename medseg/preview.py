@@ -71,22 +71,29 @@ def preview_slices(labels: np.ndarray, ornt: np.ndarray | None = None) -> dict[s
         centre = [n / 2 for n in labels.shape]
     else:
         local = labels[box]
-        centre = [c + sl.start for c, sl in zip(ndimage.center_of_mass(local != 0), box)]
+        centre = [c + sl.start for c, sl in zip(_centre_of_mass(local != 0), box)]
     canonical = {}
     for axis, (world, flip) in enumerate(ornt):
         index = int(np.clip(round(centre[axis]), 0, labels.shape[axis] - 1))
         canonical[int(world)] = index if flip > 0 else labels.shape[axis] - 1 - index
     picks: dict[str, int | None] = {"axial": canonical[2], "coronal": canonical[1], "sagittal": canonical[0],
                                     "lesion": None}
-    tumor = local == 2 if box is not None else None
-    if tumor is not None and tumor.any():
-        components, _ = ndimage.label(tumor, structure=np.ones((3, 3, 3), bool))
+    tumor_box = bounding_box(local == 2) if box is not None else None
+    if tumor_box is not None:
+        components, _ = ndimage.label(local[tumor_box] == 2, structure=np.ones((3, 3, 3), bool))
         largest = int(np.argmax(np.bincount(components.ravel())[1:])) + 1
         axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])  # the stored axis running inferior-superior
         areas = (components == largest).sum(axis=tuple(a for a in range(3) if a != axis))
-        index = int(np.argmax(areas)) + box[axis].start
+        index = int(np.argmax(areas)) + box[axis].start + tumor_box[axis].start
         picks["lesion"] = index if ornt[axis, 1] > 0 else labels.shape[axis] - 1 - index
     return picks
+
+
+def _centre_of_mass(mask: np.ndarray) -> list[float]:
+    """Centre of mass (voxel indices) of a 3D boolean mask from its projections (two passes)."""
+    plane = mask.sum(axis=2, dtype=np.int64)
+    weights = [plane.sum(axis=1), plane.sum(axis=0), mask.sum(axis=(0, 1), dtype=np.int64)]
+    return [float(np.dot(np.arange(w.size), w) / w.sum()) for w in weights]
 
 
 def _view(array: np.ndarray, plane: str, index: int) -> np.ndarray:
