@@ -20,6 +20,9 @@ _EXPORTS = {
     "find_checkpoint": "predictor",
     "restore_argmax": "restore",
     "predict_logits": "sliding_window",
+    "WindowSettings": "sliding_window",
+    "CoarseToFineSettings": "coarse_to_fine",
+    "predict_coarse_to_fine": "coarse_to_fine",
     "mirrored": "tta",
 }
 
