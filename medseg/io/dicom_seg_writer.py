@@ -137,6 +137,7 @@ def write_dicom_seg(
     datasets = source_headers(source, labels.meta.get("series_uid"))
     warnings = list(_repair_uids(datasets, Path(source)))
     datasets, frames = _frames_in_normal_order(datasets, labels, Path(source))
+    datasets, frames, further = _segmented_range(datasets, frames, liver)
     masks = [liver]
     descriptions = [_segment(1, codes.LIVER_SEGMENT_LABEL, settings)]
     if tumor.any():
@@ -145,7 +146,7 @@ def write_dicom_seg(
     else:
         warnings.append("no tumor found: the SEG holds the liver segment only")
     pixels = np.stack([np.stack([m[:, :, k].T for k in frames]) for m in masks], axis=-1).astype(np.uint8)
-    seg = _build(datasets, pixels, descriptions, settings, Path(source))
+    seg = _build(datasets, pixels, descriptions, settings, Path(source), further)
     _save(seg, Path(path))
     for text in warnings:
         logger.warning("%s: %s", path, text)
@@ -153,7 +154,24 @@ def write_dicom_seg(
                      str(seg.SeriesInstanceUID))
 
 
-def _build(datasets: list, pixels: np.ndarray, descriptions: list, settings: SegSettings, source: Path):
+def _segmented_range(datasets: list, frames: list[int], liver: np.ndarray) -> tuple[list, list[int], list]:
+    """The slices from the first to the last one holding a segment, and the others (still referenced).
+
+    highdicom checks and encodes the pixel array it is given, so handing it only the segmented slab (its
+    slices evenly spaced as before) saves that work for the slices a SEG would omit anyway; the other slices
+    go in as ``further_source_images`` and are referenced all the same. A multi-frame source stays whole.
+    """
+    if len(datasets) == 1:
+        return datasets, frames, []
+    occupied = np.flatnonzero(liver.any(axis=(0, 1)))
+    keep = [i for i, k in enumerate(frames) if occupied[0] <= k <= occupied[-1]]
+    inside = set(keep)
+    further = [ds for i, ds in enumerate(datasets) if i not in inside]
+    return [datasets[i] for i in keep], [frames[i] for i in keep], further
+
+
+def _build(datasets: list, pixels: np.ndarray, descriptions: list, settings: SegSettings, source: Path,
+           further: list):
     """The highdicom Segmentation of ``pixels`` (``(frames, rows, columns, segments)``), or a DataError."""
     import highdicom as hd
 
@@ -171,6 +189,7 @@ def _build(datasets: list, pixels: np.ndarray, descriptions: list, settings: Seg
                 manufacturer="medseg", manufacturer_model_name=settings.manufacturer_model_name,
                 software_versions=__version__, device_serial_number="0",
                 series_description=settings.series_description, omit_empty_frames=True,
+                further_source_images=further or None,
             )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         text = str(exc).strip().splitlines()
