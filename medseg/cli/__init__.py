@@ -1,7 +1,7 @@
 """The ``medseg`` command line: thin sub-commands over the library.
 
 Every sub-command lives in this package, one module per stage (``data``: phantom and check,
-``train``, ``predict``, ``evaluate``: evaluate and volumes). Each module defines ``register(subparsers)``,
+``train``, ``crossval``, ``predict``, ``evaluate``: evaluate and volumes). Each module defines ``register(subparsers)``,
 which adds its parsers and sets ``func`` to a callable taking the parsed arguments and returning an exit
 code. Only this package chooses a matplotlib backend (``Agg``, in :func:`main`); library code never does.
 Heavy imports (torch, MONAI) happen inside those callables, so
@@ -21,14 +21,14 @@ import sys
 from collections.abc import Sequence
 
 from medseg import __version__
-from medseg.cli import data, evaluate, predict, train
+from medseg.cli import crossval, data, evaluate, predict, train
 from medseg.errors import MedsegError
 from medseg.utils.paths import os_error_line
 
 __all__ = ["build_parser", "cli_reference", "main"]
 
 # Sub-command modules, in the order they appear in `medseg --help`.
-_COMMAND_MODULES = (data, train, predict, evaluate)
+_COMMAND_MODULES = (data, train, crossval, predict, evaluate)
 
 _EPILOG = """examples:
   medseg phantom data/phantom --cases 8 --size small

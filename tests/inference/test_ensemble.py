@@ -102,3 +102,18 @@ def test_mean_probabilities_and_fold_agreement_by_hand():
     assert agreement["tumor_volume_sd_ml"] == pytest.approx(np.std([1.0, 0.0], ddof=1))
     assert agreement["fold_dice_tumor"] == 0.0 and agreement["fold_dice_liver"] == pytest.approx(2 / 3)
     assert FoldEnsemble([torch.nn.Identity(), torch.nn.Identity()])(torch.ones(1, 3, 2)).shape == (1, 6, 2)
+
+
+def test_postprocessing_chosen_on_crossval_is_used(folds, tmp_path):
+    import json
+
+    root = tmp_path / "liver"
+    shutil.copytree(folds, root)
+    chosen = {"keep_largest_liver": False, "tumor_inside_liver_dilation_mm": None, "min_lesion_volume_mm3": 65.0}
+    (root / "postprocessing.json").write_text(json.dumps({"chosen": chosen}))
+    from medseg.inference import PostprocessConfig
+
+    assert Predictor.from_run(root, device="cpu").postprocessing == PostprocessConfig.from_dict(chosen)
+    (root / "postprocessing.json").write_text(json.dumps({"chosen": {"min_lesion": 3}}))
+    with pytest.raises(DataError, match="postprocessing.json"):
+        Predictor.from_run(root, device="cpu")

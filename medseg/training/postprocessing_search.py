@@ -1,0 +1,166 @@
+"""Post-processing chosen on the cross-validation predictions, as nnU-Net's ``determine_postprocessing``.
+
+nnU-Net (Isensee et al. 2021, *Nature Methods* 18:203) decides its post-processing empirically: a step is
+applied at test time only if, on the out-of-fold predictions of the cross-validation, it improves the
+Dice of the region it acts on and makes no other region worse. Here the three steps of
+:mod:`medseg.inference.postprocess` are decided in their order of application, each on top of the steps
+already kept:
+
+1. keep the largest liver (acts on the liver region, labels {1, 2});
+2. tumor only inside the liver (``tumor_inside_liver_dilation_mm``; acts on the tumor region, {2});
+3. a minimum lesion volume from :data:`LESION_VOLUME_GRID_MM3` (acts on tumor): the value with the highest
+   tumor Dice among those that raise it.
+
+A step is kept when the mean per-case Dice of its region rises by more than :data:`MIN_GAIN` and the
+other region's falls by no more than :data:`MIN_GAIN` (floating-point ties are not a gain). A case whose
+reference and prediction are both empty in a region scores Dice 1 there (they agree), so removing a false
+positive tumor from a tumor-free case counts as the gain it is; nnU-Net's NaN for such cases would make
+the step invisible on them.
+
+Every case is read once: all combinations of the candidate steps are scored on it (at most
+``2 * 2 * (1 + len(grid))`` post-processings of one label map), and the decisions are taken on the table
+of mean Dice per combination. The choice is written to ``<runs>/postprocessing.json``, which
+:meth:`medseg.inference.Predictor.from_run` of the folder of fold runs uses.
+
+Own code: the decision rule is nnU-Net's; the steps and the table are ours.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg.inference.ensemble import POSTPROCESSING_FILE
+from medseg.inference.postprocess import PostprocessConfig, postprocess_labels
+from medseg.labels import liver_mask, tumor_mask
+
+__all__ = ["LESION_VOLUME_GRID_MM3", "MIN_GAIN", "POSTPROCESSING_FILE", "TUMOR_DILATION_MM",
+           "candidates", "choose_postprocessing", "decide", "score_combinations"]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+#: Minimum lesion volumes tried by step 3 (mm^3; 0 = off). 65 mm^3 is a sphere of 5 mm diameter.
+LESION_VOLUME_GRID_MM3 = (10.0, 65.0, 250.0, 1000.0)
+
+#: Dilation of the liver for step 2 (mm), as the pipelines' default.
+TUMOR_DILATION_MM = 5.0
+
+#: A change of mean Dice smaller than this is no change.
+MIN_GAIN = 1e-6
+
+_NONE = PostprocessConfig(keep_largest_liver=False, tumor_inside_liver_dilation_mm=None, min_lesion_volume_mm3=0.0)
+
+
+def candidates(grid_mm3: Sequence[float] = LESION_VOLUME_GRID_MM3, dilation_mm: float = TUMOR_DILATION_MM
+               ) -> list[PostprocessConfig]:
+    """Every combination of the three steps (the first is no post-processing)."""
+    return [PostprocessConfig(keep_largest_liver=largest, tumor_inside_liver_dilation_mm=inside,
+                              min_lesion_volume_mm3=volume)
+            for largest, inside, volume in itertools.product((False, True), (None, dilation_mm), (0.0, *grid_mm3))]
+
+
+def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Dice of two boolean masks; both empty: 1 (see the module doc)."""
+    total = int(pred.sum()) + int(ref.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(pred & ref)) / total
+
+
+def score_combinations(cases: Iterable[tuple[np.ndarray, np.ndarray, Sequence[float]]],
+                       configs: Sequence[PostprocessConfig]) -> np.ndarray:
+    """Per-case Dice of every config: ``(n_cases, n_configs, 2)`` (liver, tumor).
+
+    Args:
+        cases: ``(prediction, reference, spacing_mm)``: raw (not post-processed) label maps on one grid.
+        configs: The post-processings to score.
+    """
+    rows = []
+    for pred, ref, spacing in cases:
+        ref_liver, ref_tumor = liver_mask(ref), tumor_mask(ref)
+        row = []
+        for config in configs:
+            out = postprocess_labels(pred, spacing_mm=spacing, config=config)
+            row.append((_dice(liver_mask(out), ref_liver), _dice(tumor_mask(out), ref_tumor)))
+        rows.append(row)
+    return np.asarray(rows, dtype=float).reshape(len(rows), len(configs), 2)
+
+
+def decide(scores: np.ndarray, configs: Sequence[PostprocessConfig]) -> dict[str, Any]:
+    """The greedy decision of the module doc on the table of :func:`score_combinations`.
+
+    Returns:
+        ``{"chosen": config dict, "steps": [{"step", "kept", "tried", "liver_dice", "tumor_dice", ...}],
+        "dice": {"none": (liver, tumor), "chosen": (liver, tumor)}}`` with mean Dice over the cases.
+    """
+    mean = {config: scores[:, i].mean(axis=0) for i, config in enumerate(configs)}
+    current, steps = _NONE, []
+
+    def consider(name: str, region: int, options: list[PostprocessConfig]) -> None:
+        nonlocal current
+        base = mean[current]
+        good = [c for c in options if mean[c][region] > base[region] + MIN_GAIN
+                and mean[c][1 - region] >= base[1 - region] - MIN_GAIN]
+        best = max(good, key=lambda c: mean[c][region], default=None)
+        steps.append({"step": name, "kept": best is not None, "before": _pair(base),
+                      "tried": [{**_step_value(c, name), "dice": _pair(mean[c])} for c in options],
+                      **({"chosen": _step_value(best, name)} if best is not None else {})})  # fmt: skip
+        current = best if best is not None else current
+
+    consider("keep_largest_liver", 0, [replace(current, keep_largest_liver=True)])
+    consider("tumor_inside_liver", 1, [replace(current, tumor_inside_liver_dilation_mm=_dilation(configs))])
+    consider("min_lesion_volume", 1, [replace(current, min_lesion_volume_mm3=v) for v in _grid(configs)])
+    return {"chosen": current.to_dict(), "steps": steps, "cases": int(scores.shape[0]),
+            "dice": {"none": _pair(mean[_NONE]), "chosen": _pair(mean[current])}}
+
+
+def _pair(values) -> dict[str, float]:
+    return {"liver": round(float(values[0]), 6), "tumor": round(float(values[1]), 6)}
+
+
+def _step_value(config: PostprocessConfig, step: str) -> dict[str, Any]:
+    key = {"keep_largest_liver": "keep_largest_liver", "tumor_inside_liver": "tumor_inside_liver_dilation_mm",
+           "min_lesion_volume": "min_lesion_volume_mm3"}[step]  # fmt: skip
+    return {key: getattr(config, key)}
+
+
+def _dilation(configs: Sequence[PostprocessConfig]) -> float:
+    return next(c.tumor_inside_liver_dilation_mm for c in configs if c.tumor_inside_liver_dilation_mm is not None)
+
+
+def _grid(configs: Sequence[PostprocessConfig]) -> list[float]:
+    return sorted({c.min_lesion_volume_mm3 for c in configs} - {0.0})
+
+
+def choose_postprocessing(root: str | os.PathLike, fold_cases: Sequence[Any], *, progress: bool = False,
+                          grid_mm3: Sequence[float] = LESION_VOLUME_GRID_MM3) -> dict[str, Any]:
+    """Decide the post-processing on ``<root>/crossval/predictions`` (from :func:`~medseg.training.crossval.
+    run_crossval`) against the references of ``fold_cases``; write and return ``<root>/postprocessing.json``."""
+    from tqdm.auto import tqdm
+
+    from medseg.data.naming import prediction_filename
+    from medseg.io.label_map import read_label_map
+    from medseg.io.orientation import align_to
+    from medseg.utils.atomic import atomic_write_json
+
+    pred_dir = Path(root) / "crossval" / "predictions"
+    configs = candidates(grid_mm3)
+    all_cases = [case for part in fold_cases for case in part.cases]
+
+    def load():
+        for case in tqdm(all_cases, desc="post-processing", unit="scan", disable=not progress):
+            ref = read_label_map(case.label)
+            pred = align_to(read_label_map(pred_dir / prediction_filename(case.case_id)), ref,
+                            what="out-of-fold prediction", reference_what="reference")  # fmt: skip
+            yield np.asarray(pred.array), np.asarray(ref.array), ref.spacing_mm
+
+    result = decide(score_combinations(load(), configs), configs)
+    result["predictions"] = str(pred_dir)
+    atomic_write_json(Path(root) / POSTPROCESSING_FILE, result)
+    logger.info("post-processing chosen on %d cross-validation cases: %s", result["cases"], result["chosen"])
+    return result

@@ -1,0 +1,65 @@
+"""Cross-validation of a folder of fold runs: every case predicted exactly once, by the fold that did not
+train on it, on its own scan grid; per fold and pooled summaries from the per-case table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from medseg.cli import main
+from medseg.errors import DataError
+from medseg.training.crossval import out_of_fold_cases
+
+
+@pytest.fixture(scope="module")
+def crossval_run(fold_runs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cv") / "liver"
+    shutil.copytree(fold_runs, root)
+    assert main(["crossval", str(root), "--device", "cpu", "--mode", "full", "--no-progress"]) == 0
+    return root
+
+
+def test_out_of_fold_predictions_cover_every_case_once(crossval_run, tiny_dataset):
+    out = crossval_run / "crossval"
+    per_case = pd.read_csv(out / "per_case.csv", dtype={"case": str})
+    cases = sorted(p.name.split(".")[0].removeprefix("volume-") for p in tiny_dataset.glob("volume-*.nii*"))
+    assert sorted(per_case["case"]) == cases  # each case exactly once
+    for k in (0, 1):
+        split = json.loads((crossval_run / f"fold{k}" / "folds.json").read_text())["folds"]
+        fold_cases = sorted(per_case.loc[per_case["fold"] == k, "case"])
+        assert fold_cases == sorted(split[k]["val"])  # predicted by the fold that held it out
+        assert not set(fold_cases) & set(split[k]["train"])
+    for case in cases:  # on the scan's own grid
+        pred = nib.load(out / "predictions" / f"{case}_seg.nii.gz")
+        scan = nib.load(next(tiny_dataset.glob(f"volume-{case}.nii*")))
+        assert pred.shape == scan.shape and np.allclose(pred.affine, scan.affine)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "complete" and set(summary["folds"]) == {"0", "1"}
+    pooled = summary["dice"]["pooled"]
+    assert pooled["cases"] == 4
+    assert pooled["liver_dice_mean"] == pytest.approx(per_case["liver_dice"].mean())
+    inter, both = per_case["tumor_intersection_voxels"].sum(), (per_case["tumor_pred_voxels"].sum()
+                                                                 + per_case["tumor_ref_voxels"].sum())  # fmt: skip
+    assert pooled["tumor_dice_global"] == pytest.approx(2 * inter / both if both else float("nan"), nan_ok=True)
+    fold0 = per_case[per_case["fold"] == 0]
+    assert summary["dice"]["fold0"]["liver_dice_mean"] == pytest.approx(fold0["liver_dice"].mean())
+    assert (out / "folds.png").stat().st_size > 1000
+    choice = json.loads((crossval_run / "postprocessing.json").read_text())
+    assert choice["cases"] == 4 and set(choice["chosen"]) == {"keep_largest_liver", "tumor_inside_liver_dilation_mm",
+                                                              "min_lesion_volume_mm3"}  # fmt: skip
+
+
+def test_a_case_in_two_validation_folds_is_refused(crossval_run, tmp_path):
+    root = tmp_path / "liver"
+    shutil.copytree(crossval_run / "fold0", root / "fold0")
+    shutil.copytree(crossval_run / "fold1", root / "fold1")
+    record = json.loads((root / "fold1" / "folds.json").read_text())
+    record["fold"] = 0  # fold1's run claims to be fold 0 as well
+    (root / "fold1" / "folds.json").write_text(json.dumps(record))
+    with pytest.raises(DataError, match="validation case of folds 0 and 0"):
+        out_of_fold_cases(root)

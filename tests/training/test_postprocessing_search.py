@@ -1,0 +1,82 @@
+"""The post-processing chosen on cross-validation predictions, on constructed cases with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medseg.inference.postprocess import PostprocessConfig
+from medseg.training.postprocessing_search import candidates, decide, score_combinations
+
+SPACING = (1.0, 1.0, 1.0)
+
+
+def _liver():
+    ref = np.zeros((40, 30, 30), np.uint8)
+    ref[5:25, 5:25, 5:25] = 1
+    ref[8:15, 8:15, 8:15] = 2  # a 343 mm^3 lesion
+    return ref
+
+
+def test_keep_largest_liver_and_min_lesion_volume_kept_where_they_help():
+    ref = _liver()
+    pred = ref.copy()
+    pred[30:34, 2:6, 2:6] = 1  # a stray liver blob: keep the largest liver raises liver Dice
+    pred[2:4, 27:29, 27:29] = 2  # stray tumor: gone with the stray components, so step 2 adds nothing
+    pred[20, 20, 20] = 2  # 1 mm^3 false lesions inside the liver (become liver): min lesion volume
+    pred[20, 10, 20] = 2
+    configs = candidates((10.0, 1000.0))
+    result = decide(score_combinations([(pred, ref, SPACING)], configs), configs)
+    assert result["chosen"] == {"keep_largest_liver": True, "tumor_inside_liver_dilation_mm": None,
+                                "min_lesion_volume_mm3": 10.0}  # 1000 would delete the true lesion  # fmt: skip
+    assert [s["kept"] for s in result["steps"]] == [True, False, True]
+    assert result["dice"]["chosen"] == {"liver": 1.0, "tumor": 1.0} and result["dice"]["none"]["tumor"] < 1.0
+
+
+def test_tumor_inside_liver_kept_when_the_liver_has_two_parts():
+    ref = _liver()
+    ref[30:36, 2:8, 2:8] = 1  # the reference liver has two parts: keeping the largest would hurt
+    pred = ref.copy()
+    pred[36:39, 26:29, 26:29] = 2  # tumor (27 mm^3) over 10 mm from either part of the liver
+    pred[20, 20, 20] = 2
+    configs = candidates((10.0, 1000.0))
+    scores = score_combinations([(pred, ref, SPACING), (ref, ref, SPACING)], configs)
+    result = decide(scores, configs)
+    assert result["chosen"] == {"keep_largest_liver": False, "tumor_inside_liver_dilation_mm": 5.0,
+                                "min_lesion_volume_mm3": 10.0}  # fmt: skip
+    assert result["cases"] == 2 and result["steps"][0]["kept"] is False
+
+
+def test_steps_that_hurt_or_change_nothing_are_not_kept():
+    ref = _liver()
+    ref[30:36, 2:8, 2:8] = 1  # the reference liver has two parts: keeping the largest would hurt
+    pred = ref.copy()
+    pred[9, 9, 9] = 1  # a hole in the lesion; nothing for the tumor steps to remove
+    configs = candidates((10.0,))
+    result = decide(score_combinations([(pred, ref, SPACING)], configs), configs)
+    assert result["chosen"] == {"keep_largest_liver": False, "tumor_inside_liver_dilation_mm": None,
+                                "min_lesion_volume_mm3": 0.0}  # fmt: skip
+    assert not any(s["kept"] for s in result["steps"])
+
+
+def test_a_step_raising_its_region_but_lowering_another_is_refused():
+    configs = candidates((10.0,))
+    scores = np.zeros((1, len(configs), 2))
+    for i, c in enumerate(configs):  # keep-largest raises liver; the tumor step raises tumor but lowers liver
+        scores[0, i] = (0.9 + 0.05 * c.keep_largest_liver - 0.1 * (c.tumor_inside_liver_dilation_mm is not None),
+                        0.5 + 0.2 * (c.tumor_inside_liver_dilation_mm is not None))
+    result = decide(scores, configs)
+    assert result["chosen"] == PostprocessConfig(keep_largest_liver=True, tumor_inside_liver_dilation_mm=None,
+                                                 min_lesion_volume_mm3=0.0).to_dict()  # fmt: skip
+
+
+def test_empty_tumor_both_sides_counts_as_agreement():
+    ref = np.zeros((20, 20, 20), np.uint8)
+    ref[2:18, 2:18, 2:18] = 1  # no tumor in the reference
+    pred = ref.copy()
+    pred[10, 10, 10] = 2  # one false lesion voxel: removing it takes tumor Dice from 0 to 1
+    configs = candidates((10.0,))
+    scores = score_combinations([(pred, ref, SPACING)], configs)
+    base = configs.index(PostprocessConfig(False, None, 0.0))
+    small = configs.index(PostprocessConfig(False, None, 10.0))
+    assert scores[0, base, 1] == 0.0 and scores[0, small, 1] == 1.0
+    assert decide(scores, configs)["chosen"]["min_lesion_volume_mm3"] == 10.0
