@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["bounding_box", "check_spacing", "grow_box", "touches_border", "voxel_volume_ml"]
+__all__ = ["bounding_box", "check_spacing", "grow_box", "joint_bounding_box", "touches_border", "voxel_volume_ml"]
 
 
 def check_spacing(spacing_mm: Sequence[float], ndim: int | Sequence[int], *, name: str = "spacing_mm") -> np.ndarray:
@@ -58,9 +58,7 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     Args:
         mask: Boolean (or integer: non-zero is foreground) array of any shape.
     """
-    mask = np.asarray(mask)
-    if mask.dtype != bool:
-        mask = mask != 0
+    mask = np.asarray(mask)  # integer masks are reduced as they are: ``mask != 0`` would copy the volume
     if mask.ndim == 0 or mask.size == 0:
         return None
     order = sorted(range(mask.ndim), key=lambda a: -abs(mask.strides[a]))  # outermost axis in memory first
@@ -81,6 +79,17 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
             idx = np.flatnonzero(slab.any(axis=other) if other else slab)
             box[order[k + 1]] = slice(int(idx[0]), int(idx[-1]) + 1)
     return tuple(box[a] for a in range(mask.ndim))
+
+
+def joint_bounding_box(*masks: np.ndarray) -> tuple[slice, ...] | None:
+    """Smallest box holding every non-zero voxel of all ``masks`` (same shape); ``None`` if all are empty.
+
+    Each mask's :func:`bounding_box` (no copy), then their union.
+    """
+    boxes = [b for b in (bounding_box(m) for m in masks) if b is not None]
+    if not boxes:
+        return None
+    return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(len(boxes[0])))
 
 
 def touches_border(mask: np.ndarray) -> bool:

@@ -25,6 +25,7 @@ from medseg.evaluation.confusion import confusion_matrix, confusion_row
 from medseg.evaluation.detection import LesionScores, score_lesions
 from medseg.evaluation.lesions import match_lesions
 from medseg.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol
+from medseg.geometry import grow_box, joint_bounding_box
 from medseg.labels import REGION_LABELS, region_masks, tumor_burden_percent
 
 __all__ = ["REGIONS", "CaseResult", "EvaluationConfig", "evaluate_case"]
@@ -105,6 +106,14 @@ def evaluate_case(
     pred, ref = np.asarray(pred), np.asarray(ref)
     if pred.shape != ref.shape:
         raise ValueError(f"case {case!r}: prediction shape {pred.shape} differs from reference shape {ref.shape}")
+    if tumor_probability is not None and np.shape(tumor_probability) != pred.shape:
+        raise ValueError(f"case {case!r}: tumor_probability shape {np.shape(tumor_probability)} differs from the "
+                         f"prediction's {pred.shape}")
+    window = _joint_window(pred, ref)  # views: every metric is computed inside the labelled voxels' box
+    outside = pred.size - math.prod(s.stop - s.start for s in window)  # background in both maps
+    pred, ref = pred[window], ref[window]
+    if tumor_probability is not None:
+        tumor_probability = np.asarray(tumor_probability)[window]
     pred_masks, ref_masks = region_masks(pred), region_masks(ref)
     row: dict[str, float | int | str] = {"case": case}
     for region in REGIONS:
@@ -133,8 +142,23 @@ def evaluate_case(
     row["tumor_burden_pred"] = tumor_burden_percent(counts["liver"][0], counts["tumor"][0])
     row["tumor_burden_ref"] = tumor_burden_percent(counts["liver"][1], counts["tumor"][1])
     row["tumor_burden_error"] = row["tumor_burden_pred"] - row["tumor_burden_ref"]
-    row.update(confusion_row(confusion_matrix(pred, ref, num_classes=3)))  # 0 background, 1 liver, 2 tumor
+    matrix = confusion_matrix(pred, ref, num_classes=3)  # 0 background, 1 liver, 2 tumor
+    matrix[0, 0] += outside
+    row.update(confusion_row(matrix))
     detections = score_lesions(pred_masks["tumor"], ref_masks["tumor"], tumor_probability=tumor_probability,
                                iou_threshold=config.iou_threshold, connectivity=config.connectivity)  # fmt: skip
     lesions = [{"case": case, **lesion} for lesion in detection["lesions"]]
     return CaseResult(case=case, row=row, lesions=lesions, detections=detections)
+
+
+def _joint_window(pred: np.ndarray, ref: np.ndarray) -> tuple[slice, ...]:
+    """The joint bounding box of both maps' labelled voxels plus one voxel of margin, clamped to the array.
+
+    Cropping to it (views, for C- and Fortran-ordered arrays alike: nibabel returns the latter) leaves
+    every metric unchanged: the margin is background, and components, surfaces and overlaps lie inside.
+    Both maps empty: a one-voxel window.
+    """
+    box = joint_bounding_box(pred, ref)
+    if box is None:
+        return tuple(slice(0, min(1, n)) for n in pred.shape)
+    return grow_box(box, 1, pred.shape)

@@ -67,10 +67,14 @@ def confusion_matrix(pred: np.ndarray, ref: np.ndarray, *, num_classes: int) -> 
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     k = int(num_classes)
     counts = np.zeros(k * k, dtype=np.int64)
-    flat_pred, flat_ref = pred.reshape(-1), ref.reshape(-1)
-    for start in range(0, flat_pred.size, _CHUNK):
-        p = flat_pred[start : start + _CHUNK].astype(np.int64)
-        r = flat_ref[start : start + _CHUNK].astype(np.int64)
+    if pred.ndim == 0:
+        pred, ref = pred.reshape(1), ref.reshape(1)
+    order = sorted(range(pred.ndim), key=lambda a: -abs(pred.strides[a]))  # outermost axis in memory first
+    pred, ref = pred.transpose(order), ref.transpose(order)  # views: slabs of either memory order, no copy
+    rows = max(1, _CHUNK // max(1, pred[:1].size))
+    for start in range(0, pred.shape[0], rows):
+        p = pred[start : start + rows].astype(np.int64).reshape(-1)
+        r = ref[start : start + rows].astype(np.int64).reshape(-1)
         for name, values in (("prediction", p), ("reference", r)):
             if values.size and (values.min() < 0 or values.max() >= k):
                 bad = values[(values < 0) | (values >= k)][0]

@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.evaluation.lesions import label_lesions
+from medseg.geometry import grow_box, joint_bounding_box
 
 __all__ = [
     "FROC_FP_RATES",
@@ -135,14 +136,18 @@ def score_lesions(
         raise ValueError(f"pred and ref must have the same shape, got {pred.shape} and {ref.shape}")
     if not 0.0 <= iou_threshold < 1.0:
         raise ValueError(f"iou_threshold must be in [0, 1), got {iou_threshold!r}")
+    if tumor_probability is not None and np.shape(tumor_probability) != pred.shape:
+        raise ValueError(f"tumor_probability shape {np.shape(tumor_probability)} differs from the prediction's "
+                         f"{pred.shape}")
+    box = joint_bounding_box(pred, ref)  # label inside the lesions' box (views): same components, no copy
+    box = grow_box(box, 1, pred.shape) if box is not None else tuple(slice(0, min(1, n)) for n in pred.shape)
+    pred, ref = pred[box], ref[box]
     pred_labels, n_pred = label_lesions(pred, connectivity=connectivity)
     ref_labels, n_ref = label_lesions(ref, connectivity=connectivity)
     if tumor_probability is None:
         confidence = np.ones(n_pred)
     else:
-        prob = np.asarray(tumor_probability, dtype=np.float64)
-        if prob.shape != pred.shape:
-            raise ValueError(f"tumor_probability shape {prob.shape} differs from the prediction's {pred.shape}")
+        prob = np.asarray(np.asarray(tumor_probability)[box], dtype=np.float64)
         if n_pred and not (np.isfinite(prob).all() and prob.min() >= 0.0 and prob.max() <= 1.0):
             raise ValueError("tumor_probability must hold finite probabilities in [0, 1]")
         confidence = np.asarray(ndimage.maximum(prob, pred_labels, index=np.arange(1, n_pred + 1)), dtype=np.float64)

@@ -268,10 +268,22 @@ def _present_values(values: np.ndarray) -> list[float]:
     if np.issubdtype(values.dtype, np.integer):
         lo, hi = int(values.min()), int(values.max())
         if 0 <= lo and hi <= 1 << 16:
-            counts = np.bincount(values.ravel().astype(np.intp, copy=False), minlength=1)
-            return [int(v) for v in np.flatnonzero(counts)]
+            return [int(v) for v in np.flatnonzero(_value_counts(values, hi + 1))]
         return [int(v) for v in np.unique(values)]
     return [float(v) if not float(v).is_integer() else int(v) for v in np.unique(values)]
+
+
+def _value_counts(values: np.ndarray, length: int) -> np.ndarray:
+    """``np.bincount`` of non-negative integers over slabs of the outermost axis in memory: no whole-volume
+    copy for either memory order (``ravel`` copies a Fortran-ordered map, ``astype(intp)`` 8 bytes a voxel)."""
+    if values.ndim == 0:
+        values = values.reshape(1)
+    view = values.transpose(sorted(range(values.ndim), key=lambda a: -abs(values.strides[a])))
+    rows = max(1, (1 << 22) // max(1, view[:1].size))
+    counts = np.zeros(length, dtype=np.int64)
+    for start in range(0, view.shape[0], rows):
+        counts += np.bincount(view[start : start + rows].astype(np.intp).reshape(-1), minlength=length)
+    return counts
 
 
 def _looks_like_ct(present: list[float]) -> bool:

@@ -48,3 +48,40 @@ def test_burden_and_voxel_counts_hand_computed():
     all_tumor = np.where(ref > 0, 2, 0).astype(np.uint8)  # the whole liver is tumor: burden 100 %
     row = evaluate_case(pred, all_tumor, spacing_mm=(1, 1, 1)).row
     assert row["tumor_burden_ref"] == 100.0 and row["tumor_burden_error"] == pytest.approx(25.0 - 100.0)
+
+
+def _nifti_ordered_pair(shape=(320, 300, 160)):
+    """A prediction/reference pair as nibabel returns them (Fortran order): a liver block with two lesions."""
+    ref = np.zeros(shape, np.uint8, order="F")
+    ref[50:100, 40:95, 30:80] = 1
+    ref[60:70, 50:60, 40:50] = 2
+    ref[85:92, 80:88, 65:72] = 2
+    pred = np.asfortranarray(np.roll(ref, (1, 0, 1), axis=(0, 1, 2)))  # first lesion: IoU 810 / 1190
+    pred[86:92, 81:88, 66:71] = 1  # second lesion missed
+    return pred, ref
+
+
+def test_evaluate_case_takes_no_whole_volume_copy_of_fortran_maps():
+    """Memory order: nibabel's Fortran-ordered maps are evaluated on views of the labelled box, so the peak of
+    new allocations stays below half of one map (a region mask of the whole map alone would be one map; the
+    box is 0.9% of it); the row equals the row of C-ordered copies."""
+    import tracemalloc
+
+    pred, ref = _nifti_ordered_pair()
+    assert pred.flags.f_contiguous and not pred.flags.c_contiguous
+    spacing = (0.8, 0.7, 2.5)
+    evaluate_case(pred, ref, spacing_mm=spacing)  # warm-up: imports, caches
+    tracemalloc.start()
+    try:
+        row = evaluate_case(pred, ref, spacing_mm=spacing, case="f").row
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * ref.nbytes, f"peak {peak / 1e6:.2f} MB for a {ref.nbytes / 1e6:.2f} MB map"
+    expected = evaluate_case(np.ascontiguousarray(pred), np.ascontiguousarray(ref), spacing_mm=spacing, case="f").row
+    assert row.keys() == expected.keys()
+    for key, value in expected.items():
+        assert row[key] == value or (isinstance(value, float) and math.isnan(value) and math.isnan(row[key])), key
+    # hand-checked figures of the pair: the background count is the whole array minus the labelled voxels
+    assert row["cm_0_0"] == int(np.count_nonzero((pred == 0) & (ref == 0)))
+    assert (row["lesions_ref"], row["lesions_tp"], row["lesions_fn"]) == (2, 1, 1)

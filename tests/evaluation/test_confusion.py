@@ -113,3 +113,26 @@ def test_row_holds_metrics_and_counts():
 def test_bad_input(pred, ref, message):
     with pytest.raises(ValueError, match=message):
         confusion_matrix(pred, ref, num_classes=3)
+
+
+def test_confusion_matrix_of_fortran_maps_takes_no_whole_volume_copy(monkeypatch):
+    """Slabs of the outermost axis in memory: nibabel's Fortran order costs no copy of the map (a
+    ``reshape(-1)`` copies it); the counts equal a direct count."""
+    import tracemalloc
+
+    from medseg.evaluation import confusion
+
+    monkeypatch.setattr(confusion, "_CHUNK", 1 << 15)  # 32 Ki-voxel chunks: 0.5 MB of int64 each
+
+    rng = np.random.default_rng(0)
+    ref = np.asfortranarray(rng.integers(0, 3, size=(200, 180, 120), dtype=np.uint8))
+    pred = np.asfortranarray(rng.integers(0, 3, size=ref.shape, dtype=np.uint8))
+    tracemalloc.start()
+    try:
+        matrix = confusion_matrix(pred, ref, num_classes=3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * ref.nbytes, f"peak {peak / 1e6:.2f} MB for a {ref.nbytes / 1e6:.2f} MB map"
+    expected = [[int(np.count_nonzero((ref == i) & (pred == j))) for j in range(3)] for i in range(3)]
+    assert matrix.tolist() == expected
