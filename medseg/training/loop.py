@@ -129,11 +129,23 @@ def train(
         with run_lock(run_dir, enabled=info.is_main):
             session.fold, data = _check_run_folder(run_dir, config, fold=fold, data=data, resume=resume)
             if info.is_main:
-                write_run_config(run_dir, config)
+                _write_run_start(run_dir, config, data=data, resume=resume)
             session = _prepare_session(session, data=data, resume=resume, workers=workers)
             return _run_epochs(session, progress=progress, on_epoch_end=on_epoch_end)
     finally:
         ddp.cleanup_distributed(info)
+
+
+def _write_run_start(run_dir: Path, config: PipelineConfig, *, data, resume: bool) -> None:
+    """``config.yaml`` (and, for a new run on a given data set, ``data.json``): what a run killed before
+    its first epoch needs to resume."""
+    from medseg.training.prepare import cache_dir_for
+    from medseg.training.run_files import write_data_record
+
+    write_run_config(run_dir, config)
+    root = data if data is not None else config.data.root
+    if not resume and root is not None:
+        write_data_record(run_dir, root, cache_dir_for(config, root))
 
 
 def _prepare_session(session: Session, *, data, resume: bool, workers: int | None) -> Session:

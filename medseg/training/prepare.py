@@ -20,7 +20,7 @@ import numpy as np
 from medseg.errors import ConfigError, DataError
 from medseg.training.config import PipelineConfig
 
-__all__ = ["PreparedData", "default_cache_root", "make_folds", "prepare_data", "resolve_data_root"]
+__all__ = ["PreparedData", "cache_dir_for", "default_cache_root", "make_folds", "prepare_data", "resolve_data_root"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,12 +142,18 @@ def prepare_data(
         plan = plan_from_fingerprint(
             fingerprint, normalization=p.normalization, target_spacing_mm=p.target_spacing_mm, window_hu=p.window_hu
         )
-    cache_dir = Path(config.data.cache_dir) if config.data.cache_dir else _default_cache_dir(root)
+    cache_dir = cache_dir_for(config, root)
     preprocess_dataset(cases, cache_dir, plan, workers=workers)
     return PreparedData(
         root=root, cache_dir=cache_dir, plan=plan, folds=folds, train_ids=folds[fold]["train"],
         val_ids=folds[fold]["val"],
     )  # fmt: skip
+
+
+def cache_dir_for(config: PipelineConfig, root: str | os.PathLike) -> Path:
+    """The preprocessed cache of data set ``root``: ``data.cache_dir``, else one per data set folder under
+    ``~/.cache/medseg/preprocessed``."""
+    return Path(config.data.cache_dir) if config.data.cache_dir else _default_cache_dir(Path(root))
 
 
 def _default_cache_dir(root: Path) -> Path:

@@ -32,6 +32,7 @@ __all__ = [
     "read_data_record",
     "read_folds",
     "read_plan",
+    "write_data_record",
     "write_prepared",
     "write_run_config",
 ]
@@ -162,11 +163,17 @@ def read_data_record(run_dir: Path) -> RunData | None:
     return RunData(Path(record["root"]), Path(record["cache_dir"]))
 
 
+def write_data_record(run_dir: Path, root: str | os.PathLike, cache_dir: str | os.PathLike) -> None:
+    """Write ``data.json``; a new run writes it before the data is prepared, so that a run killed while
+    preparing resumes on the same data set."""
+    atomic_write_json(run_dir / "data.json", {"root": str(root), "cache_dir": str(cache_dir)})
+
+
 def write_prepared(run_dir: Path, prepared: Any, *, fold: int, fold_seed: int) -> None:
     """Write ``plan.json``, ``folds.json`` and ``data.json`` of prepared data (``PreparedData``)."""
     atomic_write_json(run_dir / "plan.json", prepared.plan.to_dict())
     atomic_write_json(run_dir / "folds.json", {"fold": fold, "seed": fold_seed, "folds": prepared.folds})
-    atomic_write_json(run_dir / "data.json", {"root": str(prepared.root), "cache_dir": str(prepared.cache_dir)})
+    write_data_record(run_dir, prepared.root, prepared.cache_dir)
 
 
 def _section(config: PipelineConfig, key: str) -> Any:

@@ -62,6 +62,17 @@ WRAPPER = textwrap.dedent('''
             die()
         return step(session, batch, e)
 
+    import medseg.preprocessing as preprocessing
+
+    preprocess = preprocessing.preprocess_dataset
+
+    def hooked_preprocess(*args, **kwargs):
+        if moment == "prep":
+            die()
+        return preprocess(*args, **kwargs)
+
+    preprocessing.preprocess_dataset = hooked_preprocess
+
     def hooked_torch_save(obj, f, *args, **kwargs):
         name = os.path.basename(str(f))
         if moment == "during" and name.startswith(".last.") and obj.get("epoch") == epoch:
@@ -158,6 +169,7 @@ def test_kill_after_final_last_pt_leaves_a_complete_run(tiny_dataset, cache, tmp
 @pytest.mark.parametrize(
     ("moment", "file"),
     [
+        ("prep:0", "-"),  # while preparing the data: only config.yaml and data.json
         ("step:1", "-"),  # inside the first epoch: no last.pt yet
         ("after:2", "metrics.csv"),  # final epoch's row written, best.pt and last.pt not yet
         ("after:2", "best.pt"),  # the killed epoch was the best so far: best.pt ahead of last.pt
