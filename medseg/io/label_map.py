@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import ConfigError, DataError
+from medseg.geometry import bounding_box
 from medseg.io.orientation import align_to
 from medseg.io.volume import Volume
 from medseg.labels import BACKGROUND, LIVER, TUMOR
@@ -274,13 +275,20 @@ def _present_values(values: np.ndarray) -> list[float]:
 
 
 def _value_counts(values: np.ndarray, length: int) -> np.ndarray:
-    """``np.bincount`` of non-negative integers over slabs of the outermost axis in memory: no whole-volume
-    copy for either memory order (``ravel`` copies a Fortran-ordered map, ``astype(intp)`` 8 bytes a voxel)."""
+    """``np.bincount`` of non-negative integers: inside the box of the non-zero voxels (a view; zeros
+    elsewhere), over slabs of the outermost axis in memory. No whole-volume copy for either memory order
+    (``ravel`` copies a Fortran-ordered map, ``astype(intp)`` takes 8 bytes a voxel)."""
     if values.ndim == 0:
         values = values.reshape(1)
-    view = values.transpose(sorted(range(values.ndim), key=lambda a: -abs(values.strides[a])))
-    rows = max(1, (1 << 22) // max(1, view[:1].size))
     counts = np.zeros(length, dtype=np.int64)
+    box = bounding_box(values)
+    if box is None:
+        counts[0] = values.size
+        return counts
+    inside = values[box]
+    counts[0] = values.size - inside.size
+    view = inside.transpose(sorted(range(inside.ndim), key=lambda a: -abs(inside.strides[a])))
+    rows = max(1, (1 << 22) // max(1, view[:1].size))
     for start in range(0, view.shape[0], rows):
         counts += np.bincount(view[start : start + rows].astype(np.intp).reshape(-1), minlength=length)
     return counts
