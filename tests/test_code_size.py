@@ -26,6 +26,7 @@ MAX_PARAMETERS = 8
 KNOWN: dict[str, str] = {
     "medseg.cli.evaluate:_evaluate": "lines",  # TODO(cli/evaluate owner)
     "medseg.evaluation.runner:evaluate_folders": "parameters",  # TODO(evaluation owner): a settings object
+    "medseg.evaluation.case:evaluate_case": "lines",  # TODO(evaluation owner): 63 lines since e84ef81
     "medseg.inference.batch:predict_batch": "parameters",  # TODO(predict/outputs owner)
     "medseg.io.dicom:read_dicom_file": "lines",  # TODO(io owner)
     "medseg.losses.region:TverskyLoss.__init__": "parameters",  # TODO(losses owner)
