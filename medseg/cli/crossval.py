@@ -34,7 +34,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("runs", metavar="RUNS", help="folder of fold runs (fold<K>/, as `medseg train --fold all` writes)")
-    p.add_argument("--folds", metavar="K,L", help="only these folds (default: every trained fold)")
+    p.add_argument("--folds", type=_folds_arg, metavar="K,L", help="only these folds (default: every trained fold)")
     p.add_argument("--data", metavar="DIR", help="the data set, when it moved since training (default: data.json)")
     p.add_argument("--protocol", choices=("medseg", "lits2017"), default="medseg",
                    help="evaluation conventions (docs/metrics.md; default medseg)")
@@ -51,6 +51,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=_crossval)
 
 
+def _folds_arg(text: str) -> tuple[int, ...]:
+    from medseg.cli.predict import _folds_arg as parse
+
+    return parse(text)
+
+
 def _crossval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -59,7 +65,7 @@ def _crossval(args: argparse.Namespace) -> int:
     from medseg.training.postprocessing_search import choose_postprocessing
     from medseg.utils.paths import check_outputs
 
-    folds = tuple(int(k) for k in args.folds.split(",")) if args.folds else None
+    folds = args.folds
     root = Path(args.runs)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     settings = CrossvalSettings(inference=InferenceSettings(mode=args.mode, tta=args.tta), folds=folds,
