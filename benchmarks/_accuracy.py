@@ -119,8 +119,10 @@ def table(rows: list[dict]) -> str:
                      f"{d['tumor']:.3f} ({dt:+.3f}) | {grown} | {t['liver']:.3f} ({tl:+.3f}) | "
                      f"{t['tumor']:.3f} ({tt:+.3f}) | {f['seconds']:.1f} / {d['seconds']:.1f} / {t['seconds']:.1f} |")
     total = {mode: sum(r["seconds"] for r in rows if r["mode"] == mode) for mode in MODES}
-    summary = (f"Worst case: default vs full liver Dice {worst['default liver']:+.4f}, tumor Dice "
-               f"{worst['default tumor']:+.4f}; TTA vs default tumor Dice {worst['tta tumor']:+.4f}. "
+    spread = {key: max(abs(m["default"][key] - m["full"][key]) for m in by_case.values()) for key in ("liver", "tumor")}
+    summary = (f"Worst case: default vs full liver Dice {worst['default liver']:+.4f} (largest difference either "
+               f"way {spread['liver']:.4f}), tumor Dice {worst['default tumor']:+.4f} (either way "
+               f"{spread['tumor']:.4f}); TTA vs default tumor Dice {worst['tta tumor']:+.4f}. "
                f"Total seconds: full {total['full']:.1f}, default {total['default']:.1f} "
                f"({total['full'] / max(total['default'], 1e-9):.2f}x faster), tta {total['tta']:.1f}.")
     return "\n".join(lines) + "\n\n" + summary
