@@ -32,7 +32,7 @@ try:  # POSIX
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["FolderLockedError", "folder_lock", "lock_path"]
+__all__ = ["FolderLockedError", "folder_lock", "holder_text", "lock_path"]
 
 _held: set[tuple[int, str]] = set()  # (pid, lock file) held by this process
 
@@ -46,7 +46,8 @@ def lock_path(folder: str | os.PathLike, purpose: str) -> Path:
     return Path(folder) / f".medseg-{purpose}.lock"
 
 
-def _holder_text(path: Path) -> str:
+def holder_text(path: Path) -> str:
+    """Who holds the lock file ``path``: ``"PID 12 on host (medseg train)"``, or ``"another process"``."""
     try:
         info = json.loads(path.read_text(encoding="utf-8") or "{}")
     except (OSError, ValueError):
@@ -132,7 +133,7 @@ def _acquire(path: Path, folder: str | os.PathLike, *, wait: bool) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             if not _lock(fd, wait=wait):
-                raise FolderLockedError(f"folder is in use by {_holder_text(path)}: wait for it to finish or "
+                raise FolderLockedError(f"folder is in use by {holder_text(path)}: wait for it to finish or "
                                         f"choose another folder ({path.name})", path=folder)
             try:
                 current = os.stat(path)

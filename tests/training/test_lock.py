@@ -3,6 +3,7 @@ dead process (SIGKILL) is taken over."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -44,7 +45,7 @@ def test_lock_of_a_killed_process_is_taken_over(holder, tmp_path):
             pass
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
-    assert (run / LOCK_NAME).read_text().split()[0] == str(holder.pid)  # stale: its file is still there
+    assert json.loads((run / LOCK_NAME).read_text())["pid"] == holder.pid  # stale: its file is still there
     with run_lock(run) as path:
-        assert path.read_text().split()[0] == str(os.getpid())
+        assert json.loads(path.read_text())["pid"] == os.getpid()
     assert not (run / LOCK_NAME).exists()  # released
