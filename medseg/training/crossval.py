@@ -141,7 +141,11 @@ def _read_split(run: Path) -> tuple[int, list[dict[str, list[str]]]]:
 def predict_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.PathLike,
                         settings: CrossvalSettings) -> dict[str, int]:
     """Each fold's validation cases predicted by that fold's model (no post-processing), written as
-    ``pred_dir/<case>_seg.nii.gz`` on the scan's grid; returns case id -> fold."""
+    ``pred_dir/<case>_seg.nii.gz`` on the scan's grid; returns case id -> fold.
+
+    The model is the fold's final ``last.pt`` (as nnU-Net's cross-validation uses its final checkpoint):
+    ``best.pt`` was selected on these very cases, so its Dice on them would be optimistic.
+    """
     from tqdm.auto import tqdm
 
     from medseg.inference.predictor import Predictor
@@ -155,7 +159,8 @@ def predict_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.Path
                disable=not settings.progress)  # fmt: skip
     with bar:
         for part in fold_cases:
-            predictor = Predictor.from_run(part.run, device=settings.device, settings=inference)
+            checkpoint = part.run / "last.pt" if (part.run / "last.pt").is_file() else part.run
+            predictor = Predictor.from_run(checkpoint, device=settings.device, settings=inference)
             for case in part.cases:
                 labels = predictor(read_volume(case.image))
                 write_volume(labels, pred_dir / prediction_filename(case.case_id), label=True)
