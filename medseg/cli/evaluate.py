@@ -276,11 +276,12 @@ def _volumes(args: argparse.Namespace) -> int:
         )
     lines.append(f"  lesions             {report['lesion_count']}")
     if report["lesions"]:
-        lines.append("      #   volume mL  axial mm  max 3D mm  centroid mm (RAS)")
+        lines.append("      #   volume mL  RECIST long x short mm  max 3D mm  centroid mm (RAS)")
         for lesion in report["lesions"]:
             centroid = ", ".join(f"{c:.1f}" for c in lesion["centroid_mm"])
+            recist = f"{lesion['axial_diameter_mm']:.1f} x {lesion['short_axis_mm']:.1f}"
             lines.append(
-                f"    {lesion['lesion']:3d}  {lesion['volume_ml']:9.2f}  {lesion['axial_diameter_mm']:8.1f}  "
+                f"    {lesion['lesion']:3d}  {lesion['volume_ml']:9.2f}  {recist:>22s}  "
                 f"{lesion['max_diameter_mm']:9.1f}  ({centroid}){'  truncated' if lesion['truncated'] else ''}"
             )
     print("\n".join(lines))

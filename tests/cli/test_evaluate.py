@@ -72,7 +72,10 @@ def test_volumes_command_json(tiny_dataset, tmp_path, capsys):
     assert len(report["lesions"]) == manifest["lesion_count"]
     for lesion in report["lesions"]:
         assert set(lesion) >= {"volume_ml", "axial_diameter_mm", "max_diameter_mm", "centroid_mm"}
-    assert "liver (incl. tumor)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "liver (incl. tumor)" in printed and "RECIST long x short mm" in printed
+    first = report["lesions"][0]
+    assert f"{first['axial_diameter_mm']:.1f} x {first['short_axis_mm']:.1f}" in printed
     table = pd.read_csv(tmp_path / "l.csv", dtype={"case": str})  # the case first, one value per column
     assert list(table.columns[:3]) == ["case", "lesion", "volume_ml"] and set(table["case"]) == {"2"}
     assert table[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].to_numpy() == pytest.approx(
