@@ -61,6 +61,9 @@ def register(subparsers) -> None:
                    help="skip windows outside the body (default on)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default 2 in 3D, 16 in 2D)")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="CPU compute precision: auto (default) = bfloat16 autocast on CPUs with native bfloat16 "
+                        "(AMX / AVX512-BF16), else float32; float32 forces full precision (recorded in run.json)")
     p.add_argument("--skip-existing", action="store_true", help="leave scans whose <case>_seg.nii.gz exists alone")
     p.add_argument("--no-volumes", action="store_true",
                    help="do not write <case>_volumes.json, volumes.csv and lesions.csv")
@@ -87,6 +90,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from medseg.inference.batch import collect_inputs, predict_batch, shard, shard_from_env
     from medseg.inference.checks import ScanChecks
+    from medseg.inference.cpu import physical_cores
     from medseg.inference.predictor import InferenceSettings, Predictor
 
     rank, world_size, local_rank = shard_from_env()
@@ -94,10 +98,10 @@ def _predict(args: argparse.Namespace) -> int:
     if world_size > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{local_rank % torch.cuda.device_count()}"
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        torch.set_num_threads(max(1, torch.get_num_threads() // max(1, min(world_size, torch.get_num_threads()))))
+        torch.set_num_threads(max(1, physical_cores() // world_size))  # one per physical core (SMT: slower)
     settings = InferenceSettings(mode=args.mode, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                                  skip_air=args.skip_air, progress=bool(args.progress),
-                                 probabilities=args.save_probabilities)
+                                 probabilities=args.save_probabilities, precision=args.precision)
     inputs, failures = collect_inputs(args.inputs)
     _check_outputs(args, inputs)
     _check_formats(args, inputs)
@@ -141,13 +145,23 @@ def _writer(args: argparse.Namespace, settings, predictor, rank: int):
                              rank=rank)
     resolved = {"inference": dataclasses.asdict(settings), "outputs": {
         "format": args.format, "preview": outputs.preview, "volumes": outputs.volumes,
-        "skip_existing": args.skip_existing}}
+        "skip_existing": args.skip_existing}, "compute": _compute_report(settings, predictor)}
     plan = getattr(predictor, "plan", None)
     pipeline = plan.to_dict() if hasattr(plan, "to_dict") else {}
     manifest = RunManifest.start(args.out, command="predict", settings=resolved, checkpoints=checkpoints,
                                  pipeline={"model": str(args.model), "plan": pipeline}, device=str(predictor.device),
                                  name=outputs.run_file("run", ".json"))
     return PredictOutputs(Path(args.out), outputs, manifest)
+
+
+def _compute_report(settings, predictor) -> dict:
+    """run.json's ``compute``: the precision used (``--precision`` resolved), threads, the CPU's bfloat16 flags."""
+    import torch
+
+    from medseg.inference.cpu import cpu_bf16_flags, resolve_precision
+
+    return {"precision": resolve_precision(settings.precision, predictor.device), "threads": torch.get_num_threads(),
+            "cpu_bf16_flags": list(cpu_bf16_flags())}
 
 
 def _folds_arg(text: str) -> tuple[int, ...]:

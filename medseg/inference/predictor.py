@@ -39,6 +39,7 @@ import torch
 
 from medseg.errors import ConfigError, DataError
 from medseg.inference.coarse_to_fine import CoarseToFineSettings, predict_coarse_to_fine
+from medseg.inference.cpu import PRECISIONS, resolve_precision
 from medseg.inference.ensemble import (
     POSTPROCESSING_FILE,
     FoldEnsemble,
@@ -79,6 +80,9 @@ class InferenceSettings:
         skip_air: Skip windows without a voxel above ``air_threshold_hu`` (outside the body).
         air_threshold_hu: HU threshold of the body mask.
         amp: float16 autocast on CUDA.
+        precision: CPU compute precision: ``"auto"`` (bfloat16 autocast where the CPU has native bfloat16,
+            else float32), ``"float32"`` or ``"bfloat16"`` (:func:`medseg.inference.cpu.resolve_precision`);
+            the one used is ``stats["precision"]``.
         coarse_factor: Spacing multiplier of the coarse pass.
         coarse_overlap: Window overlap of the coarse pass.
         margin_mm: Margin added around the liver box found by the coarse pass.
@@ -98,6 +102,7 @@ class InferenceSettings:
     skip_air: bool = True
     air_threshold_hu: float = -500.0
     amp: bool = True
+    precision: str = "auto"
     coarse_factor: float = 2.0
     coarse_overlap: float = 0.0
     margin_mm: float = 15.0
@@ -121,6 +126,8 @@ class InferenceSettings:
             raise ConfigError(f"fine_windows must be 'tile' or 'reach', got {self.fine_windows!r}")
         if not self.margin_mm >= 0:
             raise ConfigError(f"margin_mm must be >= 0, got {self.margin_mm}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
 
     def coarse_to_fine(self) -> CoarseToFineSettings:
         """The coarse pass and box check of ``"coarse-to-fine"`` mode."""
@@ -292,7 +299,8 @@ class Predictor:
         if volume.array.ndim != 3:
             raise DataError(f"expected a 3D scan, got shape {volume.shape}", path=volume.meta.get("path"))
         s = self.settings
-        stats: dict[str, Any] = {"mode": s.mode}
+        precision = resolve_precision(s.precision, self.device)
+        stats: dict[str, Any] = {"mode": s.mode, "precision": precision, "threads": torch.get_num_threads()}
         t0 = time.perf_counter()
         threshold = s.air_threshold_hu if s.skip_air else None
         image, record, mask = prepare_scan(volume, self.plan, air_threshold_hu=threshold)
@@ -308,7 +316,7 @@ class Predictor:
         window = WindowSettings(patch_size=self.patch_size, num_classes=self.num_classes * self.members,
                                 overlap=s.overlap, batch_size=batch_size, context_slices=self.context_slices,
                                 box_windows=s.fine_windows, device=self.device, amp=s.amp, progress=s.progress,
-                                members=self.members)  # fmt: skip
+                                members=self.members, cpu_bfloat16=precision == "bfloat16")  # fmt: skip
         scores = None if self.members == 1 else (lambda out: log_mean_probabilities(out, self.members))
 
         t0 = time.perf_counter()

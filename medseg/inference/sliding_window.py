@@ -60,6 +60,7 @@ class WindowSettings:
             the box, the same blending, but windows sit elsewhere than in a whole-scan run).
         device: Where the network runs and the buffers live.
         amp: Use float16 autocast (CUDA only; ignored on CPU).
+        cpu_bfloat16: Use bfloat16 autocast on CPU (:mod:`medseg.inference.cpu`; ignored on CUDA).
         sigma_scale: Gaussian sigma as a fraction of the window size.
         progress: Show a tqdm bar over window batches.
         members: The network's output is ``members`` logit maps stacked on the channel axis (a fold
@@ -75,6 +76,7 @@ class WindowSettings:
     box_windows: str = "reach"
     device: str | torch.device = "cpu"
     amp: bool = False
+    cpu_bfloat16: bool = False
     sigma_scale: float = 0.125
     progress: bool = False
     members: int = 1
@@ -290,8 +292,11 @@ def _gather(src: torch.Tensor, group: list[Box], settings: WindowSettings) -> to
 def _forward(network: Network, batch: torch.Tensor, settings: WindowSettings, device: torch.device) -> torch.Tensor:
     """float32 logits ``(B, K, *window)`` of one batch (item 0 of a deep-supervision list; 2D outputs get a
     trailing slice axis)."""
-    autocast = settings.amp and device.type == "cuda"
-    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=autocast):
+    if device.type == "cpu":
+        autocast, dtype = settings.cpu_bfloat16, torch.bfloat16
+    else:
+        autocast, dtype = settings.amp and device.type == "cuda", torch.float16
+    with torch.autocast(device_type=device.type, dtype=dtype, enabled=autocast):
         out = network(batch)
     if isinstance(out, list | tuple):
         out = out[0]
