@@ -135,8 +135,8 @@ def _table(rows: list[dict], args, profile) -> list[str]:
         "the ratios within this table, not the absolute times.",
         "",
         f"`medseg phantom --cases {args.cases} --size small`, then per network `medseg train {args.pipeline} --set "
-        f"model.name=NAME --set data.folds={args.folds}`: the `{args.pipeline}` CPU profile (patch "
-        f"{list(t.patch_size)} x "
+        f"model.name=fcn8s --set data.folds={args.folds}` (fcn8s and every other name): the `{args.pipeline}` "
+        f"CPU profile (patch {list(t.patch_size)} x "
         f"batch {t.batch_size}, {rows[0]['described'] if rows else ''}, AdamW, Dice + CE, deep supervision) "
         f"with as many epochs of {args.iterations} iterations as fit the same compute budget of "
         f"**{args.budget_s:.0f} CPU seconds** of model steps (iterations = budget / model step, the step's CPU "
