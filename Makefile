@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.medseg-installed
 DEMO_OUT ?= demo_output
 
-.PHONY: install test test-slow lint demo lab bench clean
+.PHONY: install test test-slow lint demo lab bench bench-env clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# The peers' own environment for benchmarks/ (nnU-Net v2's predictor): never a dependency of medseg.
+# Same torch pin as medseg's (constraints.txt), so both time the same CPU build.
+BENCH_VENV ?= .venv-bench
+bench-env:
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BENCH_VENV)/bin/python -m pip install -q -c constraints.txt nnunetv2==2.8.1
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
