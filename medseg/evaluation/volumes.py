@@ -86,7 +86,10 @@ def measure_volumes(
     if affine is not None and not np.allclose(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0), spacing, rtol=1e-4):
         raise ValueError(f"spacing_mm {tuple(spacing)} does not match the affine's voxel size")
     voxel_ml = voxel_volume_ml(spacing)
-    masks = region_masks(labels)
+    window = bounding_box(labels) or tuple(slice(0, 0) for _ in labels.shape)  # views: no whole-map masks
+    origin = np.array([w.start for w in window], dtype=int)
+    masks = region_masks(labels[window])
+    image = None if image is None else np.asarray(image)[window]
     liver_ml = int(np.count_nonzero(masks["liver"])) * voxel_ml
     tumor_ml = int(np.count_nonzero(masks["tumor"])) * voxel_ml
     burden = tumor_burden_percent(liver_ml, tumor_ml)
@@ -95,31 +98,42 @@ def measure_volumes(
         "liver_parenchyma_ml": int(np.count_nonzero(masks["parenchyma"])) * voxel_ml,
         "tumor_ml": tumor_ml,
         "tumor_burden_percent": burden,
-        "liver_truncated": touches_border(masks["liver"]),
-        "tumor_truncated": touches_border(masks["tumor"]),
+        "liver_truncated": _touches_border(masks["liver"], origin, labels.shape),
+        "tumor_truncated": _touches_border(masks["tumor"], origin, labels.shape),
         "spacing_mm": [float(s) for s in spacing],
     }
     if image is not None:
         result["hu"] = {name: _hu_stats(image, mask) for name, mask in masks.items()}
-    result["lesions"] = _measure_lesions(masks["tumor"], spacing, affine, image, connectivity)
+    result["lesions"] = _measure_lesions(masks["tumor"], spacing, affine, image, connectivity,
+                                         origin=origin, shape=labels.shape)
     result["lesion_count"] = len(result["lesions"])
     return result
 
 
+def _touches_border(mask: np.ndarray, origin: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether ``mask`` (a crop of a map of ``shape`` starting at ``origin``) reaches the map's border."""
+    box = bounding_box(mask)
+    return box is not None and any(s.start + o == 0 or s.stop + o == n for s, o, n in zip(box, origin, shape))
+
+
 def _measure_lesions(
-    tumor: np.ndarray, spacing: np.ndarray, affine: np.ndarray | None, image: np.ndarray | None, connectivity: int
+    tumor: np.ndarray, spacing: np.ndarray, affine: np.ndarray | None, image: np.ndarray | None, connectivity: int,
+    *, origin: np.ndarray, shape: tuple[int, ...],
 ) -> list[dict]:
-    """Per-lesion volume, diameters, centroid, truncation flag (and HU), largest lesion first."""
+    """Per-lesion volume, diameters, centroid, truncation flag (and HU), largest lesion first.
+
+    ``tumor`` and ``image`` are crops of a map of ``shape`` starting at voxel ``origin``.
+    """
     box = bounding_box(tumor)
     if box is None:
         return []
-    offset = np.array([s.start for s in box], dtype=int)
+    offset = np.array([s.start for s in box], dtype=int)  # in the crop
     lesion_labels, count = label_lesions(tumor[box], connectivity=connectivity)
     voxel_ml = voxel_volume_ml(spacing)
     axial = _axial_axis(affine, 3)
     sizes = np.bincount(lesion_labels.ravel(), minlength=count + 1)
     centroids = np.asarray(ndimage.center_of_mass(lesion_labels > 0, lesion_labels, range(1, count + 1)), dtype=float)
-    centroids = centroids.reshape(count, 3) + offset
+    centroids = centroids.reshape(count, 3) + offset + origin
     centroids = (
         centroids @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
         if affine is not None
@@ -128,7 +142,8 @@ def _measure_lesions(
     lesions = []
     for index, lesion_box in enumerate(ndimage.find_objects(lesion_labels), start=1):
         mask = lesion_labels[lesion_box] == index
-        touches = any(sl.start + lo == 0 or sl.stop + lo == n for sl, lo, n in zip(lesion_box, offset, tumor.shape))
+        touches = any(sl.start + lo + o == 0 or sl.stop + lo + o == n
+                      for sl, lo, o, n in zip(lesion_box, offset, origin, shape))  # fmt: skip
         recist = recist_axes_mm(mask, spacing_mm=spacing, axial_axis=axial)
         lesion = {
             "volume_ml": float(sizes[index]) * voxel_ml,

@@ -86,3 +86,28 @@ def test_lesion_at_scan_edge_is_flagged_not_dropped():
     assert report["lesions"][0]["volume_ml"] == pytest.approx(0.027)
     np.testing.assert_allclose(report["lesions"][1]["centroid_mm"], [1.5, 1.5, 1.5])
     assert report["tumor_truncated"] and report["liver_truncated"]
+
+
+def test_fortran_ordered_map_is_measured_without_whole_map_masks():
+    """nibabel's Fortran-ordered maps: the region masks are taken inside the labels' box (views), so new
+    allocations stay below half of one map; the report (truncation, centroids, HU) equals the C-order one."""
+    import tracemalloc
+
+    labels = np.zeros((300, 280, 120), np.uint8, order="F")
+    labels[100:160, 90:150, 0:40] = 1  # the liver reaches the first slice: truncated
+    labels[120:130, 100:110, 20:30] = 2
+    image = np.asfortranarray(np.where(labels > 0, 60, -1000).astype(np.int16))
+    spacing, affine = (0.8, 0.8, 2.0), np.diag([0.8, 0.8, 2.0, 1.0])
+    measure_volumes(labels, spacing_mm=spacing, affine=affine, image=image)  # warm-up
+    tracemalloc.start()
+    try:
+        report = measure_volumes(labels, spacing_mm=spacing, affine=affine, image=image)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * labels.nbytes, f"peak {peak / 1e6:.2f} MB for a {labels.nbytes / 1e6:.2f} MB map"
+    assert report == measure_volumes(np.ascontiguousarray(labels), spacing_mm=spacing, affine=affine,
+                                     image=np.ascontiguousarray(image))
+    assert report["liver_truncated"] and not report["tumor_truncated"]
+    assert report["lesions"][0]["centroid_mm"] == pytest.approx([124.5 * 0.8, 104.5 * 0.8, 24.5 * 2.0])
+    assert report["liver_ml"] == pytest.approx(60 * 60 * 40 * 0.8 * 0.8 * 2.0 / 1000)
