@@ -91,24 +91,10 @@ def register(subparsers) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from medseg.errors import ConfigError
-    from medseg.evaluation.case import EvaluationConfig
     from medseg.evaluation.runner import evaluate_folders
     from medseg.utils.lock import folder_lock
 
-    try:
-        config = EvaluationConfig(
-            nsd_tolerance_mm=args.nsd_tolerance_mm, iou_threshold=args.iou_threshold, connectivity=args.connectivity
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if args.protocol != DEFAULT_PROTOCOL:
-        if config != EvaluationConfig():
-            raise ConfigError(
-                f"--nsd-tolerance-mm, --iou-threshold and --connectivity do not apply to --protocol {args.protocol}: "
-                "its conventions are fixed (6-connected lesions, IoU > 0.5 and > 0; docs/metrics.md)"
-            )
-        config = None
+    config = _evaluation_config(args)
     _check_evaluate_outputs(args)
     with folder_lock(args.out, "evaluate"):  # before run.json: a refused second run must not touch it
         manifest = _start_manifest(args, config)
@@ -130,12 +116,36 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise
         _finish_manifest(manifest, args, run)
     status = _report_failures(run)
-    if args.protocol != DEFAULT_PROTOCOL:
-        print(_scorer_report(run, args.out))
-        return status
+    print(_scorer_report(run, args.out) if args.protocol != DEFAULT_PROTOCOL else _console_summary(run, args.out))
+    return status
+
+
+def _evaluation_config(args: argparse.Namespace):
+    """The :class:`EvaluationConfig` of the flags (``None`` under a fixed protocol such as ``lits2017``)."""
+    from medseg.errors import ConfigError
+    from medseg.evaluation.case import EvaluationConfig
+
+    try:
+        config = EvaluationConfig(
+            nsd_tolerance_mm=args.nsd_tolerance_mm, iou_threshold=args.iou_threshold, connectivity=args.connectivity
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.protocol == DEFAULT_PROTOCOL:
+        return config
+    if config != EvaluationConfig():
+        raise ConfigError(
+            f"--nsd-tolerance-mm, --iou-threshold and --connectivity do not apply to --protocol {args.protocol}: "
+            "its conventions are fixed (6-connected lesions, IoU > 0.5 and > 0; docs/metrics.md)"
+        )
+    return None
+
+
+def _console_summary(run, out) -> str:
+    """The console lines of a ``--protocol medseg`` evaluation: Dice, HD95, ASSD, detection, references."""
     regions = run.summary["regions"]
     detection = run.summary.get("detection", {})
-    lines = [f"{len(run.results)} cases evaluated -> {args.out}"]
+    lines = [f"{len(run.results)} cases evaluated -> {out}"]
     for region, block in regions.items():
         lines.append(
             f"  {region:6s} Dice mean {block['dice']['mean']:.4f}  global {block['dice_global']:.4f}  "
@@ -154,8 +164,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                      "0 otherwise)")
     if run.missing_predictions:
         lines.append(f"  missing predictions counted as empty: {', '.join(run.missing_predictions)}")
-    print("\n".join(lines))
-    return status
+    return "\n".join(lines)
 
 
 def _classic_metrics_lines(summary: dict) -> list[str]:

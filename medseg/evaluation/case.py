@@ -134,6 +134,19 @@ def evaluate_case(
         lesions_pred=detection["n_pred"],
         lesions_ref=detection["n_ref"],
     )
+    row.update(_count_columns(pred_masks, ref_masks))
+    matrix = confusion_matrix(pred, ref, num_classes=3)  # 0 background, 1 liver, 2 tumor
+    matrix[0, 0] += outside
+    row.update(confusion_row(matrix))
+    detections = score_lesions(pred_masks["tumor"], ref_masks["tumor"], tumor_probability=tumor_probability,
+                               iou_threshold=config.iou_threshold, connectivity=config.connectivity)  # fmt: skip
+    lesions = [{"case": case, **lesion} for lesion in detection["lesions"]]
+    return CaseResult(case=case, row=row, lesions=lesions, detections=detections)
+
+
+def _count_columns(pred_masks: dict[str, np.ndarray], ref_masks: dict[str, np.ndarray]) -> dict[str, float | int]:
+    """Voxel counts per region (predicted, reference, intersection) and the tumor burden of both maps."""
+    row: dict[str, float | int] = {}
     counts = {}
     for region in REGIONS:
         p, r = pred_masks[region], ref_masks[region]
@@ -142,13 +155,7 @@ def evaluate_case(
     row["tumor_burden_pred"] = tumor_burden_percent(counts["liver"][0], counts["tumor"][0])
     row["tumor_burden_ref"] = tumor_burden_percent(counts["liver"][1], counts["tumor"][1])
     row["tumor_burden_error"] = row["tumor_burden_pred"] - row["tumor_burden_ref"]
-    matrix = confusion_matrix(pred, ref, num_classes=3)  # 0 background, 1 liver, 2 tumor
-    matrix[0, 0] += outside
-    row.update(confusion_row(matrix))
-    detections = score_lesions(pred_masks["tumor"], ref_masks["tumor"], tumor_probability=tumor_probability,
-                               iou_threshold=config.iou_threshold, connectivity=config.connectivity)  # fmt: skip
-    lesions = [{"case": case, **lesion} for lesion in detection["lesions"]]
-    return CaseResult(case=case, row=row, lesions=lesions, detections=detections)
+    return row
 
 
 def _joint_window(pred: np.ndarray, ref: np.ndarray) -> tuple[slice, ...]:

@@ -144,6 +144,8 @@ def evaluate_folders(
     Raises:
         DataError: Folder missing or empty, duplicate case ids, or no case could be evaluated.
         FolderLockedError: Another process is evaluating into ``out_dir``.
+
+    Many parameters: one keyword per `medseg evaluate` option, all defaulted; the CLI passes them by name.
     """
     check_protocol(protocol)
     if protocol != DEFAULT_PROTOCOL and config not in (None, EvaluationConfig()):

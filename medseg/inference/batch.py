@@ -166,6 +166,8 @@ def predict_batch(
 
     Returns:
         The :class:`BatchSummary`; failures are recorded, never raised (except KeyboardInterrupt).
+
+    Many parameters: one keyword per `medseg predict` batch option, all defaulted and keyword-only.
     """
     from medseg.io import read_volume, write_volume
 

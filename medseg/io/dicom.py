@@ -193,6 +193,11 @@ def read_dicom_file(path: str | os.PathLike) -> Volume:
                                     np.array([[float(v) for v in ds.PixelSpacing]]), None, _thickness(ds, path),
                                     [path.name], path)
         return Volume(array=_as_hu_dtype(hu.T[:, :, None]), affine=affine, meta=meta)
+    return _read_multiframe(ds, frames, meta, path)
+
+
+def _read_multiframe(ds, frames: int, meta: dict, path: Path) -> Volume:
+    """An enhanced multi-frame image: per-frame geometry and rescale (else the shared groups)."""
     if "PerFrameFunctionalGroupsSequence" not in ds:
         raise DataError(f"multi-frame DICOM ({frames} frames) without per-frame functional groups "
                         "(only enhanced multi-frame CT is supported)", path=path)

@@ -54,6 +54,7 @@ class TverskyLoss(SegLoss):
         smooth_dr: float = 1e-5,
         reduction: str = "mean",
     ):
+        """Many parameters: the loss's published hyper-parameters (alpha, beta, smoothing...), keyword-only."""
         super().__init__(activation=activation, reduction=reduction)
         if alpha < 0 or beta < 0 or alpha + beta <= 0:
             raise ValueError(f"alpha={alpha} and beta={beta} must be non-negative and not both zero")

@@ -206,6 +206,8 @@ def deeplabv3plus(
     """DeepLab v3+ (Chen et al. 2018): atrous backbone, ASPP with image pooling, low-level decoder; see
     :class:`DeepLabV3Plus`. ``aspp_filters=None``: the deepest level's width; ``low_level=None``: level 2
     (stride 4 with the default strides, as in the paper) or the deepest level above the output stride if
+
+    Many parameters: the registry's keyword contract: each is a `model.*` pipeline key, checked by name.
     that is shallower."""
     params = dict(locals())
     backbone = resolve_backbone(params, min_depth=3, max_heads=1)

@@ -147,7 +147,10 @@ def _build(
     deep_supervision_heads: int | None = None,
     dropout: float = 0.0,
 ) -> nn.Module:
-    """Validate the configuration and build :class:`FCN` of ``variant``."""
+    """Validate the configuration and build :class:`FCN` of ``variant``.
+
+    Many parameters: the registry's keyword contract: each is a `model.*` pipeline key, checked by name.
+    """
     params = dict(locals())
     fused = FUSED_LEVELS[params.pop("variant")]
     backbone = resolve_backbone(params, min_depth=fused, max_heads=fused)

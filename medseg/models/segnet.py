@@ -106,7 +106,10 @@ def segnet(
     deep_supervision_heads: int | None = None,
     dropout: float = 0.0,
 ) -> nn.Module:
-    """SegNet (Badrinarayanan et al. 2015): pooling indices reused for unpooling; see :class:`SegNet`."""
+    """SegNet (Badrinarayanan et al. 2015): pooling indices reused for unpooling; see :class:`SegNet`.
+
+    Many parameters: the registry's keyword contract: each is a `model.*` pipeline key, checked by name.
+    """
     params = dict(locals())
     backbone = resolve_backbone(params, min_depth=2, max_heads=max(1, depth - 1))
     if max(backbone.strides[0]) > 1:

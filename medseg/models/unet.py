@@ -116,6 +116,7 @@ class SegmentationUNet(nn.Module):
         dropout: float = 0.0,
         variant: str = "plain",
     ):
+        """Many parameters: the registry's keyword contract: each is a `model.*` pipeline key, checked by name."""
         super().__init__()
         strides = default_strides(depth, spatial_dims) if strides is None else strides
         self.strides = [[int(s)] * spatial_dims if isinstance(s, int) else [int(v) for v in s] for s in strides]

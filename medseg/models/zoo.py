@@ -58,7 +58,10 @@ def _variant(
     deep_supervision_heads: int | None = None,
     dropout: float = 0.0,
 ) -> nn.Module:
-    """Validate the configuration and build :class:`SegmentationUNet` of ``variant``."""
+    """Validate the configuration and build :class:`SegmentationUNet` of ``variant``.
+
+    Many parameters: the registry's keyword contract: each is a `model.*` pipeline key, checked by name.
+    """
     params = dict(locals())
     del params["variant"]
     _validate(params)
