@@ -16,7 +16,9 @@ def test_exports_resolve_to_the_submodule_objects():
         medseg.training.nope  # noqa: B018
 
 
-@pytest.mark.parametrize("package", ["medseg.data", "medseg.evaluation", "medseg.inference", "medseg.runs", "medseg.training"])
+@pytest.mark.parametrize(
+    "package", ["medseg.data", "medseg.evaluation", "medseg.inference", "medseg.runs", "medseg.training"]
+)
 def test_every_listed_name_exists(package):
     import importlib
 
