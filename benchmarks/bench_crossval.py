@@ -133,7 +133,7 @@ def _markdown(a, train, held, cv, cv_seconds, lits) -> str:
         one, ens_r = lits["runs"]["one fold"], lits["runs"][f"ensemble of {a.folds}"]
         added = ens_r["peak_rss_mb"] - one["peak_rss_mb"]
         lines += ["", f"Ensemble / one fold: {ens_r['seconds'] / one['seconds']:.2f}x wall time, peak RSS "
-                  f"+{added:.0f} MB (one checkpoint: {lits['checkpoint_mb']:.1f} MB). "
+                  f"{added:+.0f} MB (one checkpoint: {lits['checkpoint_mb']:.1f} MB). "
                   "The ensemble runs one coarse pass (all folds on each coarse window) and one fine pass in which "
                   "every window is loaded once and given to every fold; its blended buffer holds F x 3 logit maps "
                   "over the liver box instead of 3."]  # fmt: skip
