@@ -121,8 +121,9 @@ def read_dicom_series(folder: str | os.PathLike, *, series_uid: str | None = Non
         series_uid = ""
     if series_uid is None:
         if len(groups) > 1:
-            raise DataError(f"{len(groups)} DICOM series in one folder: {listing}; pass series_uid= "
-                            "(medseg: --series-uid UID) to choose one", path=folder)
+            raise DataError(f"{len(groups)} DICOM series in one folder: {listing}; pass series_uid= (medseg "
+                            "predict/check/volumes: --series-uid UID) to choose one; for training, keep one series "
+                            "per case folder", path=folder)
         series_uid = next(iter(groups))
     elif series_uid not in groups:
         raise DataError(f"no series with uid {series_uid}; found: {listing}", path=folder)
