@@ -68,6 +68,10 @@ def test_notebook_runs(path, demo, tmp_path):
     assert written <= {"notebook_output", "demo_output"}  # nothing outside the two folders
     if not demo:
         assert (tmp_path / "notebook_output" / "phantom_data" / "manifest.json").exists()
+        if path.stem.startswith("01"):  # the phantom's progress bar renders as an ipywidgets widget
+            cell = next(c for c in nb.cells if c.cell_type == "code" and "write_phantom_dataset" in c.source)
+            assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in cell.outputs)
+            assert not any("IProgress not found" in o.get("text", "") for o in cell.outputs)
     if path.stem.startswith("02"):  # a figure drawn after evaluate_folders shows inline (no Agg switch)
         cell = next(c for c in nb.cells if c.cell_type == "code" and ".plot.bar(ax=ax" in c.source)
         assert any("image/png" in o.get("data", {}) for o in cell.outputs)

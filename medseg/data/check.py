@@ -47,6 +47,7 @@ from medseg.io.label_map import (
 from medseg.io.orientation import reorient_like
 from medseg.io.reader import read_volume
 from medseg.io.volume import Volume
+from medseg.utils.progress import tqdm_disable
 
 __all__ = ["LABEL_VALUES", "CheckReport", "Problem", "SpacingLimits", "check_case", "check_dataset"]
 
@@ -146,7 +147,7 @@ def check_dataset(
     scan = scan_dataset(root)
     jobs = [(case, limits, labels or LITS_MAPPING, series_uid) for case in scan.cases]
     per_case = map_with_progress(_check_job, jobs, workers=workers, desc="check",
-                                 disable=None if progress is None else not progress)
+                                 disable=tqdm_disable(progress))
     problems = [p for rows in per_case for p in rows]
     problems += [Problem("", str(p), "warning", "orphan", "label file matches no image") for p in scan.orphan_labels]
     return CheckReport(root=scan.root, layout=scan.layout, n_cases=len(scan.cases), problems=problems)

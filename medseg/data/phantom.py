@@ -33,6 +33,7 @@ from medseg.geometry import voxel_volume_ml
 from medseg.io.orientation import axcodes
 from medseg.io.volume import Volume, affine_from_geometry
 from medseg.labels import lits_labels, tumor_mask
+from medseg.utils.progress import tqdm_disable
 
 __all__ = [
     "PHANTOM_SIZES",
@@ -373,7 +374,7 @@ def write_phantom_dataset(
     jobs = [(size, int(seed), i, str(out_dir)) for i in range(cases)]
     entries = map_with_progress(
         _generate_and_write, jobs, workers=workers, desc=f"phantom ({size})",
-        disable=None if progress is None else not progress,
+        disable=tqdm_disable(progress),
     )
     manifest = {
         "generator": "medseg.data.phantom",

@@ -22,6 +22,7 @@ from medseg.evaluation.report import mark_incomplete, write_report
 from medseg.io.label_map import LabelMapping
 from medseg.utils.lock import folder_lock
 from medseg.utils.parallel import map_with_progress
+from medseg.utils.progress import tqdm_disable
 
 __all__ = ["EvaluationRun", "evaluate_folders", "evaluate_pair"]
 
@@ -171,7 +172,7 @@ def evaluate_folders(
             [pair for pair in pairs if pair.case not in failed],
             workers=workers,
             desc="evaluate",
-            disable=None if progress is None else not progress,
+            disable=tqdm_disable(progress),
         )
         failed.update(r for r in outcomes if isinstance(r, tuple))
         for reason in failed.values():  # the CLI prints them; the API has them in run.failed and the summary

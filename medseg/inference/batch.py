@@ -30,6 +30,7 @@ from medseg.data.naming import case_id_from_path, prediction_filename
 from medseg.errors import DataError, MedsegError
 from medseg.utils.atomic import atomic_write_json
 from medseg.utils.lock import folder_lock
+from medseg.utils.progress import tqdm_disable
 
 __all__ = ["BatchSummary", "CaseOutcome", "collect_inputs", "predict_batch", "shard", "shard_from_env",
            "volumes_filename"]
@@ -174,7 +175,7 @@ def predict_batch(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = BatchSummary()
-    bar = tqdm(inputs, desc="predict", unit="scan", disable=None if progress is None else not progress)
+    bar = tqdm(inputs, desc="predict", unit="scan", disable=tqdm_disable(progress))
     for case_id, path in bar:
         target = out_dir / prediction_filename(case_id)
         if skip_existing and target.exists():

@@ -30,6 +30,7 @@ from medseg.preprocessing.cases import CaseSpec, as_case_spec, input_signature, 
 from medseg.preprocessing.plan import PreprocessingPlan
 from medseg.preprocessing.transform import PreprocessRecord, preprocess_image, preprocess_label
 from medseg.utils.atomic import atomic_path, atomic_write_json
+from medseg.utils.progress import tqdm_disable
 
 __all__ = ["CACHE_FORMAT_VERSION", "PreprocessedCase", "load_preprocessed", "preprocess_dataset", "read_cache_index"]
 
@@ -195,7 +196,7 @@ def preprocess_dataset(
     logger.info("preprocessing %d of %d cases into %s (%d cached)", len(todo), len(specs), out, len(specs) - len(todo))
     jobs = [(s, str(out), plan.to_dict(), keys[s.case_id], int(locations_per_class)) for s in todo]
     for entry in map_with_progress(_preprocess_case, jobs, workers=workers, desc="preprocess",
-                                   disable=None if progress is None else not progress):
+                                   disable=tqdm_disable(progress)):
         entries[entry["case_id"]] = entry
     index = {
         "format_version": CACHE_FORMAT_VERSION,

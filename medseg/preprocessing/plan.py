@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import ConfigError
+from medseg.utils.progress import tqdm_disable
 
 __all__ = [
     "DEFAULT_WINDOW_HU",
@@ -153,7 +154,7 @@ def compute_fingerprint(
         raise DataError("compute_fingerprint needs at least one case")
     jobs = [(spec, seed * 1_000_003 + i) for i, spec in enumerate(specs)]
     results = map_with_progress(_case_fingerprint, jobs, workers=workers, desc="fingerprint",
-                                disable=None if progress is None else not progress)
+                                disable=tqdm_disable(progress))
     values = np.concatenate([r["foreground"] for r in results]).astype(np.float64)
     if values.size == 0:
         raise DataError("no foreground voxels (label > 0) in any case: cannot compute intensity statistics")

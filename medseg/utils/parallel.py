@@ -10,6 +10,8 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
+from medseg.utils.progress import tqdm_disable
+
 __all__ = ["default_workers", "map_with_progress"]
 
 T = TypeVar("T")
@@ -54,7 +56,7 @@ def map_with_progress(
     """
     items = list(items)
     workers = min(default_workers() if workers is None else max(1, workers), max(1, len(items)))
-    bar = tqdm(total=len(items), desc=desc, disable=disable, unit="case")
+    bar = tqdm(total=len(items), desc=desc, disable=tqdm_disable(None) if disable is None else disable, unit="case")
     try:
         if workers == 1:
             results = []

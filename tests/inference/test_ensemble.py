@@ -115,5 +115,5 @@ def test_postprocessing_chosen_on_crossval_is_used(folds, tmp_path):
 
     assert Predictor.from_run(root, device="cpu").postprocessing == PostprocessConfig.from_dict(chosen)
     (root / "postprocessing.json").write_text(json.dumps({"chosen": {"min_lesion": 3}}))
-    with pytest.raises(DataError, match="postprocessing.json"):
+    with pytest.raises(DataError, match=r"postprocessing\.json"):
         Predictor.from_run(root, device="cpu")
