@@ -52,8 +52,9 @@ def _fake_demo_output(root: Path) -> None:
 
 @pytest.mark.parametrize("demo", [False, True], ids=["phantom", "demo-output-tumor-free"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, demo, tmp_path):
+def test_notebook_runs(path, demo, tmp_path, monkeypatch):
     """Top to bottom, on fresh phantom data (with tumors) and on a `make demo` output without tumors."""
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel must choose its own (inline) backend
     nb = nbformat.read(path, as_version=4)
     if demo:
         _fake_demo_output(tmp_path)

@@ -76,8 +76,23 @@ def _reference_text(parser: argparse.ArgumentParser, action: argparse.Action) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``medseg``; returns the process exit code (0 ok, 1 failure, 2 bad input)."""
-    os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to PNG files; only the CLI picks the backend
+    """Run ``medseg``; returns the process exit code (0 ok, 1 failure, 2 bad input).
+
+    Figures go to PNG files: ``MPLBACKEND=Agg`` (unless set) while the command runs, and the environment as
+    it was afterwards, so a notebook or test process calling :func:`main` (and the kernels or subprocesses
+    it starts later) keep their own backend.
+    """
+    chosen = "MPLBACKEND" not in os.environ
+    if chosen:
+        os.environ["MPLBACKEND"] = "Agg"
+    try:
+        return _run(argv)
+    finally:
+        if chosen:
+            os.environ.pop("MPLBACKEND", None)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -35,3 +35,21 @@ def test_no_command_prints_help_and_exits_2(capsys):
 def test_docs_cli_reference_is_current():
     doc = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
     assert doc.read_text() == cli_reference(), "regenerate with: python -m medseg.cli --reference > docs/cli.md"
+
+
+def test_main_leaves_the_environment_as_it_was(monkeypatch):
+    """The CLI picks Agg only while it runs: a notebook kernel started later by the same process keeps inline."""
+    import os
+
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    seen = {}
+
+    def fake_run(argv):
+        seen["backend"] = os.environ.get("MPLBACKEND")
+        return 0
+
+    monkeypatch.setattr("medseg.cli._run", fake_run)
+    assert main(["check", "nowhere"]) == 0
+    assert seen["backend"] == "Agg" and "MPLBACKEND" not in os.environ
+    monkeypatch.setenv("MPLBACKEND", "svg")
+    assert main(["check", "nowhere"]) == 0 and seen["backend"] == "svg" and os.environ["MPLBACKEND"] == "svg"
