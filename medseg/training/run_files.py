@@ -22,7 +22,7 @@ from medseg.errors import ConfigError, DataError, MedsegError
 from medseg.training.config import PipelineConfig, config_from_dict
 from medseg.training.overrides import apply_overrides
 from medseg.utils.atomic import atomic_write_json, atomic_write_text
-from medseg.utils.yamlfile import read_yaml
+from medseg.utils.yamlfile import read_bounded, read_yaml
 
 __all__ = [
     "FROZEN_ON_RESUME",
@@ -51,13 +51,7 @@ class RunData:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(_MAX_JSON_BYTES + 1)
-    except OSError as exc:
-        raise DataError(f"cannot read ({exc.strerror or exc})", path=path) from None
-    if len(raw) > _MAX_JSON_BYTES:
-        raise DataError("too large to be a run file", path=path)
+    raw = read_bounded(path, max_bytes=_MAX_JSON_BYTES, error=DataError, too_large="too large to be a run file")
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

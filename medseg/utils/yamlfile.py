@@ -18,7 +18,7 @@ import yaml
 
 from medseg.errors import ConfigError
 
-__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "parse_yaml", "read_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "parse_yaml", "read_bounded", "read_yaml"]
 
 MAX_FILE_BYTES = 1 << 20  # a pipeline is ~4 KB
 MAX_NODES = 100_000  # nodes after expanding every alias
@@ -34,13 +34,8 @@ def read_yaml(path: str | os.PathLike) -> Any:
         FileNotFoundError: never: a missing file is a ``ConfigError`` too.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read ({exc.strerror or exc})", path=path) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(f"larger than {MAX_FILE_BYTES // 1024} KB: not a settings file", path=path)
+    raw = read_bounded(path, max_bytes=MAX_FILE_BYTES, error=ConfigError,
+                       too_large=f"larger than {MAX_FILE_BYTES // 1024} KB: not a settings file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -49,6 +44,22 @@ def read_yaml(path: str | os.PathLike) -> Any:
         return parse_yaml(text)
     except ConfigError as exc:
         raise ConfigError(str(exc), path=path) from None
+
+
+def read_bounded(path: Path, *, max_bytes: int, error: type[Exception], too_large: str) -> bytes:
+    """The bytes of a small settings/run file, refusing one over ``max_bytes`` before reading it whole.
+
+    Raises:
+        error: Unreadable (the OS reason) or larger than ``max_bytes`` (``too_large``); naming ``path``.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"cannot read ({exc.strerror or exc})", path=path) from None
+    if len(raw) > max_bytes:
+        raise error(too_large, path=path)
+    return raw
 
 
 def parse_yaml(text: str) -> Any:
