@@ -178,7 +178,7 @@ def preview_figure(image: Volume, labels: Volume, *, caption: str = "",
         for mask, colour in ((np.isin(view, (1, 2)), liver_colour), (view == 2, tumor_colour)):
             if mask.any() and not mask.all():
                 ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1.2)
-        ax.set_title(f"{title}, slice {index}", fontsize=9)
+        ax.set_title(f"{title}, slice {index}", fontsize=9, y=1.0)  # fixed y: no tick layout pass
         ax.set_axis_off()
     handles = [Line2D([], [], color=liver_colour, lw=2, label="liver"),
                Line2D([], [], color=tumor_colour, lw=2, label="tumor")]
@@ -194,5 +194,6 @@ def write_preview(image: Volume, labels: Volume, path: str | os.PathLike, *, cap
 
     fig = preview_figure(image, labels, caption=caption)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        # zlib level 1: the encoding takes a few ms instead of ~0.1 s at the default 6, for a slightly larger file
+        fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 1})
     return Path(path)
