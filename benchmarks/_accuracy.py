@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: mode name -> InferenceSettings changes; "full" is the reference the others are compared with.
-MODES = {"full": {"mode": "full"}, "default": {}, "tta": {"tta": True}}
+MODES = {"full": {"mode": "full"}, "default": {}, "reach": {"fine_windows": "reach"}, "tta": {"tta": True}}
 
 
 @dataclass(frozen=True)
@@ -104,25 +104,29 @@ def table(rows: list[dict]) -> str:
     by_case: dict[str, dict[str, dict]] = {}
     for r in rows:
         by_case.setdefault(r["case"], {})[r["mode"]] = r
-    head = ("| case | full liver / tumor | default liver (Δ) | default tumor (Δ) | default box grown | "
-            "tta liver (Δ vs default) | tta tumor (Δ vs default) | s full / default / tta |")
+    head = ("| case | full liver / tumor | default liver (Δ) | default tumor (Δ) | box grown | reach liver (Δ) | "
+            "reach tumor (Δ) | tta liver (Δ vs default) | tta tumor (Δ vs default) | s full / default / reach / tta |")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
-    worst = {"default liver": 0.0, "default tumor": 0.0, "tta tumor": 0.0}
+    deltas: dict[str, list[float]] = {}
     for name, m in by_case.items():
-        f, d, t = m["full"], m["default"], m["tta"]
-        dl, dt = d["liver"] - f["liver"], d["tumor"] - f["tumor"]
-        tl, tt = t["liver"] - d["liver"], t["tumor"] - d["tumor"]
-        for key, value in (("default liver", dl), ("default tumor", dt), ("tta tumor", tt)):
-            worst[key] = min(worst[key], value)
+        f, d, r, t = m["full"], m["default"], m["reach"], m["tta"]
+        delta = {"default liver": d["liver"] - f["liver"], "default tumor": d["tumor"] - f["tumor"],
+                 "reach liver": r["liver"] - f["liver"], "reach tumor": r["tumor"] - f["tumor"],
+                 "tta liver": t["liver"] - d["liver"], "tta tumor": t["tumor"] - d["tumor"]}
+        for key, value in delta.items():
+            deltas.setdefault(key, []).append(value)
         grown = "-" if d["rounds"] is None else ("no" if d["rounds"] == 1 else f"yes ({d['rounds'] - 1}x)")
-        lines.append(f"| {name} | {f['liver']:.3f} / {f['tumor']:.3f} | {d['liver']:.3f} ({dl:+.3f}) | "
-                     f"{d['tumor']:.3f} ({dt:+.3f}) | {grown} | {t['liver']:.3f} ({tl:+.3f}) | "
-                     f"{t['tumor']:.3f} ({tt:+.3f}) | {f['seconds']:.1f} / {d['seconds']:.1f} / {t['seconds']:.1f} |")
+        cells = [f"{m[mode][region]:.3f} ({delta[f'{mode} {region}']:+.3f})"
+                 for mode in ("default", "reach", "tta") for region in ("liver", "tumor")]
+        cells.insert(2, grown)
+        seconds = " / ".join(f"{m[mode]['seconds']:.1f}" for mode in MODES)
+        lines.append(f"| {name} | {f['liver']:.3f} / {f['tumor']:.3f} | " + " | ".join(cells) + f" | {seconds} |")
     total = {mode: sum(r["seconds"] for r in rows if r["mode"] == mode) for mode in MODES}
-    spread = {key: max(abs(m["default"][key] - m["full"][key]) for m in by_case.values()) for key in ("liver", "tumor")}
-    summary = (f"Worst case: default vs full liver Dice {worst['default liver']:+.4f} (largest difference either "
-               f"way {spread['liver']:.4f}), tumor Dice {worst['default tumor']:+.4f} (either way "
-               f"{spread['tumor']:.4f}); TTA vs default tumor Dice {worst['tta tumor']:+.4f}. "
-               f"Total seconds: full {total['full']:.1f}, default {total['default']:.1f} "
-               f"({total['full'] / max(total['default'], 1e-9):.2f}x faster), tta {total['tta']:.1f}.")
+    worst = {key: min(values) for key, values in deltas.items()}
+    spread = {key: max(abs(v) for v in values) for key, values in deltas.items()}
+    summary = ("Worst case (most negative Δ; largest |Δ| either way in brackets): "
+               + ", ".join(f"{key} {worst[key]:+.4f} ({spread[key]:.4f})" for key in deltas)
+               + ". Total seconds: " + ", ".join(f"{mode} {total[mode]:.1f}" for mode in MODES)
+               + f"; default {total['full'] / max(total['default'], 1e-9):.2f}x and reach "
+               f"{total['full'] / max(total['reach'], 1e-9):.2f}x faster than full.")
     return "\n".join(lines) + "\n\n" + summary

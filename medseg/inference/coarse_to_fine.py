@@ -15,6 +15,12 @@ fine foreground's reach) and the fine pass runs again, up to ``max_rounds`` time
 scan. The result is then the full-resolution prediction of every voxel of the liver, whatever the coarse
 pass missed (tested with constructed coarse maps: split, at the scan's edge, too small).
 
+A coarse pass can also miss the liver altogether and find only a stray false positive: its box then holds
+a few millilitres, and the fine pass finds little or nothing there, far from any face. So a box is trusted
+only when both passes find at least ``min_volume_ml`` of foreground in it (100 mL: no adult liver is
+smaller; a liver cut by the field of view that is smaller only costs the time of a whole-scan pass);
+otherwise the whole scan is predicted.
+
 Own code: MONAI and nnU-Net have no single-network coarse-to-fine loop with a box check.
 """
 
@@ -30,6 +36,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from medseg.geometry import voxel_volume_ml
 from medseg.inference.restore import argmax_classes
 from medseg.inference.sliding_window import WindowSettings, predict_logits
 
@@ -41,6 +48,7 @@ __all__ = [
     "grow_box",
     "predict_coarse_to_fine",
     "refine_in_box",
+    "volume_ml",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,6 +77,9 @@ class CoarseToFineSettings:
         min_fraction: Foreground components smaller than this fraction of the largest are ignored, both
             in the coarse map (stray false positives) and in the fine check.
         max_rounds: Fine passes with a grown box before falling back to the whole scan (>= 1).
+        min_volume_ml: Least foreground (its components that count, see ``min_fraction``) that the coarse
+            pass and then the fine pass must find for the box to be trusted; below it the whole scan is
+            predicted (0: any foreground).
     """
 
     factor: float = 2.0
@@ -77,6 +88,7 @@ class CoarseToFineSettings:
     guard_mm: float | None = None
     min_fraction: float = 0.1
     max_rounds: int = 4
+    min_volume_ml: float = 100.0
 
     def __post_init__(self) -> None:
         if not self.factor >= 1.0:
@@ -93,6 +105,8 @@ class CoarseToFineSettings:
             raise ValueError(f"min_fraction must be in [0, 1], got {self.min_fraction}")
         if self.max_rounds < 1:
             raise ValueError(f"max_rounds must be >= 1, got {self.max_rounds}")
+        if not self.min_volume_ml >= 0:
+            raise ValueError(f"min_volume_ml must be >= 0, got {self.min_volume_ml}")
 
 
 def predict_coarse_to_fine(
@@ -130,10 +144,16 @@ def predict_coarse_to_fine(
                                factor=settings.factor, mask=mask, scores=scores)
     margin_vox = [settings.margin_mm / s for s in spacing_mm]
     box = foreground_box(coarse, image.shape[1:], margin_vox=margin_vox, min_fraction=settings.min_fraction)
-    stats: dict[str, Any] = {"coarse_s": time.perf_counter() - t0, "coarse_box": _as_list(box)}
+    coarse_spacing = [s * n / m for s, n, m in zip(spacing_mm, image.shape[1:], coarse.shape)]
+    coarse_ml = volume_ml(_large_components(coarse, settings.min_fraction), coarse_spacing)
+    stats: dict[str, Any] = {"coarse_s": time.perf_counter() - t0, "coarse_box": _as_list(box),
+                             "coarse_ml": coarse_ml}
     t0 = time.perf_counter()
+    if box is not None and coarse_ml < settings.min_volume_ml:
+        logger.info("coarse foreground of %.1f mL < %g mL", coarse_ml, settings.min_volume_ml)
+        box = None
     if box is None:
-        logger.info("coarse pass found no foreground; predicting the whole scan")
+        logger.info("coarse pass found no foreground to trust; predicting the whole scan")
         logits, rounds = predict_logits(fine_network, image, window, mask=mask), 1
     else:
         logits, box, rounds = refine_in_box(fine_network, image, window, box, settings, spacing_mm=spacing_mm,
@@ -184,11 +204,17 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
         foreground = _large_components(classes.numpy() > 0, settings.min_fraction)
         faces = [] if foreground is None else faces_reached(foreground, box, guard_vox=guard_vox, min_fraction=0.0)
         if not faces:
-            return logits, box, rounds
+            found_ml = volume_ml(foreground, spacing_mm)
+            if found_ml >= settings.min_volume_ml:
+                return logits, box, rounds
+            logger.info("the fine pass found %.1f mL in the box (< %g mL); predicting the whole scan", found_ml,
+                        settings.min_volume_ml)
+            break
         box = grow_box(box, faces, shape, step_vox=step_vox, foreground=foreground, snap_vox=window.window)
         logger.info("fine foreground reaches the box faces %s; growing the box to %s", faces, _as_list(box))
-    logger.info("the box still grows after %d fine passes; predicting the whole scan", settings.max_rounds)
-    return predict_logits(network, image, window, mask=mask, cache=cache), None, settings.max_rounds + 1
+    else:
+        logger.info("the box still grows after %d fine passes; predicting the whole scan", settings.max_rounds)
+    return predict_logits(network, image, window, mask=mask, cache=cache), None, rounds + 1
 
 
 def foreground_box(foreground: np.ndarray, fine_shape: Sequence[int], *, margin_vox: Sequence[float],
@@ -281,6 +307,11 @@ def _large_components(foreground: np.ndarray, min_fraction: float) -> np.ndarray
     keep = sizes >= min_fraction * sizes.max()
     keep[0] = False
     return keep[components]
+
+
+def volume_ml(mask: np.ndarray | None, spacing_mm: Sequence[float]) -> float:
+    """Volume of a boolean ``(X, Y, Z)`` mask in mL (0 for ``None``)."""
+    return 0.0 if mask is None else float(np.count_nonzero(mask)) * voxel_volume_ml(spacing_mm)
 
 
 def _as_list(box: Box | None) -> list[list[int]] | None:

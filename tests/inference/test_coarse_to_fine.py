@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -75,7 +77,7 @@ def _livers():
 @pytest.mark.parametrize("name,liver,coarse", _livers(), ids=[c[0] for c in _livers()])
 def test_fine_pass_covers_the_whole_liver(monkeypatch, name, liver, coarse):
     image = torch.from_numpy(np.where(liver, 1.0, -1.0).astype(np.float32))[None]
-    settings = CoarseToFineSettings(margin_mm=2.0, guard_mm=2.0)
+    settings = CoarseToFineSettings(margin_mm=2.0, guard_mm=2.0, min_volume_ml=0.0)
     margin = [2.0 / s for s in SPACING]
     first_box = foreground_box(coarse, SHAPE, margin_vox=margin)
     # the coarse map's box, as the previous code used it (only the largest component), cuts the liver
@@ -97,8 +99,8 @@ def test_a_good_box_takes_one_pass_and_fewer_windows(monkeypatch):
     image = torch.from_numpy(np.where(liver, 1.0, -1.0).astype(np.float32))[None]
     monkeypatch.setattr(c2f, "coarse_foreground", lambda *args, **kwargs: _coarse(liver))
     boxed, whole = _PerVoxel(), _PerVoxel()
-    logits, stats = predict_coarse_to_fine(boxed, boxed, image, WINDOW, CoarseToFineSettings(margin_mm=6.0),
-                                           spacing_mm=SPACING)
+    settings = CoarseToFineSettings(margin_mm=6.0, min_volume_ml=0.0)
+    logits, stats = predict_coarse_to_fine(boxed, boxed, image, WINDOW, settings, spacing_mm=SPACING)
     full = predict_logits(whole, image, WINDOW)
     assert stats["rounds"] == 1 and boxed.windows < whole.windows
     np.testing.assert_array_equal(argmax_classes(logits).numpy(), argmax_classes(full).numpy())
@@ -110,8 +112,48 @@ def test_falls_back_to_the_whole_scan_when_the_box_keeps_growing(monkeypatch):
     monkeypatch.setattr(c2f, "coarse_foreground", lambda *args, **kwargs: _coarse(_ellipsoid((24, 20, 12), (2, 2, 2))))
     net = _PerVoxel()
     logits, stats = predict_coarse_to_fine(net, net, image, WINDOW,
-                                           CoarseToFineSettings(margin_mm=1.0, guard_mm=1.0, max_rounds=1),
+                                           CoarseToFineSettings(margin_mm=1.0, guard_mm=1.0, max_rounds=1,
+                                                                min_volume_ml=0.0),
                                            spacing_mm=SPACING)
+    assert stats["box"] is None and stats["rounds"] == 2
+    np.testing.assert_array_equal(argmax_classes(logits).numpy(), liver.astype(np.uint8))
+
+
+@pytest.mark.parametrize("box_windows", ["tile", "reach"])
+def test_a_stray_coarse_blob_away_from_the_liver_is_not_trusted(monkeypatch, box_windows):
+    # the coarse pass missed the liver (x 4..20) and found a stray false positive at x ~ 40: its box
+    # is one coarse voxel (0.016 mL), the fine pass finds nothing there; the whole scan must be predicted
+    liver = _ellipsoid((12, 20, 12), (8, 10, 7))
+    image = torch.from_numpy(np.where(liver, 1.0, -1.0).astype(np.float32))[None]
+    stray = np.zeros(SHAPE, dtype=bool)
+    stray[40:42, 30:32, 4:6] = True
+    monkeypatch.setattr(c2f, "coarse_foreground", lambda *args, **kwargs: _coarse(stray))
+    net = _PerVoxel()
+    window = WindowSettings((16, 16, 8), 3, box_windows=box_windows, batch_size=4)
+    liver_ml = liver.sum() * 2.0 / 1000  # 1 x 1 x 2 mm voxels
+    settings = CoarseToFineSettings(margin_mm=2.0, min_volume_ml=liver_ml / 2)  # the blob is far below it
+    logits, stats = predict_coarse_to_fine(net, net, image, window, settings, spacing_mm=SPACING)
+    assert stats["coarse_ml"] == pytest.approx(2 * 2 * 4 / 1000)  # one coarse voxel of 2 x 2 x 4 mm
+    assert stats["box"] is None
+    np.testing.assert_array_equal(argmax_classes(logits).numpy(), liver.astype(np.uint8))
+    # trusting any foreground (the previous rule): the box stays on the blob and the liver is lost
+    trusting, _ = predict_coarse_to_fine(net, net, image, window, replace(settings, min_volume_ml=0.0),
+                                         spacing_mm=SPACING)
+    assert argmax_classes(trusting).numpy().sum() < liver.sum() // 2
+
+
+def test_a_fine_pass_that_finds_too_little_in_a_trusted_box_falls_back(monkeypatch):
+    # the coarse map is big enough (a false positive of the liver's size where there is none); the fine
+    # pass finds no liver in its box, far from every face: whole scan
+    liver = _ellipsoid((10, 20, 12), (6, 8, 6))
+    image = torch.from_numpy(np.where(liver, 1.0, -1.0).astype(np.float32))[None]
+    ghost = _ellipsoid((38, 20, 12), (6, 8, 6))
+    monkeypatch.setattr(c2f, "coarse_foreground", lambda *args, **kwargs: _coarse(ghost))
+    net = _PerVoxel()
+    window = WindowSettings((16, 16, 8), 3, box_windows="reach", batch_size=4)
+    settings = CoarseToFineSettings(margin_mm=2.0, min_volume_ml=liver.sum() * 2.0 / 1000 / 2)
+    logits, stats = predict_coarse_to_fine(net, net, image, window, settings, spacing_mm=SPACING)
+    assert stats["coarse_ml"] >= settings.min_volume_ml and stats["coarse_box"] is not None
     assert stats["box"] is None and stats["rounds"] == 2
     np.testing.assert_array_equal(argmax_classes(logits).numpy(), liver.astype(np.uint8))
 
@@ -149,6 +191,6 @@ def test_guard_defaults_to_a_third_of_the_margin():
 def test_bad_settings_name_the_field():
     for kwargs, name in [({"factor": 0.5}, "factor"), ({"overlap": 1.0}, "overlap"), ({"margin_mm": -1}, "margin_mm"),
                          ({"guard_mm": -1}, "guard_mm"), ({"min_fraction": 2}, "min_fraction"),
-                         ({"max_rounds": 0}, "max_rounds")]:
+                         ({"max_rounds": 0}, "max_rounds"), ({"min_volume_ml": -1}, "min_volume_ml")]:
         with pytest.raises(ValueError, match=name):
             CoarseToFineSettings(**kwargs)
