@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: mode name -> InferenceSettings changes; "full" is the reference the others are compared with.
-MODES = {"full": {"mode": "full"}, "default": {}, "reach": {"fine_windows": "reach"}, "tta": {"tta": True}}
+MODES = {"full": {"mode": "full"}, "default": {}, "tile": {"fine_windows": "tile"}, "tta": {"tta": True}}
 
 
 @dataclass(frozen=True)
@@ -104,20 +104,22 @@ def table(rows: list[dict]) -> str:
     by_case: dict[str, dict[str, dict]] = {}
     for r in rows:
         by_case.setdefault(r["case"], {})[r["mode"]] = r
-    head = ("| case | full liver / tumor | default liver (Δ) | default tumor (Δ) | box grown | reach liver (Δ) | "
-            "reach tumor (Δ) | tta liver (Δ vs default) | tta tumor (Δ vs default) | s full / default / reach / tta |")
+    head = ("| case | full liver / tumor | default liver (Δ) | default tumor (Δ) | box grown | tile liver (Δ) | "
+            "tile tumor (Δ) | tta liver (Δ vs default) | tta tumor (Δ vs default) | s full / default / tile / tta |")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     deltas: dict[str, list[float]] = {}
     for name, m in by_case.items():
-        f, d, r, t = m["full"], m["default"], m["reach"], m["tta"]
+        f, d, r, t = m["full"], m["default"], m["tile"], m["tta"]
         delta = {"default liver": d["liver"] - f["liver"], "default tumor": d["tumor"] - f["tumor"],
-                 "reach liver": r["liver"] - f["liver"], "reach tumor": r["tumor"] - f["tumor"],
+                 "tile liver": r["liver"] - f["liver"], "tile tumor": r["tumor"] - f["tumor"],
                  "tta liver": t["liver"] - d["liver"], "tta tumor": t["tumor"] - d["tumor"]}
         for key, value in delta.items():
             deltas.setdefault(key, []).append(value)
         grown = "-" if d["rounds"] is None else ("no" if d["rounds"] == 1 else f"yes ({d['rounds'] - 1}x)")
+        if d["rounds"] is not None and d["box"] is None:
+            grown = f"whole scan ({d['rounds']} passes)"  # the box was not trusted, or kept growing
         cells = [f"{m[mode][region]:.3f} ({delta[f'{mode} {region}']:+.3f})"
-                 for mode in ("default", "reach", "tta") for region in ("liver", "tumor")]
+                 for mode in ("default", "tile", "tta") for region in ("liver", "tumor")]
         cells.insert(2, grown)
         seconds = " / ".join(f"{m[mode]['seconds']:.1f}" for mode in MODES)
         lines.append(f"| {name} | {f['liver']:.3f} / {f['tumor']:.3f} | " + " | ".join(cells) + f" | {seconds} |")
@@ -127,6 +129,6 @@ def table(rows: list[dict]) -> str:
     summary = ("Worst case (most negative Δ; largest |Δ| either way in brackets): "
                + ", ".join(f"{key} {worst[key]:+.4f} ({spread[key]:.4f})" for key in deltas)
                + ". Total seconds: " + ", ".join(f"{mode} {total[mode]:.1f}" for mode in MODES)
-               + f"; default {total['full'] / max(total['default'], 1e-9):.2f}x and reach "
-               f"{total['full'] / max(total['reach'], 1e-9):.2f}x faster than full.")
+               + f"; default {total['full'] / max(total['default'], 1e-9):.2f}x and tile "
+               f"{total['full'] / max(total['tile'], 1e-9):.2f}x faster than full.")
     return "\n".join(lines) + "\n\n" + summary

@@ -6,8 +6,8 @@ resident memory above its baseline): one warm-up window, then ``--windows`` time
 cut from a LiTS-size phantom scan (512 x 512 x 300-ish, the ``lits`` phantom) around its liver, in
 float32, bfloat16 autocast, and each with ``channels_last_3d``. The case time is an **extrapolation**:
 seconds per window times the windows ``medseg predict`` runs on that scan (coarse-to-fine: the coarse pass
-at twice the spacing plus the fine tiles over the reference liver box with its 15 mm margin; the count
-is computed, not run). Agreement of the masks of the two precisions is measured on the timed windows
+at twice the spacing plus the fine windows reaching into the reference liver box with its 15 mm margin;
+the count is computed, not run). Agreement of the masks of the two precisions is measured on the timed windows
 (random weights: argmax voxels equal, Dice of the foreground); the accuracy guard with trained weights
 is the phantom test of ``tests/inference/test_cpu.py`` and the ``--trained`` run below.
 
@@ -121,14 +121,16 @@ def phantom_windows(count: int):
     margin = np.ceil(15.0 / spacing).astype(int)
     box = [slice(max(0, a - m), min(n, b + m)) for a, b, m, n in zip(lo, hi, margin, image.shape)]
     box_shape = [max(s.stop - s.start, w) for s, w in zip(box, WINDOW)]
-    fine, _ = plan_windows(box_shape, WINDOW, overlap=0.5)
+    tiles, _ = plan_windows(box_shape, WINDOW, overlap=0.5)
     body = np.ones(image.shape, bool) if mask is None else np.asarray(mask)
     coarse_mask = body[::2, ::2, ::2]
     coarse, _ = plan_windows(_padded(coarse_mask).shape, WINDOW, overlap=0.0, mask=_padded(coarse_mask))
     full, _ = plan_windows(_padded(body).shape, WINDOW, overlap=0.5, mask=_padded(body))
+    # the default fine pass (fine_windows="reach"): the whole-scan windows that reach into the box
+    fine = [w for w in full if all(a.start < b.stop and a.stop > b.start for a, b in zip(w, box))]
     info = {"scan_shape": case.image.shape, "spacing_mm": tuple(round(float(s), 2) for s in case.image.spacing_mm),
             "preprocessed_shape": image.shape, "coarse_windows": len(coarse), "fine_windows": len(fine),
-            "full_windows": len(full)}
+            "tile_windows": len(tiles), "full_windows": len(full)}
     return windows.astype(np.float32), info
 
 

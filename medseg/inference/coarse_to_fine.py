@@ -17,9 +17,10 @@ pass missed (tested with constructed coarse maps: split, at the scan's edge, too
 
 A coarse pass can also miss the liver altogether and find only a stray false positive: its box then holds
 a few millilitres, and the fine pass finds little or nothing there, far from any face. So a box is trusted
-only when both passes find at least ``min_volume_ml`` of foreground in it (100 mL: no adult liver is
+only when the fine pass finds at least ``min_volume_ml`` of foreground in it (100 mL: no adult liver is
 smaller; a liver cut by the field of view that is smaller only costs the time of a whole-scan pass);
-otherwise the whole scan is predicted.
+otherwise the whole scan is predicted. The coarse volume itself decides nothing (at half the resolution
+the coarse pass finds too little liver as a rule, and the fine pass corrects it).
 
 Own code: MONAI and nnU-Net have no single-network coarse-to-fine loop with a box check.
 """
@@ -77,9 +78,9 @@ class CoarseToFineSettings:
         min_fraction: Foreground components smaller than this fraction of the largest are ignored, both
             in the coarse map (stray false positives) and in the fine check.
         max_rounds: Fine passes with a grown box before falling back to the whole scan (>= 1).
-        min_volume_ml: Least foreground (its components that count, see ``min_fraction``) that the coarse
-            pass and then the fine pass must find for the box to be trusted; below it the whole scan is
-            predicted (0: any foreground).
+        min_volume_ml: Least foreground (its components that count, see ``min_fraction``) that the fine
+            pass must find in the box for the box to be trusted; below it the whole scan is predicted
+            (0: any foreground).
     """
 
     factor: float = 2.0
@@ -149,11 +150,8 @@ def predict_coarse_to_fine(
     stats: dict[str, Any] = {"coarse_s": time.perf_counter() - t0, "coarse_box": _as_list(box),
                              "coarse_ml": coarse_ml}
     t0 = time.perf_counter()
-    if box is not None and coarse_ml < settings.min_volume_ml:
-        logger.info("coarse foreground of %.1f mL < %g mL", coarse_ml, settings.min_volume_ml)
-        box = None
     if box is None:
-        logger.info("coarse pass found no foreground to trust; predicting the whole scan")
+        logger.info("coarse pass found no foreground; predicting the whole scan")
         logits, rounds = predict_logits(fine_network, image, window, mask=mask), 1
     else:
         logits, box, rounds = refine_in_box(fine_network, image, window, box, settings, spacing_mm=spacing_mm,

@@ -86,9 +86,10 @@ class InferenceSettings:
         coarse_factor: Spacing multiplier of the coarse pass.
         coarse_overlap: Window overlap of the coarse pass.
         margin_mm: Margin added around the liver box found by the coarse pass.
-        fine_windows: Windows of the fine pass: ``"tile"`` (a grid laid over the liver box: fewest
-            windows) or ``"reach"`` (the whole-scan windows reaching into the box: inside it, exactly a
-            full run's logits).
+        fine_windows: Windows of the fine pass: ``"reach"`` (default: the whole-scan windows reaching
+            into the box, so that inside it the logits are exactly a full run's) or ``"tile"`` (a grid laid
+            over the box: fewer windows where the box is about a window wide, but placed elsewhere than a
+            full run's, which moved tumor Dice by up to 0.037 against ``--mode full`` on the phantom).
         postprocessing: Overrides the run's post-processing (``None``: use the run's).
         progress: Show a progress bar over window batches.
         probabilities: :meth:`Predictor.predict` also returns the liver, tumor and uncertainty maps on the
@@ -106,7 +107,7 @@ class InferenceSettings:
     coarse_factor: float = 2.0
     coarse_overlap: float = 0.0
     margin_mm: float = 15.0
-    fine_windows: str = "tile"
+    fine_windows: str = "reach"
     postprocessing: PostprocessConfig | None = None
     progress: bool = False
     probabilities: bool = False
