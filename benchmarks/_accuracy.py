@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: mode name -> InferenceSettings changes; "full" is the reference the others are compared with.
-MODES = {"full": {"mode": "full"}, "default": {}, "tile": {"fine_windows": "tile"}, "tta": {"tta": True}}
+MODES = {"full": {"mode": "full"}, "default": {}, "reach": {"fine_windows": "reach"}, "tile": {"fine_windows": "tile"},
+         "tta": {"tta": True}}
+#: Modes compared with ``full`` in the table (``tta`` is compared with ``default``, the same mode without it).
+VERSUS_FULL = ("default", "reach", "tile")
 
 
 @dataclass(frozen=True)
@@ -100,35 +103,39 @@ def measure(run: Path, cases: list[Case], work: Path, *, device: str = "auto", m
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: per case, each mode's liver / tumor Dice (and the difference from full), then the worst."""
+    """Markdown: per case, each mode's liver / tumor Dice and its difference from full (TTA: from default),
+    then the worst case of each."""
     by_case: dict[str, dict[str, dict]] = {}
     for r in rows:
         by_case.setdefault(r["case"], {})[r["mode"]] = r
-    head = ("| case | full liver / tumor | default liver (Δ) | default tumor (Δ) | box grown | tile liver (Δ) | "
-            "tile tumor (Δ) | tta liver (Δ vs default) | tta tumor (Δ vs default) | s full / default / tile / tta |")
-    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    compared = [(mode, "full") for mode in VERSUS_FULL] + [("tta", "default")]
+    head = ["case", "full liver / tumor", "default box"]
+    head += [f"{mode} {region} (Δ{'' if base == 'full' else ' vs ' + base})" for mode, base in compared
+             for region in ("liver", "tumor")]
+    head.append("s " + " / ".join(MODES))
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     deltas: dict[str, list[float]] = {}
     for name, m in by_case.items():
-        f, d, r, t = m["full"], m["default"], m["tile"], m["tta"]
-        delta = {"default liver": d["liver"] - f["liver"], "default tumor": d["tumor"] - f["tumor"],
-                 "tile liver": r["liver"] - f["liver"], "tile tumor": r["tumor"] - f["tumor"],
-                 "tta liver": t["liver"] - d["liver"], "tta tumor": t["tumor"] - d["tumor"]}
-        for key, value in delta.items():
-            deltas.setdefault(key, []).append(value)
-        grown = "-" if d["rounds"] is None else ("no" if d["rounds"] == 1 else f"yes ({d['rounds'] - 1}x)")
-        if d["rounds"] is not None and d["box"] is None:
-            grown = f"whole scan ({d['rounds']} passes)"  # the box was not trusted, or kept growing
-        cells = [f"{m[mode][region]:.3f} ({delta[f'{mode} {region}']:+.3f})"
-                 for mode in ("default", "tile", "tta") for region in ("liver", "tumor")]
-        cells.insert(2, grown)
-        seconds = " / ".join(f"{m[mode]['seconds']:.1f}" for mode in MODES)
-        lines.append(f"| {name} | {f['liver']:.3f} / {f['tumor']:.3f} | " + " | ".join(cells) + f" | {seconds} |")
+        cells = [name, f"{m['full']['liver']:.3f} / {m['full']['tumor']:.3f}", _box_cell(m["default"])]
+        for mode, base in compared:
+            for region in ("liver", "tumor"):
+                delta = m[mode][region] - m[base][region]
+                deltas.setdefault(f"{mode} {region}", []).append(delta)
+                cells.append(f"{m[mode][region]:.3f} ({delta:+.3f})")
+        cells.append(" / ".join(f"{m[mode]['seconds']:.1f}" for mode in MODES))
+        lines.append("| " + " | ".join(cells) + " |")
     total = {mode: sum(r["seconds"] for r in rows if r["mode"] == mode) for mode in MODES}
-    worst = {key: min(values) for key, values in deltas.items()}
-    spread = {key: max(abs(v) for v in values) for key, values in deltas.items()}
     summary = ("Worst case (most negative Δ; largest |Δ| either way in brackets): "
-               + ", ".join(f"{key} {worst[key]:+.4f} ({spread[key]:.4f})" for key in deltas)
-               + ". Total seconds: " + ", ".join(f"{mode} {total[mode]:.1f}" for mode in MODES)
-               + f"; default {total['full'] / max(total['default'], 1e-9):.2f}x and tile "
-               f"{total['full'] / max(total['tile'], 1e-9):.2f}x faster than full.")
+               + ", ".join(f"{key} {min(v):+.4f} ({max(abs(x) for x in v):.4f})" for key, v in deltas.items())
+               + ". Total seconds: " + ", ".join(f"{mode} {total[mode]:.1f}" for mode in MODES) + "; against full: "
+               + ", ".join(f"{mode} {total['full'] / max(total[mode], 1e-9):.2f}x" for mode in VERSUS_FULL) + ".")
     return "\n".join(lines) + "\n\n" + summary
+
+
+def _box_cell(row: dict) -> str:
+    """How the default's box ended: kept (``no``), grown ``n`` times, or the whole scan."""
+    if row["rounds"] is None:
+        return "-"
+    if row["box"] is None:
+        return f"whole scan ({row['rounds']} passes)"  # not trusted, or it kept growing
+    return "kept" if row["rounds"] == 1 else f"grown {row['rounds'] - 1}x"

@@ -6,9 +6,9 @@ resident memory above its baseline): one warm-up window, then ``--windows`` time
 cut from a LiTS-size phantom scan (512 x 512 x 300-ish, the ``lits`` phantom) around its liver, in
 float32, bfloat16 autocast, and each with ``channels_last_3d``. The case time is an **extrapolation**:
 seconds per window times the windows ``medseg predict`` runs on that scan (coarse-to-fine: the coarse pass
-at twice the spacing plus the fine windows reaching into the reference liver box with its 15 mm margin;
-the count is computed, not run). Agreement of the masks of the two precisions is measured on the timed windows
-(random weights: argmax voxels equal, Dice of the foreground); the accuracy guard with trained weights
+at twice the spacing plus the fine windows of the whole-scan grid centred in the reference liver box with
+its 15 mm margin; the count is computed, not run). Agreement of the masks of the two precisions is measured
+on the timed windows (random weights: argmax voxels equal, Dice of the foreground); the accuracy guard with trained weights
 is the phantom test of ``tests/inference/test_cpu.py`` and the ``--trained`` run below.
 
 Re-run: ``nice .venv/bin/python benchmarks/bench_cpu_inference.py`` (``--windows N``; ``--trained RUN`` also
@@ -104,7 +104,7 @@ def phantom_windows(count: int):
     and the windows ``medseg predict`` (coarse-to-fine, overlap 0.5) would run on it."""
     from medseg.data import make_phantom
     from medseg.inference.prepare import prepare_scan
-    from medseg.inference.sliding_window import plan_windows
+    from medseg.inference.sliding_window import _centred_starts, plan_windows
     from medseg.preprocessing import PreprocessingPlan, preprocess_label
 
     case = make_phantom(size="lits", seed=0, index=0)
@@ -126,11 +126,13 @@ def phantom_windows(count: int):
     coarse_mask = body[::2, ::2, ::2]
     coarse, _ = plan_windows(_padded(coarse_mask).shape, WINDOW, overlap=0.0, mask=_padded(coarse_mask))
     full, _ = plan_windows(_padded(body).shape, WINDOW, overlap=0.5, mask=_padded(body))
-    # the default fine pass (fine_windows="reach"): the whole-scan windows that reach into the box
-    fine = [w for w in full if all(a.start < b.stop and a.stop > b.start for a, b in zip(w, box))]
+    reach = [w for w in full if all(a.start < b.stop and a.stop > b.start for a, b in zip(w, box))]
+    # the default fine pass (fine_windows="centred"): the whole-scan windows centred in the box
+    starts = [_centred_starts({w[a].start for w in full}, box[a], WINDOW[a]) for a in range(3)]
+    fine = [w for w in full if all(w[a].start in starts[a] for a in range(3))]
     info = {"scan_shape": case.image.shape, "spacing_mm": tuple(round(float(s), 2) for s in case.image.spacing_mm),
             "preprocessed_shape": image.shape, "coarse_windows": len(coarse), "fine_windows": len(fine),
-            "tile_windows": len(tiles), "full_windows": len(full)}
+            "reach_windows": len(reach), "tile_windows": len(tiles), "full_windows": len(full)}
     return windows.astype(np.float32), info
 
 

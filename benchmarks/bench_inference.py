@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--fresh", default="small:7:0,1,2,3;lits:100:0,1",
                         help="--accuracy: fresh phantom cases, size:seed:indices;... (default %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="--accuracy: also write the rows as JSON")
-    parser.add_argument("--modes", default="full,default,tile,tta", help="--accuracy: modes (all for the table)")
+    parser.add_argument("--modes", default="full,default,reach,tile,tta", help="--accuracy: modes (all for the table)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--scan", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)

@@ -5,8 +5,9 @@ in nnU-Net's own environment (``make bench-env``: ``.venv-bench``); a wrapper pe
 ``(z, y, x)`` arrays to medseg's canonical RAS ``(x, y, z)``. nnU-Net's plan carries the run's target
 spacing, patch and CT normalisation (``CTNormalization`` with the run's clip range, mean and std equals
 medseg's ``ct_zscore``). Equal settings: step 0.5 (overlap 0.5), Gaussian weighting, mirroring on/off
-(``--tta``), the whole scan at full resolution (``medseg predict --mode full --no-skip-air``); medseg's
-default (coarse-to-fine, air skipped) is listed too. Both run in fresh processes with the same thread count;
+(``--tta``), the whole scan at full resolution (``medseg predict --mode full --no-skip-air``), no
+post-processing (``--no-postprocessing``: nnU-Net's predictor has none); medseg's default (coarse-to-fine,
+air skipped) is listed too. Both run in fresh processes with the same thread count;
 the wall time of each command (imports, reading, preprocessing, windows, resampling back, writing) is the
 comparison. Dice of each against the phantom's reference label map.
 
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="/work/team/runs/liver-small/fold0", help="medseg run folder")
     parser.add_argument("--bench-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
-    parser.add_argument("--size", default="small", help="phantom size (small, lits)")
+    parser.add_argument("--size", default="lits", help="phantom size (lits: 512 x 512, the issue's; small)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     for needed, how in ((args.bench_python, "make bench-env"), (args.run, "a trained run folder (--run)")):
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
         scan = write_volume(case.image, tmp / "scan.nii.gz")
         _export(predictor, tmp / "network.pt")
         medseg_cli = [sys.executable, "-m", "medseg.cli", "predict", "--model", args.run, str(scan), "--device", "cpu",
-                      "--no-preview", "--no-volumes", "--precision", "float32"]  # fmt: skip
+                      "--no-preview", "--no-volumes", "--precision", "float32", "--no-postprocessing"]  # fmt: skip
         for mirror in (False, True):
             tta = ["--tta"] if mirror else ["--no-tta"]
             spec = {"scan": str(scan), "out": str(tmp / f"nnunet{int(mirror)}" / "scan"),

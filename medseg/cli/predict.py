@@ -71,6 +71,9 @@ def register(subparsers) -> None:
                    help="label map format: auto (default) = NIfTI, plus DICOM SEG (<case>_seg.dcm) for DICOM "
                         "input; nifti; dicom-seg (SEG only, NIfTI if the SEG fails); both (DICOM input only)")
     p.add_argument("--no-preview", action="store_true", help="do not write the QA picture <case>_preview.png")
+    p.add_argument("--no-postprocessing", action="store_true",
+                   help="raw argmax of the network: none of the run's post-processing (largest liver, tumor "
+                        "inside the liver, small lesions), e.g. to compare with nnU-Net's predictor")
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write <case>_prob_liver.nii.gz, <case>_prob_tumor.nii.gz and <case>_uncertainty.nii.gz "
                         "(normalised entropy of the (ensemble's mean) probabilities) on the scan's grid: uint8, "
@@ -91,6 +94,7 @@ def _predict(args: argparse.Namespace) -> int:
     from medseg.inference.batch import collect_inputs, predict_batch, shard, shard_from_env
     from medseg.inference.checks import ScanChecks
     from medseg.inference.cpu import physical_cores
+    from medseg.inference.postprocess import NO_POSTPROCESSING
     from medseg.inference.predictor import InferenceSettings, Predictor
 
     rank, world_size, local_rank = shard_from_env()
@@ -101,7 +105,8 @@ def _predict(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, physical_cores() // world_size))  # one per physical core (SMT: slower)
     settings = InferenceSettings(mode=args.mode, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                                  skip_air=args.skip_air, progress=bool(args.progress),
-                                 probabilities=args.save_probabilities, precision=args.precision)
+                                 probabilities=args.save_probabilities, precision=args.precision,
+                                 postprocessing=NO_POSTPROCESSING if args.no_postprocessing else None)
     inputs, failures = collect_inputs(args.inputs)
     _check_outputs(args, inputs)
     _check_formats(args, inputs)

@@ -31,6 +31,7 @@ from medseg.geometry import bounding_box, grow_box
 from medseg.labels import LIVER, TUMOR, is_lits
 
 __all__ = [
+    "NO_POSTPROCESSING",
     "PostprocessConfig",
     "applies_to",
     "ball_mm",
@@ -78,6 +79,11 @@ class PostprocessConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return asdict(self)
+
+
+#: Every step off: the raw argmax of the network (``medseg predict --no-postprocessing``).
+NO_POSTPROCESSING = PostprocessConfig(keep_largest_liver=False, tumor_inside_liver_dilation_mm=None,
+                                      min_lesion_volume_mm3=0.0)
 
 
 #: Whether label names (class index -> name) are LiTS' (1 liver, 2 tumor), which the steps assume:

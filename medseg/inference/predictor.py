@@ -51,7 +51,7 @@ from medseg.inference.ensemble import (
 )
 from medseg.inference.postprocess import PostprocessConfig, applies_to, postprocess_labels
 from medseg.inference.restore import restore_argmax
-from medseg.inference.sliding_window import WindowSettings, predict_logits
+from medseg.inference.sliding_window import BOX_WINDOWS, WindowSettings, predict_logits
 from medseg.inference.tta import mirrored
 from medseg.io.volume import Volume
 from medseg.labels import lits_labels
@@ -86,10 +86,13 @@ class InferenceSettings:
         coarse_factor: Spacing multiplier of the coarse pass.
         coarse_overlap: Window overlap of the coarse pass.
         margin_mm: Margin added around the liver box found by the coarse pass.
-        fine_windows: Windows of the fine pass: ``"reach"`` (default: the whole-scan windows reaching
-            into the box, so that inside it the logits are exactly a full run's) or ``"tile"`` (a grid laid
-            over the box: fewer windows where the box is about a window wide, but placed elsewhere than a
-            full run's, which moved tumor Dice by up to 0.037 against ``--mode full`` on the phantom).
+        fine_windows: Windows of the fine pass (:class:`~medseg.inference.sliding_window.WindowSettings`'s
+            ``box_windows``): ``"centred"`` (default: the whole-scan grid's windows centred in the box, about
+            half of those reaching into it, and a full run's logits wherever a voxel's windows are all
+            centred in the box), ``"reach"`` (every whole-scan window reaching into the box: exactly a full
+            run's logits in it, but twice as many windows) or ``"tile"`` (a grid laid over the box: windows placed
+            elsewhere than a full run's, which moved tumor Dice by up to 0.037 against ``--mode full`` on
+            the phantom).
         postprocessing: Overrides the run's post-processing (``None``: use the run's).
         progress: Show a progress bar over window batches.
         probabilities: :meth:`Predictor.predict` also returns the liver, tumor and uncertainty maps on the
@@ -107,7 +110,7 @@ class InferenceSettings:
     coarse_factor: float = 2.0
     coarse_overlap: float = 0.0
     margin_mm: float = 15.0
-    fine_windows: str = "reach"
+    fine_windows: str = "centred"
     postprocessing: PostprocessConfig | None = None
     progress: bool = False
     probabilities: bool = False
@@ -123,8 +126,8 @@ class InferenceSettings:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.coarse_factor >= 1.0:
             raise ConfigError(f"coarse_factor must be >= 1, got {self.coarse_factor}")
-        if self.fine_windows not in ("tile", "reach"):
-            raise ConfigError(f"fine_windows must be 'tile' or 'reach', got {self.fine_windows!r}")
+        if self.fine_windows not in BOX_WINDOWS:
+            raise ConfigError(f"fine_windows must be one of {BOX_WINDOWS}, got {self.fine_windows!r}")
         if not self.margin_mm >= 0:
             raise ConfigError(f"margin_mm must be >= 0, got {self.margin_mm}")
         if self.precision not in PRECISIONS:

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 BACKGROUND_FILL_LOGIT = -20.0
 
 #: How the windows of a run restricted to a box are placed (see :class:`WindowSettings`).
-BOX_WINDOWS = ("reach", "tile")
+BOX_WINDOWS = ("centred", "reach", "tile")
 
 Box = tuple[slice, slice, slice]
 Network = Callable[[torch.Tensor], torch.Tensor]
@@ -55,9 +55,12 @@ class WindowSettings:
         context_slices: 2D models only: ``k`` neighbouring slices each side given as channels
             (``C_in * (2k + 1)`` network inputs; edge slices repeated at the scan's ends).
         box_windows: With a ``box``: ``"reach"`` (the windows of the whole-image grid that reach into the
-            box: inside it, exactly a run without ``box``) or ``"tile"`` (a window grid laid over the box
-            itself, grown to one window where needed: fewer windows when windows are large compared with
-            the box, the same blending, but windows sit elsewhere than in a whole-scan run).
+            box: inside it, exactly a run without ``box``), ``"centred"`` (the windows of the whole-image
+            grid whose centre lies in the box, plus the one each side that completes its cover: about
+            half of those reaching into it, and exactly a run without ``box`` wherever a voxel's windows
+            all have their centre in the box; nearer the box's faces only the low-weight rims of the
+            windows centred outside it are missing) or ``"tile"`` (a window grid laid over the box itself, grown
+            to one window where needed: windows sit elsewhere than in a whole-scan run).
         device: Where the network runs and the buffers live.
         amp: Use float16 autocast (CUDA only; ignored on CPU).
         cpu_bfloat16: Use bfloat16 autocast on CPU (:mod:`medseg.inference.cpu`; ignored on CUDA).
@@ -92,7 +95,7 @@ class WindowSettings:
         if not 0.0 <= self.overlap < 1.0:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.box_windows not in BOX_WINDOWS:
-            raise ValueError(f"box_windows must be 'reach' or 'tile', got {self.box_windows!r}")
+            raise ValueError(f"box_windows must be one of {BOX_WINDOWS}, got {self.box_windows!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -218,10 +221,28 @@ def _place_windows(padded: Sequence[int], settings: WindowSettings, mask, box: B
         windows = [tuple(slice(s.start + b.start, s.stop + b.start) for s, b in zip(w, box)) for w in local]
     else:
         windows, total = plan_windows(padded, window, overlap=overlap, mask=mask)
-        if box is not None:  # windows of the whole-scan grid that reach into the box: inside it, as a full run
+        if box is not None and settings.box_windows == "reach":  # inside the box: as a full run
             windows = [w for w in windows if all(a.start < b.stop and a.stop > b.start for a, b in zip(w, box))]
+        elif box is not None:  # "centred": the grid's windows centred in the box, and those completing its cover
+            starts = [_centred_starts({w[a].start for w in windows}, box[a], window[a]) for a in range(3)]
+            windows = [w for w in windows if all(w[a].start in starts[a] for a in range(3))]
     logger.debug("sliding window: %d of %d windows", len(windows), total)
     return windows, box
+
+
+def _centred_starts(grid: set[int], span: slice, size: int) -> set[int]:
+    """Window starts along one axis, out of ``grid``: those whose window centre lies in ``span``, and the
+    nearest start each side that the cover of ``span`` still needs (consecutive starts are at most a
+    window apart, so the result covers ``span``)."""
+    ordered = sorted(grid)
+    kept = {s for s in ordered if span.start <= s + size / 2 < span.stop}
+    below = [s for s in ordered if s <= span.start]
+    above = [s for s in ordered if s + size >= span.stop]
+    if below and (not kept or min(kept) > span.start):
+        kept.add(below[-1])
+    if above and (not kept or max(kept) + size < span.stop):
+        kept.add(above[0])
+    return kept
 
 
 def _run_windows(network: Network, image: torch.Tensor, windows: list[Box], settings: WindowSettings,

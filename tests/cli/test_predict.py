@@ -115,3 +115,21 @@ def test_bad_model_is_one_line(tmp_path, capsys):
                  str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "nope" in err
+
+
+def test_no_postprocessing_gives_the_raw_argmax(untrained_run, cohort, tmp_path, capsys):
+    # the default output is the run's post-processing applied to the --no-postprocessing output
+    from medseg.inference.postprocess import postprocess_labels
+    from medseg.inference.predictor import Predictor
+
+    root, _ = cohort
+    scan = root / "nifti" / "volume-1.nii.gz"
+    for name, extra in (("raw", ["--no-postprocessing"]), ("post", [])):
+        code = main(["predict", "--model", str(untrained_run), str(scan), "--out", str(tmp_path / name),
+                     "--device", "cpu", "--no-preview", "--no-volumes", "--mode", "full", *extra])
+        assert code == 0, capsys.readouterr().err
+    raw, post = (read_volume(tmp_path / name / "1_seg.nii.gz") for name in ("raw", "post"))
+    config = Predictor.from_run(untrained_run, device="cpu").postprocessing
+    assert config.keep_largest_liver  # the run post-processes, so the two outputs differ
+    np.testing.assert_array_equal(post.array, postprocess_labels(raw.array, spacing_mm=raw.spacing_mm, config=config))
+    assert not np.array_equal(raw.array, post.array)

@@ -97,7 +97,37 @@ def test_box_tiling_lays_a_grid_over_the_box(net3d):
         WindowSettings((16, 16, 16), 3, box_windows="grid")
 
 
-@pytest.mark.parametrize("box_windows", ["reach", "tile"])
+def test_centred_windows_are_the_grid_windows_centred_in_the_box(net3d):
+    image = torch.randn(1, 64, 48, 32, generator=torch.Generator().manual_seed(4))
+    ref = predict_logits(net3d, image, WindowSettings((16, 16, 16), 3))
+    box = (slice(13, 45), slice(12, 36), slice(0, 32))
+    seen = []
+
+    def recording(x):
+        seen.append(x.shape[0])
+        return net3d(x)
+
+    out = predict_logits(recording, image, WindowSettings((16, 16, 16), 3, box_windows="centred", batch_size=1),
+                         box=box)
+    # grid starts s = 0, 8, ... (step 8), centres s + 8: x 13..44 -> s = 8, 16, 24, 32; y 12..35 -> 8, 16, 24;
+    # z 0..31 -> 0, 8, 16: 4 x 3 x 3 windows, against 6 x 5 x 3 reaching into the box
+    assert sum(seen) == 4 * 3 * 3
+    assert torch.all(out[1:][(slice(None), *box)] != BACKGROUND_FILL_LOGIT)  # the whole box is covered
+    # exact where both grid windows over a voxel (per axis) are centred in the box: x 16..39, y 16..31
+    inner = (slice(None), slice(16, 40), slice(16, 32), slice(0, 32))
+    torch.testing.assert_close(out[inner], ref[inner])
+    # x 13..15: the window at 0 (centre 8, outside the box) is missing there
+    assert not torch.allclose(out[:, 13:16, 16:32], ref[:, 13:16, 16:32])
+
+
+def test_centred_windows_complete_the_cover_of_a_thin_box(net3d):
+    image = torch.randn(1, 48, 48, 32, generator=torch.Generator().manual_seed(5))
+    box = (slice(21, 23), slice(3, 9), slice(30, 32))  # no grid centre in x (8, 16, 24, ...: 24 >= 23)
+    out = predict_logits(net3d, image, WindowSettings((16, 16, 16), 3, box_windows="centred", batch_size=1), box=box)
+    assert torch.all(out[1:][(slice(None), *box)] != BACKGROUND_FILL_LOGIT)
+
+
+@pytest.mark.parametrize("box_windows", ["reach", "centred", "tile"])
 def test_cache_runs_only_new_windows_and_changes_nothing(net3d, box_windows):
     image = torch.randn(1, 48, 48, 32, generator=torch.Generator().manual_seed(6))
     settings = WindowSettings((16, 16, 16), 3, box_windows=box_windows, batch_size=1)
