@@ -8,8 +8,8 @@ float32, bfloat16 autocast, and each with ``channels_last_3d``. The case time is
 seconds per window times the windows ``medseg predict`` runs on that scan (coarse-to-fine: the coarse pass
 at twice the spacing plus the fine windows of the whole-scan grid centred in the reference liver box with
 its 15 mm margin; the count is computed, not run). Agreement of the masks of the two precisions is measured
-on the timed windows (random weights: argmax voxels equal, Dice of the foreground); the accuracy guard with trained weights
-is the phantom test of ``tests/inference/test_cpu.py`` and the ``--trained`` run below.
+on the timed windows (random weights: argmax voxels equal, Dice of the foreground); the accuracy guard
+with trained weights is the phantom test of ``tests/inference/test_cpu.py`` and the ``--trained`` run below.
 
 Re-run: ``nice .venv/bin/python benchmarks/bench_cpu_inference.py`` (``--windows N``; ``--trained RUN`` also
 predicts a small phantom with that run in both precisions and reports Dice against the reference). Results
