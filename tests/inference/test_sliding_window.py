@@ -17,6 +17,17 @@ def net3d():
     return UNet(3, 1, 3, (4, 8), (2,), num_res_units=0).eval()
 
 
+def _counting(net):
+    """``net`` and the list of the batch sizes it was called with."""
+    calls = []
+
+    def run(x):
+        calls.append(x.shape[0])
+        return net(x)
+
+    return run, calls
+
+
 @pytest.mark.parametrize("overlap,batch_size", [(0.5, 3), (0.25, 1), (0.0, 4)])
 def test_equals_monai_gaussian_sliding_window(net3d, overlap, batch_size):
     image = torch.randn(1, 37, 41, 29, generator=torch.Generator().manual_seed(1))
@@ -62,11 +73,7 @@ def test_box_runs_only_windows_reaching_into_it(net3d):
     image = torch.randn(1, 48, 48, 32, generator=torch.Generator().manual_seed(3))
     ref = predict_logits(net3d, image, WindowSettings((16, 16, 16), 3))
     box = (slice(20, 26), slice(3, 9), slice(10, 12))
-    calls = []
-
-    def counting(x):
-        calls.append(x.shape[0])
-        return net3d(x)
+    counting, calls = _counting(net3d)
 
     out = predict_logits(counting, image, WindowSettings((16, 16, 16), 3, batch_size=1), box=box)
     # windows [s, s + 16) with s = 0, 8, 16, ...: x 20..25 -> s = 8, 16, 24; y 3..8 -> 0, 8; z 10..11 -> 0, 8
@@ -101,12 +108,7 @@ def test_centred_windows_are_the_grid_windows_centred_in_the_box(net3d):
     image = torch.randn(1, 64, 48, 32, generator=torch.Generator().manual_seed(4))
     ref = predict_logits(net3d, image, WindowSettings((16, 16, 16), 3))
     box = (slice(13, 45), slice(12, 36), slice(0, 32))
-    seen = []
-
-    def recording(x):
-        seen.append(x.shape[0])
-        return net3d(x)
-
+    recording, seen = _counting(net3d)
     out = predict_logits(recording, image, WindowSettings((16, 16, 16), 3, box_windows="centred", batch_size=1),
                          box=box)
     # grid starts s = 0, 8, ... (step 8), centres s + 8: x 13..44 -> s = 8, 16, 24, 32; y 12..35 -> 8, 16, 24;
