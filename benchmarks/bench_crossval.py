@@ -103,8 +103,8 @@ def _scale_line(a) -> str:
 
 def _markdown(a, train, held, cv, cv_seconds, lits) -> str:
     lines = ["## Cross-validation and fold ensembles (`benchmarks/bench_crossval.py`)", "",
-             f"Machine: {machine()}; **shared and heavily loaded** (load average ~{os.getloadavg()[0]:.0f} on 2 "
-             "cores while this ran), so seconds are only comparable within this section.", "",
+             f"Machine: {machine()}; load average ~{os.getloadavg()[0]:.0f} on 2 cores at the end (training jobs "
+             "may have shared the cores), so seconds are only comparable within this section.", "",
              _scale_line(a), "",
              f"Re-run: `nice -n 10 .venv/bin/python benchmarks/bench_crossval.py --folds {a.folds} --epochs "
              f"{a.epochs} --iterations {a.iterations}`", "",
@@ -140,8 +140,14 @@ def _markdown(a, train, held, cv, cv_seconds, lits) -> str:
             lines.append(f"| {name} | {r['seconds']:.0f} | {predict_s:.1f} | {r['peak_rss_mb']:.0f} |")
         one, ens_r = lits["runs"]["one fold"], lits["runs"][f"ensemble of {a.folds}"]
         added = ens_r["peak_rss_mb"] - one["peak_rss_mb"]
-        lines += ["", f"Ensemble / one fold: {ens_r['seconds'] / one['seconds']:.2f}x wall time, peak RSS "
-                  f"{added:+.0f} MB (one checkpoint: {lits['checkpoint_mb']:.1f} MB). "
+        weights = a.folds * lits["checkpoint_mb"]
+        time_ok = (ens_r["predict_s"] or 0) <= a.folds * (one["predict_s"] or 0)
+        lines += ["", f"Ensemble / one fold: {ens_r['seconds'] / one['seconds']:.2f}x wall time, predict "
+                  f"{ens_r['predict_s']:.1f} s against {a.folds} x {one['predict_s']:.1f} s "
+                  f"(goal, at most one coarse pass plus {a.folds} fine passes: **{'met' if time_ok else 'not met'}**); "
+                  f"peak RSS {added:+.0f} MB against {a.folds} checkpoints of {lits['checkpoint_mb']:.1f} MB = "
+                  f"{weights:.1f} MB (goal, below one model's run plus the folds' weights: "
+                  f"**{'met' if added <= weights else 'not met'}**). "
                   "The ensemble runs one coarse pass (all folds on each coarse window) and one fine pass in which "
                   "every window is loaded once and given to every fold; its blended buffer holds F x 3 logit maps "
                   "over the liver box instead of 3."]  # fmt: skip
