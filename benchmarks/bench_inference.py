@@ -316,8 +316,8 @@ to writing the label map, with the same post-processing.
   `restore_to_scan` + argmax (the plain approach).
 - `medseg-full`: `medseg predict --mode full` (air-only windows skipped, block-wise preparation and
   restoration).
-- `medseg`: `medseg predict` defaults: coarse pass at twice the spacing finds the liver, then windows
-  tiled over the liver box (+15 mm).
+- `medseg`: `medseg predict` defaults: coarse pass at twice the spacing finds the liver, then the
+  whole-scan grid's windows centred in the liver box (+15 mm, grown while the liver reaches a face).
 
 Peak RSS is the process's peak resident memory (`VmHWM`; in brackets: multiple of the scan's int16
 size); "added" subtracts the resident memory after importing torch/MONAI/medseg, before the model loads.
