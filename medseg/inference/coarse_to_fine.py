@@ -208,7 +208,9 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
             logger.info("the fine pass found %.1f mL in the box (< %g mL); predicting the whole scan", found_ml,
                         settings.min_volume_ml)
             break
-        box = grow_box(box, faces, shape, step_vox=step_vox, foreground=foreground, snap_vox=window.window)
+        # a tiled box near the edge needs the edge's window anyway; grid windows (centred, reach) do not
+        snap = window.window if window.box_windows == "tile" else None
+        box = grow_box(box, faces, shape, step_vox=step_vox, foreground=foreground, snap_vox=snap)
         logger.info("fine foreground reaches the box faces %s; growing the box to %s", faces, _as_list(box))
     else:
         logger.info("the box still grows after %d fine passes; predicting the whole scan", settings.max_rounds)

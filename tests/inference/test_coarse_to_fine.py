@@ -158,6 +158,23 @@ def test_a_fine_pass_that_finds_too_little_in_a_trusted_box_falls_back(monkeypat
     np.testing.assert_array_equal(argmax_classes(logits).numpy(), liver.astype(np.uint8))
 
 
+def test_grid_windows_grow_the_box_without_snapping_to_the_edge(monkeypatch):
+    # liver z 8..16 of 24 slices, coarse liver at half the radii: the box grows once; a tiled box goes to
+    # the scan's edge when it ends within a window of it, a box of grid windows grows only as far as needed
+    liver = _ellipsoid((24, 20, 12), (8, 8, 4))
+    image = torch.from_numpy(np.where(liver, 1.0, -1.0).astype(np.float32))[None]
+    monkeypatch.setattr(c2f, "coarse_foreground", lambda *args, **kwargs: _coarse(_ellipsoid((24, 20, 12), (4, 4, 2))))
+    settings = CoarseToFineSettings(margin_mm=2.0, min_volume_ml=0.0)
+    z_boxes = {}
+    for box_windows in ("tile", "centred"):
+        window = WindowSettings((16, 16, 8), 3, box_windows=box_windows, batch_size=4)
+        logits, stats = predict_coarse_to_fine(_PerVoxel(), _PerVoxel(), image, window, settings, spacing_mm=SPACING)
+        np.testing.assert_array_equal(argmax_classes(logits).numpy(), liver.astype(np.uint8))
+        z_boxes[box_windows] = stats["box"][2]
+    assert z_boxes["tile"] == [0, 24]
+    assert 0 < z_boxes["centred"][0] <= 8 and 17 <= z_boxes["centred"][1] < 24
+
+
 def test_foreground_box_maps_coarse_voxels_to_the_fine_grid():
     coarse = np.zeros((10, 10, 5), dtype=bool)
     coarse[2:4, 5, 1] = True  # coarse voxels 2..3 -> fine [2 * 2.0, 4 * 2.0) = [4, 8) on x
