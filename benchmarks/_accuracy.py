@@ -34,6 +34,15 @@ class Case:
     label: Path
 
 
+def parse_fresh(text: str) -> dict[str, tuple[int, list[int]]]:
+    """``size:seed:i,j;size:seed:k`` (the ``--fresh`` option) -> size -> (seed, case indices)."""
+    fresh = {}
+    for item in filter(None, text.split(";")):
+        size, seed, indices = item.split(":")
+        fresh[size] = (int(seed), [int(i) for i in indices.split(",")])
+    return fresh
+
+
 def held_out_cases(run: Path, work: Path, *, fresh: dict[str, tuple[int, list[int]]]) -> list[Case]:
     """The run's validation cases (if its data set is on disk) plus fresh phantom cases.
 

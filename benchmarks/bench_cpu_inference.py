@@ -104,7 +104,7 @@ def phantom_windows(count: int):
     and the windows ``medseg predict`` (coarse-to-fine, overlap 0.5) would run on it."""
     from medseg.data import make_phantom
     from medseg.inference.prepare import prepare_scan
-    from medseg.inference.sliding_window import _centred_starts, plan_windows
+    from medseg.inference.sliding_window import grid_windows_for_box, plan_windows
     from medseg.preprocessing import PreprocessingPlan, preprocess_label
 
     case = make_phantom(size="lits", seed=0, index=0)
@@ -126,10 +126,8 @@ def phantom_windows(count: int):
     coarse_mask = body[::2, ::2, ::2]
     coarse, _ = plan_windows(_padded(coarse_mask).shape, WINDOW, overlap=0.0, mask=_padded(coarse_mask))
     full, _ = plan_windows(_padded(body).shape, WINDOW, overlap=0.5, mask=_padded(body))
-    reach = [w for w in full if all(a.start < b.stop and a.stop > b.start for a, b in zip(w, box))]
-    # the default fine pass (fine_windows="centred"): the whole-scan windows centred in the box
-    starts = [_centred_starts({w[a].start for w in full}, box[a], WINDOW[a]) for a in range(3)]
-    fine = [w for w in full if all(w[a].start in starts[a] for a in range(3))]
+    reach = grid_windows_for_box(full, box, WINDOW, placement="reach")
+    fine = grid_windows_for_box(full, box, WINDOW, placement="centred")  # the default fine pass
     info = {"scan_shape": case.image.shape, "spacing_mm": tuple(round(float(s), 2) for s in case.image.spacing_mm),
             "preprocessed_shape": image.shape, "coarse_windows": len(coarse), "fine_windows": len(fine),
             "reach_windows": len(reach), "tile_windows": len(tiles), "full_windows": len(full)}

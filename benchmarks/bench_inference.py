@@ -235,11 +235,7 @@ def _accuracy_main(args) -> None:
 
     if args.model is None:
         raise SystemExit("--accuracy needs --model (a trained run)")
-    fresh = {}
-    for item in filter(None, args.fresh.split(";")):
-        size, seed, indices = item.split(":")
-        fresh[size] = (int(seed), [int(i) for i in indices.split(",")])
-    cases = _accuracy.held_out_cases(args.model, args.work, fresh=fresh)
+    cases = _accuracy.held_out_cases(args.model, args.work, fresh=_accuracy.parse_fresh(args.fresh))
     rows = _accuracy.measure(args.model, cases, args.work, device=args.device, modes=args.modes.split(","),
                              json_path=args.json)
     if args.modes != ",".join(_accuracy.MODES):

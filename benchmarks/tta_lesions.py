@@ -37,11 +37,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/medseg-bench-inference"))
     parser.add_argument("--fresh", default="small:7:0,1,2,3;lits:100:0,1")
     args = parser.parse_args()
-    fresh = {}
-    for item in filter(None, args.fresh.split(";")):
-        size, seed, indices = item.split(":")
-        fresh[size] = (int(seed), [int(i) for i in indices.split(",")])
-    rows = [r for case in _accuracy.held_out_cases(args.model, args.work, fresh=fresh)
+    rows = [r for case in _accuracy.held_out_cases(args.model, args.work, fresh=_accuracy.parse_fresh(args.fresh))
             for r in lesion_hits(case, args.work)]
     for name, group in (("< 100 voxels", [r for r in rows if r["voxels"] < 100]),
                         (">= 100 voxels", [r for r in rows if r["voxels"] >= 100])):

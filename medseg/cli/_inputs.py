@@ -1,10 +1,10 @@
-"""Options shared by the commands that read label maps and DICOM folders: ``--labels``, ``--series-uid``."""
+"""Options shared by several commands: ``--labels``, ``--series-uid`` and fold lists (``--folds``, ``--fold``)."""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_labels_option", "add_series_uid_option", "labels_from"]
+__all__ = ["add_labels_option", "add_series_uid_option", "fold_list", "labels_from"]
 
 _LABELS_HELP = (
     "which values of the {what} are liver and tumor, for maps from other tools: liver=5 (TotalSegmentator), "
@@ -34,3 +34,14 @@ def labels_from(values: list[str] | None):
     from medseg.io.label_map import LabelMapping
 
     return LabelMapping.parse(values)
+
+
+def fold_list(text: str, *, expected: str = "fold numbers such as 0,1") -> tuple[int, ...]:
+    """``K,L,...`` as distinct fold numbers >= 0, in that order (an ``argparse`` type)."""
+    try:
+        folds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if any(k < 0 for k in folds) or len(set(folds)) != len(folds):
+        raise argparse.ArgumentTypeError(f"folds must be distinct numbers >= 0, got {text!r}")
+    return folds

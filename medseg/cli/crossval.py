@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from medseg.cli._inputs import fold_list
+
 __all__ = ["register"]
 
 _EPILOG = """examples:
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("runs", metavar="RUNS", help="folder of fold runs (fold<K>/, as `medseg train --fold all` writes)")
-    p.add_argument("--folds", type=_folds_arg, metavar="K,L", help="only these folds (default: every trained fold)")
+    p.add_argument("--folds", type=fold_list, metavar="K,L", help="only these folds (default: every trained fold)")
     p.add_argument("--data", metavar="DIR", help="the data set, when it moved since training (default: data.json)")
     p.add_argument("--protocol", choices=("medseg", "lits2017"), default="medseg",
                    help="evaluation conventions (docs/metrics.md; default medseg)")
@@ -49,12 +51,6 @@ def register(subparsers) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
     p.set_defaults(func=_crossval)
-
-
-def _folds_arg(text: str) -> tuple[int, ...]:
-    from medseg.cli.predict import _folds_arg as parse
-
-    return parse(text)
 
 
 def _crossval(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from medseg.cli._inputs import add_series_uid_option
+from medseg.cli._inputs import add_series_uid_option, fold_list
 
 __all__ = ["register"]
 
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, metavar="RUN",
                    help="run folder (uses best.pt, else last.pt), .pt file, or a folder of fold runs "
                         "(fold<K>/, as `medseg train --fold all` writes): the ensemble of its trained folds")
-    p.add_argument("--folds", type=_folds_arg, default=None, metavar="K,L",
+    p.add_argument("--folds", type=fold_list, default=None, metavar="K,L",
                    help="with a folder of fold runs: ensemble only these folds (default: every trained fold)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--mode", choices=("coarse-to-fine", "full"), default="coarse-to-fine",
@@ -167,16 +167,6 @@ def _compute_report(settings, predictor) -> dict:
 
     return {"precision": resolve_precision(settings.precision, predictor.device), "threads": torch.get_num_threads(),
             "cpu_bf16_flags": list(cpu_bf16_flags())}
-
-
-def _folds_arg(text: str) -> tuple[int, ...]:
-    try:
-        folds = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected fold numbers such as 0,1, got {text!r}") from None
-    if any(k < 0 for k in folds) or len(set(folds)) != len(folds):
-        raise argparse.ArgumentTypeError(f"folds must be distinct numbers >= 0, got {text!r}")
-    return folds
 
 
 def _models_sha256(checkpoints: list) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from medseg.cli._inputs import fold_list
+
 __all__ = ["register"]
 
 _EPILOG = """examples:
@@ -56,12 +58,7 @@ def _fold_arg(text: str) -> int | str | tuple[int, ...]:
     """``K`` (one fold), ``all`` or ``K,L,...`` (several folds, in that order)."""
     if text.strip().lower() == "all":
         return "all"
-    try:
-        folds = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fold number, a list such as 0,2 or 'all', got {text!r}") from None
-    if any(k < 0 for k in folds) or len(set(folds)) != len(folds):
-        raise argparse.ArgumentTypeError(f"folds must be distinct numbers >= 0, got {text!r}")
+    folds = fold_list(text, expected="a fold number, a list such as 0,2 or 'all'")
     return folds[0] if len(folds) == 1 and "," not in text else folds
 
 

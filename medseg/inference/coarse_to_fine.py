@@ -143,10 +143,9 @@ def predict_coarse_to_fine(
     t0 = time.perf_counter()
     coarse = coarse_foreground(coarse_network, image, replace(window, overlap=settings.overlap),
                                factor=settings.factor, mask=mask, scores=scores)
-    margin_vox = [settings.margin_mm / s for s in spacing_mm]
-    box = foreground_box(coarse, image.shape[1:], margin_vox=margin_vox, min_fraction=settings.min_fraction)
-    coarse_spacing = [s * n / m for s, n, m in zip(spacing_mm, image.shape[1:], coarse.shape)]
-    coarse_ml = volume_ml(_large_components(coarse, settings.min_fraction), coarse_spacing)
+    kept = _large_components(coarse, settings.min_fraction)
+    box = _box_on_fine_grid(kept, image.shape[1:], margin_vox=[settings.margin_mm / s for s in spacing_mm])
+    coarse_ml = volume_ml(kept, [s * n / m for s, n, m in zip(spacing_mm, image.shape[1:], coarse.shape)])
     stats: dict[str, Any] = {"coarse_s": time.perf_counter() - t0, "coarse_box": _as_list(box),
                              "coarse_ml": coarse_ml}
     t0 = time.perf_counter()
@@ -232,11 +231,16 @@ def foreground_box(foreground: np.ndarray, fine_shape: Sequence[int], *, margin_
     Returns:
         The box (slices clamped to ``fine_shape``), or ``None`` when there is no foreground.
     """
-    kept = _large_components(foreground, min_fraction)
+    return _box_on_fine_grid(_large_components(foreground, min_fraction), fine_shape, margin_vox=margin_vox)
+
+
+def _box_on_fine_grid(kept: np.ndarray | None, fine_shape: Sequence[int], *, margin_vox: Sequence[float]
+                      ) -> Box | None:
+    """:func:`foreground_box` of the components already kept (``None``: no box)."""
     if kept is None:
         return None
     box = []
-    for axis, (n_coarse, n_fine, m) in enumerate(zip(foreground.shape, fine_shape, margin_vox)):
+    for axis, (n_coarse, n_fine, m) in enumerate(zip(kept.shape, fine_shape, margin_vox)):
         idx = np.flatnonzero(kept.any(axis=tuple(a for a in range(3) if a != axis)))
         scale = n_fine / n_coarse
         lo = int(np.floor(idx[0] * scale - m))

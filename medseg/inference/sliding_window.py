@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 from tqdm.auto import tqdm
 
-__all__ = ["BACKGROUND_FILL_LOGIT", "BOX_WINDOWS", "WindowSettings", "plan_windows", "predict_logits"]
+__all__ = ["BACKGROUND_FILL_LOGIT", "BOX_WINDOWS", "WindowSettings", "grid_windows_for_box", "plan_windows",
+           "predict_logits"]
 
 logger = logging.getLogger(__name__)
 
@@ -221,13 +222,22 @@ def _place_windows(padded: Sequence[int], settings: WindowSettings, mask, box: B
         windows = [tuple(slice(s.start + b.start, s.stop + b.start) for s, b in zip(w, box)) for w in local]
     else:
         windows, total = plan_windows(padded, window, overlap=overlap, mask=mask)
-        if box is not None and settings.box_windows == "reach":  # inside the box: as a full run
-            windows = [w for w in windows if all(a.start < b.stop and a.stop > b.start for a, b in zip(w, box))]
-        elif box is not None:  # "centred": the grid's windows centred in the box, and those completing its cover
-            starts = [_centred_starts({w[a].start for w in windows}, box[a], window[a]) for a in range(3)]
-            windows = [w for w in windows if all(w[a].start in starts[a] for a in range(3))]
+        if box is not None:
+            windows = grid_windows_for_box(windows, box, window, placement=settings.box_windows)
     logger.debug("sliding window: %d of %d windows", len(windows), total)
     return windows, box
+
+
+def grid_windows_for_box(windows: list[Box], box: Box, window: Sequence[int], *, placement: str) -> list[Box]:
+    """The windows of a whole-image grid (:func:`plan_windows`) that a run restricted to ``box`` runs:
+    ``placement="reach"``, every window reaching into the box; ``"centred"``, those whose centre lies in
+    it and the nearest one each side that completes its cover (see :class:`WindowSettings`)."""
+    if placement == "reach":  # inside the box: as a full run
+        return [w for w in windows if all(a.start < b.stop and a.stop > b.start for a, b in zip(w, box))]
+    if placement != "centred":
+        raise ValueError(f"placement must be 'reach' or 'centred', got {placement!r}")
+    starts = [_centred_starts({w[a].start for w in windows}, box[a], window[a]) for a in range(3)]
+    return [w for w in windows if all(w[a].start in starts[a] for a in range(3))]
 
 
 def _centred_starts(grid: set[int], span: slice, size: int) -> set[int]:

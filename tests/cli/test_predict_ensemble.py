@@ -4,7 +4,6 @@ probability and uncertainty maps on the scan's grid, the folds' agreement in the
 from __future__ import annotations
 
 import json
-import shutil
 
 import nibabel as nib
 import numpy as np
@@ -17,21 +16,13 @@ from medseg.inference import InferenceSettings, Predictor
 from medseg.io import write_volume
 
 
-@pytest.fixture(scope="module")
-def fold_folder(trained_run, untrained_run, tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli_ensemble") / "liver"
-    shutil.copytree(trained_run, root / "fold0")
-    shutil.copytree(untrained_run, root / "fold1")
-    return root
-
-
-def test_predict_with_the_folds_and_save_probabilities(fold_folder, tmp_path):
+def test_predict_with_the_folds_and_save_probabilities(two_fold_runs, tmp_path):
     image = make_phantom(size="tiny", seed=5, index=2).image
     scan = write_volume(image, tmp_path / "case7.nii.gz")
     out = tmp_path / "pred"
-    assert main(["predict", "--model", str(fold_folder), str(scan), "--out", str(out), "--device", "cpu",
+    assert main(["predict", "--model", str(two_fold_runs), str(scan), "--out", str(out), "--device", "cpu",
                  "--mode", "full", "--save-probabilities", "--no-preview"]) == 0  # fmt: skip
-    ensemble = Predictor.from_run(fold_folder, device="cpu", settings=InferenceSettings(mode="full"))
+    ensemble = Predictor.from_run(two_fold_runs, device="cpu", settings=InferenceSettings(mode="full"))
     expected = ensemble.predict_probabilities(image).array
     source = nib.load(scan)
     for name, want in (("prob_liver", expected[1] + expected[2]), ("prob_tumor", expected[2])):
@@ -51,12 +42,12 @@ def test_predict_with_the_folds_and_save_probabilities(fold_folder, tmp_path):
     assert len(manifest["checkpoints"]) == 2
 
 
-def test_folds_option_and_missing_fold(fold_folder, tmp_path, capsys):
+def test_folds_option_and_missing_fold(two_fold_runs, tmp_path, capsys):
     scan = write_volume(make_phantom(size="tiny", seed=5, index=0).image, tmp_path / "c.nii.gz")
-    assert main(["predict", "--model", str(fold_folder), "--folds", "1", str(scan), "--out", str(tmp_path / "p"),
+    assert main(["predict", "--model", str(two_fold_runs), "--folds", "1", str(scan), "--out", str(tmp_path / "p"),
                  "--device", "cpu", "--no-preview"]) == 0  # fmt: skip
     report = json.loads((tmp_path / "p" / "c_volumes.json").read_text())
     assert "uncertainty" not in report  # one fold: no agreement to report
-    assert main(["predict", "--model", str(fold_folder), "--folds", "0,3", str(scan), "--out",
+    assert main(["predict", "--model", str(two_fold_runs), "--folds", "0,3", str(scan), "--out",
                  str(tmp_path / "q"), "--device", "cpu"]) == 2  # fmt: skip
     assert "fold 3" in capsys.readouterr().err

@@ -90,3 +90,15 @@ def trained_run(tmp_path_factory):
         optimizer.step()
     model.eval()
     return write_run(tmp_path_factory.mktemp("trained") / "run", model, plan=plan)
+
+
+@pytest.fixture(scope="session")
+def two_fold_runs(trained_run, untrained_run, tmp_path_factory):
+    """A folder of two fold runs, as ``medseg train --fold all`` writes: fold0 trained, fold1 untrained (so
+    they disagree). Shared: tests that write into it copy it first."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("folds") / "liver"
+    shutil.copytree(trained_run, root / "fold0")
+    shutil.copytree(untrained_run, root / "fold1")
+    return root

@@ -8,7 +8,13 @@ import torch
 from monai.inferers import sliding_window_inference
 from monai.networks.nets import UNet
 
-from medseg.inference.sliding_window import BACKGROUND_FILL_LOGIT, WindowSettings, plan_windows, predict_logits
+from medseg.inference.sliding_window import (
+    BACKGROUND_FILL_LOGIT,
+    WindowSettings,
+    grid_windows_for_box,
+    plan_windows,
+    predict_logits,
+)
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +126,18 @@ def test_centred_windows_are_the_grid_windows_centred_in_the_box(net3d):
     torch.testing.assert_close(out[inner], ref[inner])
     # x 13..15: the window at 0 (centre 8, outside the box) is missing there
     assert not torch.allclose(out[:, 13:16, 16:32], ref[:, 13:16, 16:32])
+
+
+def test_grid_windows_for_box_counts_each_placement():
+    windows, total = plan_windows((64, 48, 32), (16, 16, 16), overlap=0.5)
+    box = (slice(13, 45), slice(12, 36), slice(0, 32))
+    assert total == 7 * 5 * 3  # starts 0, 8, ..., 48 / 0..32 / 0..16
+    # reach: starts s with s < stop and s + 16 > start: x 0..40 (6), y 0..32 (5), z all (3)
+    assert len(grid_windows_for_box(windows, box, (16, 16, 16), placement="reach")) == 6 * 5 * 3
+    # centred: s + 8 in the box: x 8..32 (4), y 8..24 (3), z all (3)
+    assert len(grid_windows_for_box(windows, box, (16, 16, 16), placement="centred")) == 4 * 3 * 3
+    with pytest.raises(ValueError, match="placement"):
+        grid_windows_for_box(windows, box, (16, 16, 16), placement="tile")
 
 
 def test_centred_windows_complete_the_cover_of_a_thin_box(net3d):
