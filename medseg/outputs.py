@@ -224,7 +224,7 @@ class PredictOutputs:
 
 
 def _rounded_uncertainty(agreement: dict) -> dict:
-    """The folds' agreement (:func:`medseg.inference.ensemble.fold_agreement`) rounded for the JSON."""
+    """The folds' agreement (:meth:`medseg.inference.ensemble.FoldMean.agreement`) rounded for the JSON."""
     def rnd(v):
         return [round(x, 3) for x in v] if isinstance(v, list) else (round(v, 4) if isinstance(v, float) else v)
 

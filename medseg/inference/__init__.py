@@ -21,6 +21,7 @@ _EXPORTS = {
     "restore_argmax": "restore",
     "predict_logits": "sliding_window",
     "WindowSettings": "sliding_window",
+    "WindowBlend": "sliding_window",
     "CoarseToFineSettings": "coarse_to_fine",
     "predict_coarse_to_fine": "coarse_to_fine",
     "mirrored": "tta",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,7 +40,7 @@ from scipy import ndimage
 
 from medseg.geometry import voxel_volume_ml
 from medseg.inference.restore import argmax_classes
-from medseg.inference.sliding_window import WindowSettings, predict_logits
+from medseg.inference.sliding_window import WindowBlend, WindowSettings, predict_logits
 
 __all__ = [
     "CoarseToFineSettings",
@@ -47,8 +48,10 @@ __all__ = [
     "faces_reached",
     "foreground_box",
     "grow_box",
+    "locate_box",
     "predict_coarse_to_fine",
     "refine_in_box",
+    "refine_or_predict",
     "volume_ml",
 ]
 
@@ -56,8 +59,6 @@ logger = logging.getLogger(__name__)
 
 Box = tuple[slice, slice, slice]
 Network = Callable[[torch.Tensor], torch.Tensor]
-#: Blended network output ``(K', X, Y, Z)`` -> class scores ``(K, X, Y, Z)`` (see ``scores`` below).
-Scores = Callable[[torch.Tensor], torch.Tensor]
 #: A face of a box: ``(axis, side)`` with side 0 the low face (``start``) and 1 the high face (``stop``).
 Face = tuple[int, int]
 
@@ -119,7 +120,6 @@ def predict_coarse_to_fine(
     *,
     spacing_mm: Sequence[float],
     mask: torch.Tensor | np.ndarray | None = None,
-    scores: Scores | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Logits ``(K, X, Y, Z)`` of the fine pass in a box found by a coarse pass, and statistics.
 
@@ -131,39 +131,53 @@ def predict_coarse_to_fine(
         settings: :class:`CoarseToFineSettings`.
         spacing_mm: Spacing of ``image``'s grid (mm per voxel along X, Y, Z).
         mask: ``(X, Y, Z)`` boolean body mask (windows without a True voxel are skipped), or ``None``.
-        scores: Maps the blended network output to class scores whose argmax is the foreground (a fold
-            ensemble's stacked logits -> log mean probabilities); ``None``: the output itself.
 
     Returns:
-        The logits (background outside the final box) and ``{"coarse_box", "box", "rounds", "coarse_s",
-        "fine_s"}``: the boxes as ``[start, stop]`` per axis (``None``: whole scan) and the fine passes run.
+        The logits (background outside the final box) and ``{"coarse_box", "coarse_ml", "box", "rounds",
+        "coarse_s", "fine_s"}``: the boxes as ``[start, stop]`` per axis (``None``: whole scan) and the fine
+        passes run.
     """
-    import time
+    box, stats = locate_box([coarse_network], image, window, settings, spacing_mm=spacing_mm, mask=mask)
+    logits, steps = refine_or_predict(fine_network, image, window, box, settings, spacing_mm=spacing_mm, mask=mask)
+    return logits, {**stats, **steps}
 
+
+def locate_box(networks: Sequence[Network], image: torch.Tensor, window: WindowSettings,
+               settings: CoarseToFineSettings, *, spacing_mm: Sequence[float],
+               mask: torch.Tensor | np.ndarray | None = None) -> tuple[Box | None, dict[str, Any]]:
+    """The coarse pass of :func:`predict_coarse_to_fine`: the first box on the fine grid (``None``: no
+    foreground) and ``{"coarse_s", "coarse_box", "coarse_ml"}``. Several ``networks`` (the folds of an
+    ensemble) find one box from their mean probabilities."""
     t0 = time.perf_counter()
-    coarse = coarse_foreground(coarse_network, image, replace(window, overlap=settings.overlap),
-                               factor=settings.factor, mask=mask, scores=scores)
+    coarse = coarse_foreground(networks, image, replace(window, overlap=settings.overlap), factor=settings.factor,
+                               mask=mask)
     kept = _large_components(coarse, settings.min_fraction)
     box = _box_on_fine_grid(kept, image.shape[1:], margin_vox=[settings.margin_mm / s for s in spacing_mm])
     coarse_ml = volume_ml(kept, [s * n / m for s, n, m in zip(spacing_mm, image.shape[1:], coarse.shape)])
-    stats: dict[str, Any] = {"coarse_s": time.perf_counter() - t0, "coarse_box": _as_list(box),
-                             "coarse_ml": coarse_ml}
+    return box, {"coarse_s": time.perf_counter() - t0, "coarse_box": _as_list(box), "coarse_ml": coarse_ml}
+
+
+def refine_or_predict(network: Network, image: torch.Tensor, window: WindowSettings, box: Box | None,
+                      settings: CoarseToFineSettings, *, spacing_mm: Sequence[float],
+                      mask: torch.Tensor | np.ndarray | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The fine pass of :func:`predict_coarse_to_fine` from the coarse ``box`` (``None``: the whole scan):
+    the logits and ``{"box", "rounds", "fine_s"}``."""
     t0 = time.perf_counter()
     if box is None:
         logger.info("coarse pass found no foreground; predicting the whole scan")
-        logits, rounds = predict_logits(fine_network, image, window, mask=mask), 1
+        logits, rounds = predict_logits(network, image, window, mask=mask), 1
     else:
-        logits, box, rounds = refine_in_box(fine_network, image, window, box, settings, spacing_mm=spacing_mm,
-                                            mask=mask, scores=scores)
-    stats.update(box=_as_list(box), rounds=rounds, fine_s=time.perf_counter() - t0)
-    return logits, stats
+        logits, box, rounds = refine_in_box(network, image, window, box, settings, spacing_mm=spacing_mm, mask=mask)
+    return logits, {"box": _as_list(box), "rounds": rounds, "fine_s": time.perf_counter() - t0}
 
 
-def coarse_foreground(network: Network, image: torch.Tensor, window: WindowSettings, *, factor: float,
-                      mask: torch.Tensor | np.ndarray | None = None, scores: Scores | None = None) -> np.ndarray:
-    """Foreground (argmax > 0) of ``network`` on ``image`` resampled to ``factor`` times its spacing.
+def coarse_foreground(networks: Network | Sequence[Network], image: torch.Tensor, window: WindowSettings, *,
+                      factor: float, mask: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
+    """Foreground (argmax > 0) of ``networks`` on ``image`` resampled to ``factor`` times its spacing.
 
     Args:
+        networks: One network, or several (folds) whose softmax probabilities are averaged, one network
+            at a time (memory: two coarse maps of ``K`` classes, whatever their number).
         image: ``(C, X, Y, Z)`` preprocessed image; resampled trilinearly (``mask``: nearest).
 
     Returns:
@@ -171,21 +185,27 @@ def coarse_foreground(network: Network, image: torch.Tensor, window: WindowSetti
     """
     from medseg.preprocessing import resample_array
 
+    networks = [networks] if callable(networks) else list(networks)
     coarse_shape = tuple(max(1, round(n / factor)) for n in image.shape[1:])
     coarse = resample_array(image, out_shape=coarse_shape, mode="trilinear")
     coarse_mask = None if mask is None else resample_array(mask, out_shape=coarse_shape, mode="nearest")
-    logits = predict_logits(network, coarse, window, mask=coarse_mask)
-    return argmax_classes(logits if scores is None else scores(logits)).numpy() > 0
+    if len(networks) == 1:
+        return argmax_classes(predict_logits(networks[0], coarse, window, mask=coarse_mask)).numpy() > 0
+    total = None
+    for network in networks:
+        probabilities = torch.softmax(predict_logits(network, coarse, window, mask=coarse_mask), dim=0)
+        total = probabilities if total is None else total.add_(probabilities)
+    return argmax_classes(total).numpy() > 0
 
 
 def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings, box: Box,
                   settings: CoarseToFineSettings, *, spacing_mm: Sequence[float],
-                  mask: torch.Tensor | np.ndarray | None = None, scores: Scores | None = None
-                  ) -> tuple[torch.Tensor, Box | None, int]:
+                  mask: torch.Tensor | np.ndarray | None = None) -> tuple[torch.Tensor, Box | None, int]:
     """The fine pass in ``box``, grown and re-run while its foreground reaches a face (see module doc).
 
-    Windows that a grown box shares with the previous one are not run again (their outputs are kept on
-    the CPU for the duration of the call: 4 bytes x classes x window voxels each).
+    A grown box runs only the windows the earlier boxes did not run, and its result blends the windows
+    of every box so far (:class:`~medseg.inference.sliding_window.WindowBlend`: running sums, no window
+    outputs kept).
 
     Returns:
         ``(logits, box, rounds)``: the last pass's logits, its box (``None`` after falling back to the
@@ -194,16 +214,15 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
     shape = tuple(image.shape[1:])
     guard_vox = [math.ceil(settings.guard_mm / s) for s in spacing_mm]
     step_vox = [max(1, math.ceil(2 * settings.margin_mm / s)) for s in spacing_mm]
-    cache: dict = {}  # window outputs: a grown box runs only the windows it does not share with the last
+    blend = WindowBlend(image, window, mask=mask)
     for rounds in range(1, settings.max_rounds + 1):
-        logits = predict_logits(network, image, window, mask=mask, box=box, cache=cache)
-        classes = argmax_classes(logits if scores is None else scores(logits))
-        foreground = _large_components(classes.numpy() > 0, settings.min_fraction)
+        blend.run(network, box=box)
+        foreground = _large_components(blend.foreground(), settings.min_fraction)
         faces = [] if foreground is None else faces_reached(foreground, box, guard_vox=guard_vox, min_fraction=0.0)
         if not faces:
             found_ml = volume_ml(foreground, spacing_mm)
             if found_ml >= settings.min_volume_ml:
-                return logits, box, rounds
+                return blend.logits(), box, rounds
             logger.info("the fine pass found %.1f mL in the box (< %g mL); predicting the whole scan", found_ml,
                         settings.min_volume_ml)
             break
@@ -213,7 +232,8 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
         logger.info("fine foreground reaches the box faces %s; growing the box to %s", faces, _as_list(box))
     else:
         logger.info("the box still grows after %d fine passes; predicting the whole scan", settings.max_rounds)
-    return predict_logits(network, image, window, mask=mask, cache=cache), None, rounds + 1
+    blend.run(network)
+    return blend.logits(), None, rounds + 1
 
 
 def foreground_box(foreground: np.ndarray, fine_shape: Sequence[int], *, margin_vox: Sequence[float],

@@ -1,22 +1,24 @@
-"""Fold ensembles: the cross-validation folds' networks applied to each window together, probabilities averaged.
+"""Fold ensembles: the cross-validation folds' networks one after another, softmax probabilities averaged.
 
 A paper's LiTS test-set prediction is the ensemble of its cross-validation folds (nnU-Net, Isensee et al.
-2021, *Nature Methods* 18:203). Here the folds' networks are one module, :class:`FoldEnsemble`, whose
-output is the folds' logits stacked on the channel axis, ``(B, F * K, ...)``: the sliding window loads each
-window once, every fold's network sees it, and the Gaussian blending (linear, channel by channel) gives each
-fold exactly the logits it would get alone. After blending, :func:`mean_probabilities` takes each fold's
-softmax and averages them (probabilities, never argmax votes), so the ensemble's probabilities equal the
-mean of the single folds' (tested). Test-time mirroring wraps the whole module, so it composes with the
-ensemble (each fold's logits averaged over the mirrored inputs, as for one fold).
+2021, *Nature Methods* 18:203). Each fold predicts the scan exactly as it would alone (the same windows,
+blending and test-time mirroring); :class:`FoldMean` then adds its softmax to a running sum and keeps its
+labels for the agreement, so the ensemble's probabilities are the mean of the single folds' (probabilities,
+never argmax votes; tested). In coarse-to-fine mode the coarse pass runs once for all folds (their mean
+probabilities find the box) and each fold's fine pass starts from that box.
 
-Memory: the blended buffer holds ``F * K`` float32 maps on the preprocessed grid (only the liver box in
-coarse-to-fine mode) instead of ``K``; the weights of the ``F`` networks are held once each.
+Why one fold at a time, and not every fold on each window as it is loaded: sharing the window would need
+every fold's blended logits at once, ``F * K`` float32 maps on the model grid (for the GPU profile's
+``512 x 512 x 400`` grid, 6 GB on the GPU for 5 folds), while loading a window is a crop of the
+preprocessed image already on the device. One at a time, the ensemble holds one fold's blend, the running
+sum of probabilities (``K`` maps) and each fold's liver and tumor masks packed 8 voxels to a byte, and its
+network work is the same ``F`` fine passes.
 
-:func:`fold_agreement` measures how much the folds disagree on a scan (the spread of their tumor volumes in
-mL and their mean pairwise Dice), an uncertainty score for sorting a cohort for review.
+:meth:`FoldMean.agreement` measures how much the folds disagree on a scan (the spread of their tumor
+volumes in mL and their mean pairwise Dice), an uncertainty score for sorting a cohort for review.
 
-Own code: MONAI's ``EnsembleEvaluator`` runs whole networks one after the other over a data loader and
-nnU-Net averages the folds' logits (not probabilities) one fold at a time.
+Own code: MONAI's ``EnsembleEvaluator`` runs whole networks over a data loader and averages after the
+fact; nnU-Net averages the folds' logits (not probabilities).
 """
 
 from __future__ import annotations
@@ -38,11 +40,9 @@ from medseg.runs.folder import CHECKPOINT_NAMES
 __all__ = [
     "POSTPROCESSING_FILE",
     "FoldEnsemble",
+    "FoldMean",
     "find_fold_runs",
-    "fold_agreement",
     "is_fold_folder",
-    "log_mean_probabilities",
-    "mean_probabilities",
     "read_chosen_postprocessing",
 ]
 
@@ -51,19 +51,20 @@ POSTPROCESSING_FILE = "postprocessing.json"
 
 _FOLD_NAME = re.compile(r"^fold(\d+)$")
 
+#: Set bits of each byte value.
+_BITS_IN_BYTE = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
 #: Smallest probability before the logarithm of :func:`log_mean_probabilities` (``log`` of it: -80.6).
 _TINY = 1e-35
 
 
 class FoldEnsemble(torch.nn.Module):
-    """Several networks with the same input and classes as one: outputs stacked on the channel axis.
+    """The folds' networks of an ensemble, held as one module (``.folds``; ``eval()``, ``to()`` apply to all).
+
+    The predictor runs them one after another (see the module doc); calling the module itself is refused.
 
     Args:
-        networks: The folds' networks, each mapping ``(B, C_in, *patch)`` to ``(B, K, *patch)`` logits
-            (a list/tuple output, deep supervision, uses item 0).
-
-    Returns (forward):
-        ``(B, F * K, *patch)``: fold ``f``'s logits in channels ``f * K .. (f + 1) * K - 1``.
+        networks: The folds' networks, each mapping ``(B, C_in, *patch)`` to ``(B, K, *patch)`` logits.
     """
 
     def __init__(self, networks: Sequence[torch.nn.Module]) -> None:
@@ -73,80 +74,97 @@ class FoldEnsemble(torch.nn.Module):
         self.folds = torch.nn.ModuleList(networks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs = []
-        for network in self.folds:
-            out = network(x)
-            outputs.append((out[0] if isinstance(out, list | tuple) else out).float())
-        return torch.cat(outputs, dim=1)
+        raise TypeError("FoldEnsemble holds the folds; predict with each of .folds (Predictor does)")
 
 
-def mean_probabilities(stacked: torch.Tensor, members: int) -> torch.Tensor:
-    """Mean over folds of each fold's softmax: ``(F * K, ...)`` stacked logits -> ``(K, ...)`` probabilities.
-
-    Computed one fold at a time (peak memory: the result plus one fold's softmax).
-    """
-    if stacked.shape[0] % members:
-        raise ValueError(f"{stacked.shape[0]} channels are not {members} stacked maps")
-    k = stacked.shape[0] // members
-    total = torch.softmax(stacked[:k], dim=0)
-    for f in range(1, members):
-        total += torch.softmax(stacked[f * k : (f + 1) * k], dim=0)
-    return total.div_(members)
-
-
-def log_mean_probabilities(stacked: torch.Tensor, members: int) -> torch.Tensor:
-    """``log`` of :func:`mean_probabilities` (``(K, ...)``): scores whose softmax is the mean probability
-    and whose argmax is the ensemble's class, so they stand in for one network's logits downstream."""
-    return mean_probabilities(stacked, members).clamp_(min=_TINY).log_()
-
-
-def fold_agreement(stacked: torch.Tensor, members: int, *, spacing_mm: Sequence[float],
-                   liver: int = 1, tumor: int = 2) -> dict[str, Any]:
-    """How much the folds' label maps (each fold's argmax, before post-processing) agree on one scan.
+class FoldMean:
+    """The mean softmax probabilities and the agreement of fold predictions added one at a time.
 
     Args:
-        stacked: ``(F * K, X, Y, Z)`` blended logits of :class:`FoldEnsemble` on the preprocessed grid.
-        members: ``F``.
-        spacing_mm: Spacing of that grid (mm per voxel along X, Y, Z).
+        spacing_mm: Spacing of the grid (mm per voxel along X, Y, Z), for the volumes in mL.
         liver, tumor: Class indices; liver counts liver and tumor voxels (the LiTS liver region).
 
-    Returns:
-        ``fold_tumor_volume_ml`` and ``fold_liver_volume_ml`` (one value per fold), ``tumor_volume_sd_ml``
-        (their sample standard deviation; 0 for one fold), ``tumor_volume_range_ml`` (max - min), and
-        ``fold_dice_tumor``/``fold_dice_liver``: the mean Dice over all pairs of folds (two empty maps agree:
-        1; NaN for a single fold, which has no pair).
+    Memory: the sum ``(K, X, Y, Z)`` float32 and two bits per voxel per fold.
     """
-    k = stacked.shape[0] // members
-    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
-    labels = [_argmax(stacked[f * k : (f + 1) * k]) for f in range(members)]
-    tumors = [lab == tumor for lab in labels]
-    livers = [(lab == liver) | (lab == tumor) for lab in labels]
-    tumor_ml = [float(t.sum()) * voxel_ml for t in tumors]
-    liver_ml = [float(m.sum()) * voxel_ml for m in livers]
-    return {
-        "folds": members,
-        "fold_tumor_volume_ml": tumor_ml,
-        "fold_liver_volume_ml": liver_ml,
-        "tumor_volume_sd_ml": float(np.std(tumor_ml, ddof=1)) if members > 1 else 0.0,
-        "tumor_volume_range_ml": max(tumor_ml) - min(tumor_ml),
-        "fold_dice_tumor": _mean_pairwise_dice(tumors),
-        "fold_dice_liver": _mean_pairwise_dice(livers),
-    }
+
+    def __init__(self, *, spacing_mm: Sequence[float], liver: int = 1, tumor: int = 2) -> None:
+        self.voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+        self.liver, self.tumor = liver, tumor
+        self.folds = 0
+        self._sum: torch.Tensor | None = None
+        self._tumors: list[np.ndarray] = []
+        self._livers: list[np.ndarray] = []
+        self._tumor_ml: list[float] = []
+        self._liver_ml: list[float] = []
+
+    @torch.inference_mode()
+    def add(self, logits: torch.Tensor) -> None:
+        """Add one fold's blended logits ``(K, X, Y, Z)`` (CPU float32; consumed: turned into its softmax
+        in place, and the first fold's becomes the running sum)."""
+        from medseg.inference.restore import argmax_classes
+
+        labels = argmax_classes(logits).numpy()
+        tumor = labels == self.tumor
+        liver = tumor | (labels == self.liver)
+        del labels
+        self._tumor_ml.append(float(np.count_nonzero(tumor)) * self.voxel_ml)
+        self._liver_ml.append(float(np.count_nonzero(liver)) * self.voxel_ml)
+        self._tumors.append(np.packbits(tumor, axis=None))
+        self._livers.append(np.packbits(liver, axis=None))
+        del tumor, liver
+        probabilities = _softmax_(logits)  # in place: no second map
+        self._sum = probabilities if self._sum is None else self._sum.add_(probabilities)
+        self.folds += 1
+
+    @torch.inference_mode()
+    def log_mean_probabilities(self) -> torch.Tensor:
+        """``log`` of the folds' mean probabilities ``(K, X, Y, Z)``: scores whose softmax is the mean
+        probability and whose argmax is the ensemble's class, so they stand in for one network's logits
+        downstream. Consumes the sum."""
+        if self._sum is None:
+            raise ValueError("no fold added")
+        total, self._sum = self._sum, None
+        return total.div_(self.folds).clamp_(min=_TINY).log_()
+
+    def agreement(self) -> dict[str, Any]:
+        """How much the folds' label maps (each fold's argmax, before post-processing) agree.
+
+        Returns:
+            ``fold_tumor_volume_ml`` and ``fold_liver_volume_ml`` (one value per fold),
+            ``tumor_volume_sd_ml`` (their sample standard deviation; 0 for one fold),
+            ``tumor_volume_range_ml`` (max - min), and ``fold_dice_tumor``/``fold_dice_liver``: the mean
+            Dice over all pairs of folds (two empty maps agree: 1; NaN for a single fold, which has no pair).
+        """
+        tumor_ml = self._tumor_ml
+        return {
+            "folds": self.folds,
+            "fold_tumor_volume_ml": list(tumor_ml),
+            "fold_liver_volume_ml": list(self._liver_ml),
+            "tumor_volume_sd_ml": float(np.std(tumor_ml, ddof=1)) if self.folds > 1 else 0.0,
+            "tumor_volume_range_ml": max(tumor_ml) - min(tumor_ml) if tumor_ml else 0.0,
+            "fold_dice_tumor": _mean_pairwise_dice(self._tumors),
+            "fold_dice_liver": _mean_pairwise_dice(self._livers),
+        }
 
 
-def _argmax(logits: torch.Tensor) -> torch.Tensor:
-    from medseg.inference.restore import argmax_classes
+def _softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """:func:`torch.softmax` over axis 0, in place (the same values; torch has no in-place softmax)."""
+    logits.sub_(logits.amax(dim=0, keepdim=True)).exp_()
+    return logits.div_(logits.sum(dim=0, keepdim=True))
 
-    return argmax_classes(logits)
 
-
-def _mean_pairwise_dice(masks: list[torch.Tensor]) -> float:
-    """Mean Dice over all pairs (both empty: 1); NaN without a pair."""
+def _mean_pairwise_dice(packed: list[np.ndarray]) -> float:
+    """Mean Dice over all pairs of bit-packed masks (both empty: 1); NaN without a pair."""
     values = []
-    for a, b in itertools.combinations(masks, 2):
-        total = int(a.sum()) + int(b.sum())
-        values.append(1.0 if total == 0 else 2.0 * int((a & b).sum()) / total)
+    for a, b in itertools.combinations(packed, 2):
+        total = _count_bits(a) + _count_bits(b)
+        values.append(1.0 if total == 0 else 2.0 * _count_bits(a & b) / total)
     return float(np.mean(values)) if values else math.nan
+
+
+def _count_bits(packed: np.ndarray) -> int:
+    """Set bits of a ``np.packbits`` array (a byte table: ``np.bitwise_count`` needs NumPy 2)."""
+    return int(_BITS_IN_BYTE[packed].sum(dtype=np.int64))
 
 
 def is_fold_folder(path: str | os.PathLike) -> bool:

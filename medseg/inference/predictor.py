@@ -12,8 +12,9 @@ Example (a notebook)::
     ensemble = Predictor.from_run("runs/liver")                 # a folder of fold runs: all trained folds
     ensemble = Predictor.from_runs(["runs/liver/fold0", "runs/liver/fold1"])   # or a list of runs
 
-A fold ensemble (:mod:`~medseg.inference.ensemble`) runs every fold's network on each window and averages
-the folds' softmax probabilities; its coarse localisation pass is run once, by the whole ensemble.
+A fold ensemble (:mod:`~medseg.inference.ensemble`) runs the folds' networks one after another, each as
+it would run alone, and averages their softmax probabilities; its coarse localisation pass is run once,
+by all the folds together.
 
 Steps per scan: the run's own preprocessing (as :func:`medseg.preprocessing.preprocess_image`: canonical
 orientation, target spacing, intensity normalisation; computed block-wise with the body mask by
@@ -38,15 +39,14 @@ from typing import Any
 import torch
 
 from medseg.errors import ConfigError, DataError
-from medseg.inference.coarse_to_fine import CoarseToFineSettings, predict_coarse_to_fine
+from medseg.inference.coarse_to_fine import CoarseToFineSettings, locate_box, refine_or_predict
 from medseg.inference.cpu import PRECISIONS, resolve_precision
 from medseg.inference.ensemble import (
     POSTPROCESSING_FILE,
     FoldEnsemble,
+    FoldMean,
     find_fold_runs,
-    fold_agreement,
     is_fold_folder,
-    log_mean_probabilities,
     read_chosen_postprocessing,
 )
 from medseg.inference.postprocess import PostprocessConfig, applies_to, postprocess_labels
@@ -58,6 +58,7 @@ from medseg.labels import lits_labels
 from medseg.runs.device import resolve_device
 from medseg.runs.folder import find_checkpoint
 from medseg.runs.record import RunRecord
+from medseg.utils.memory import release_freed_memory
 
 __all__ = ["MODES", "InferenceSettings", "Predictor"]
 
@@ -296,6 +297,39 @@ class Predictor:
         del logits
         return volume.with_array(restore_to_scan(probabilities, record), kind="probabilities")
 
+    def _with_tta(self, network: torch.nn.Module):
+        """``network`` wrapped for mirroring test-time augmentation when the settings ask for it and the run
+        was trained with mirroring (over the axes it mirrored)."""
+        if not self.settings.tta or self.mirror_axes == ():
+            return network
+        return mirrored(network, spatial_dims=len(self.patch_size), axes=self.mirror_axes)
+
+    def _fine_passes(self, networks: list[torch.nn.Module], image: torch.Tensor, window: WindowSettings,
+                     box: Any, c2f: CoarseToFineSettings | None, *, spacing_mm: Sequence[float], mask: Any
+                     ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The full-resolution pass of each network (one fold at a time; from the coarse ``box`` in
+        coarse-to-fine mode): one network's logits, or the folds' log mean probabilities with their
+        agreement (``stats["uncertainty"]``)."""
+        folds = FoldMean(spacing_mm=spacing_mm) if len(networks) > 1 else None
+        per_fold = []
+        for network in networks:
+            t0 = time.perf_counter()
+            fine = self._with_tta(network)
+            if c2f is None:
+                logits, steps = predict_logits(fine, image, window, mask=mask), {"box": None, "rounds": 1}
+            else:
+                logits, steps = refine_or_predict(fine, image, window, box, c2f, spacing_mm=spacing_mm, mask=mask)
+            per_fold.append({**steps, "fine_s": time.perf_counter() - t0})
+            if folds is not None:
+                folds.add(logits)
+                del logits
+                release_freed_memory()  # the fold's blend, before the next fold's (see medseg.utils.memory)
+        stats = _fine_steps(per_fold)
+        if folds is None:
+            return logits, stats
+        stats["uncertainty"] = folds.agreement()
+        return folds.log_mean_probabilities(), stats
+
     def predict_logits(self, volume: Volume) -> tuple[torch.Tensor, Any, dict[str, Any]]:
         """Logits ``(K, X, Y, Z)`` on the preprocessed grid, the preprocessing record and statistics."""
         from medseg.inference.prepare import prepare_scan
@@ -310,32 +344,39 @@ class Predictor:
         image, record, mask = prepare_scan(volume, self.plan, air_threshold_hu=threshold)
         image = torch.from_numpy(image)[None]
         stats["preprocess_s"] = time.perf_counter() - t0
-        spatial_dims = len(self.patch_size)
-        network = self.network
+        networks = list(self.network.folds) if self.members > 1 else [self.network]
         if s.tta and self.mirror_axes == ():
             logger.warning("tta: the network was trained without mirroring; predicting without test-time augmentation")
-        elif s.tta:
-            network = mirrored(self.network, spatial_dims=spatial_dims, axes=self.mirror_axes)
-        batch_size = s.batch_size or (2 if spatial_dims == 3 else 16)
-        window = WindowSettings(patch_size=self.patch_size, num_classes=self.num_classes * self.members,
-                                overlap=s.overlap, batch_size=batch_size, context_slices=self.context_slices,
-                                box_windows=s.fine_windows, device=self.device, amp=s.amp, progress=s.progress,
-                                members=self.members, cpu_bfloat16=precision == "bfloat16")  # fmt: skip
-        scores = None if self.members == 1 else (lambda out: log_mean_probabilities(out, self.members))
-
-        t0 = time.perf_counter()
-        if s.mode == "coarse-to-fine":
-            logits, steps = predict_coarse_to_fine(self.network, network, image, window, s.coarse_to_fine(),
-                                                   spacing_mm=record.spacing_after_mm, mask=mask, scores=scores)
+        batch_size = s.batch_size or (2 if len(self.patch_size) == 3 else 16)
+        window = WindowSettings(patch_size=self.patch_size, num_classes=self.num_classes, overlap=s.overlap,
+                                batch_size=batch_size, context_slices=self.context_slices, box_windows=s.fine_windows,
+                                device=self.device, amp=s.amp, progress=s.progress,
+                                cpu_bfloat16=precision == "bfloat16")  # fmt: skip
+        c2f = s.coarse_to_fine() if s.mode == "coarse-to-fine" else None
+        box = None
+        if c2f is not None:  # one coarse pass, by all the folds together
+            box, steps = locate_box(networks, image, window, c2f, spacing_mm=record.spacing_after_mm, mask=mask)
             stats.update(steps)
-        else:
-            logits = predict_logits(network, image, window, mask=mask)
-            stats.update(box=None, fine_s=time.perf_counter() - t0)
-        if self.members > 1:  # the folds' agreement, then their mean probabilities (as log) for what follows
-            stats["uncertainty"] = fold_agreement(logits, self.members, spacing_mm=record.spacing_after_mm)
-            logits = scores(logits)
+        logits, steps = self._fine_passes(networks, image, window, box, c2f, spacing_mm=record.spacing_after_mm,
+                                          mask=mask)  # fmt: skip
+        stats.update(steps)
         stats["preprocessed_shape"] = list(record.resampled_shape)
+        release_freed_memory()  # the blends' and the coarse pass's buffers, before restoring to the scan grid
         return logits, record, stats
+
+
+def _fine_steps(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fine passes' statistics: one fold's as they are; an ensemble's ``box`` is the union of the folds'
+    final boxes (``None`` if one predicted the whole scan), ``rounds`` and ``fine_s`` their sums, and
+    ``fold_boxes`` and ``fold_rounds`` per fold."""
+    if len(per_fold) == 1:
+        return per_fold[0]
+    boxes = [steps["box"] for steps in per_fold]
+    union = None if any(b is None for b in boxes) else [
+        [min(b[a][0] for b in boxes), max(b[a][1] for b in boxes)] for a in range(len(boxes[0]))]
+    return {"box": union, "rounds": sum(steps["rounds"] for steps in per_fold),
+            "fine_s": sum(steps["fine_s"] for steps in per_fold), "fold_boxes": boxes,
+            "fold_rounds": [steps["rounds"] for steps in per_fold]}
 
 
 def _check_same_model_grid(first: Predictor, other: Predictor) -> None:

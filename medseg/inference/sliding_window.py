@@ -13,8 +13,9 @@ MONAI's ``sliding_window_inference(mode="gaussian")`` (tested).
 How the windows run is one frozen :class:`WindowSettings`; :func:`predict_logits` is four named steps:
 pad the image to one window, place the windows, run and blend them, crop the padding off.
 
-Memory: one ``float32`` logit buffer ``(K, X, Y, Z)`` on the preprocessed grid plus one ``float32``
-weight buffer over the extent of the windows that run; windows are evaluated ``batch_size`` at a time.
+Memory: one ``float32`` logit buffer ``(K, X, Y, Z)`` and one ``float32`` weight buffer on the (padded)
+preprocessed grid, turned into the logits in place; windows are evaluated ``batch_size`` at a time. A box
+that grows (:class:`WindowBlend`) keeps only these running sums, never the outputs of single windows.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 from tqdm.auto import tqdm
 
-__all__ = ["BACKGROUND_FILL_LOGIT", "BOX_WINDOWS", "WindowSettings", "grid_windows_for_box", "plan_windows",
-           "predict_logits"]
+__all__ = ["BACKGROUND_FILL_LOGIT", "BOX_WINDOWS", "WindowBlend", "WindowSettings", "grid_windows_for_box",
+           "plan_windows", "predict_logits"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +68,6 @@ class WindowSettings:
         cpu_bfloat16: Use bfloat16 autocast on CPU (:mod:`medseg.inference.cpu`; ignored on CUDA).
         sigma_scale: Gaussian sigma as a fraction of the window size.
         progress: Show a tqdm bar over window batches.
-        members: The network's output is ``members`` logit maps stacked on the channel axis (a fold
-            ensemble, :mod:`medseg.inference.ensemble`), each of ``num_classes // members`` classes;
-            voxels no window covered get background in each of them.
     """
 
     patch_size: tuple[int, ...]
@@ -83,12 +81,9 @@ class WindowSettings:
     cpu_bfloat16: bool = False
     sigma_scale: float = 0.125
     progress: bool = False
-    members: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
-        if self.members < 1 or self.num_classes % self.members:
-            raise ValueError(f"num_classes={self.num_classes} must be a multiple of members={self.members}")
         if len(self.patch_size) not in (2, 3):
             raise ValueError(f"patch_size must have 2 or 3 entries, got {self.patch_size}")
         if len(self.patch_size) == 3 and self.context_slices:
@@ -161,7 +156,6 @@ def predict_logits(
     *,
     mask: np.ndarray | torch.Tensor | None = None,
     box: Box | None = None,
-    cache: dict | None = None,
 ) -> torch.Tensor:
     """Gaussian-blended sliding-window logits of ``network`` over a whole image.
 
@@ -173,24 +167,111 @@ def predict_logits(
         mask: ``(X, Y, Z)`` boolean (e.g. the body); windows without a True voxel are skipped.
         box: Run only for this box (slices on ``X, Y, Z``), with the windows ``settings.box_windows``
             chooses; outside it the result is background.
-        cache: Window outputs of earlier calls with the same network, image and settings (window
-            position -> CPU tensor), reused and extended: a call with a grown box runs only the windows
-            that are new (coarse-to-fine). ``None``: nothing kept.
 
     Returns:
         ``(K, X, Y, Z)`` float32 logits on the CPU. Voxels that no window covered (skipped or outside
         ``box``) get background: logit 0 for class 0 and :data:`BACKGROUND_FILL_LOGIT` for the others.
     """
-    image = torch.as_tensor(image)
-    if image.ndim != 4:
-        raise ValueError(f"image must be (C, X, Y, Z), got shape {tuple(image.shape)}")
-    shape = tuple(image.shape[1:])
-    if box is not None:
-        box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, shape))
-    image, mask, box, pads = _pad_to_window(image, mask, box, settings.window)
-    windows, box = _place_windows(tuple(image.shape[1:]), settings, mask, box)
-    logits = _run_windows(network, image, windows, settings, box, cache)
-    return _crop(logits, pads, shape)
+    blend = WindowBlend(image, settings, mask=mask)
+    blend.run(network, box=box)
+    return blend.logits()
+
+
+class WindowBlend:
+    """Running sums of one image's Gaussian-weighted window outputs, for runs in a box that grows.
+
+    :func:`predict_logits` is one :meth:`run` and :meth:`logits`. Coarse-to-fine prediction calls
+    :meth:`run` again with a grown box: only the windows not run before run, and the sums keep every
+    window run so far (the windows of all the boxes, never one twice). The sums are the blend itself, so
+    nothing else is kept: no window outputs, whatever the number of runs.
+
+    Args:
+        image: ``(C_in, X, Y, Z)`` preprocessed image (CPU tensor or array).
+        settings: :class:`WindowSettings`.
+        mask: ``(X, Y, Z)`` boolean (e.g. the body); windows without a True voxel are skipped.
+
+    Memory: ``K + 1`` float32 maps on the padded grid (the sums and the weights) on ``settings.device``,
+    plus the image there.
+    """
+
+    def __init__(self, image: torch.Tensor | np.ndarray, settings: WindowSettings, *,
+                 mask: np.ndarray | torch.Tensor | None = None) -> None:
+        image = torch.as_tensor(image)
+        if image.ndim != 4:
+            raise ValueError(f"image must be (C, X, Y, Z), got shape {tuple(image.shape)}")
+        self.settings = settings
+        self.shape = tuple(image.shape[1:])
+        self._device = torch.device(settings.device)
+        image, self._mask, _, self._pads = _pad_to_window(image, mask, None, settings.window)
+        self._image = image.to(device=self._device, dtype=torch.float32)
+        self._padded = tuple(image.shape[1:])
+        self._sums = torch.zeros((settings.num_classes, *self._padded), dtype=torch.float32, device=self._device)
+        self._weights = torch.zeros(self._padded, dtype=torch.float32, device=self._device)
+        weight_map = compute_importance_map(settings.patch_size, mode="gaussian", sigma_scale=settings.sigma_scale,
+                                            device=self._device)
+        self._weight_map = weight_map[..., None] if len(settings.patch_size) == 2 else weight_map
+        self._done: set[tuple[tuple[int, int], ...]] = set()
+        self._box: Box | None = None  # the padded box of the last run (None: the whole image)
+        self._finished = False
+
+    @property
+    def windows_run(self) -> int:
+        """Windows run so far, over all calls of :meth:`run`."""
+        return len(self._done)
+
+    @torch.inference_mode()
+    def run(self, network: Network, *, box: Box | None = None) -> int:
+        """Run the windows for ``box`` (see :func:`predict_logits`) that no earlier call ran; returns
+        how many ran. Later results are background outside this call's box."""
+        if self._finished:
+            raise RuntimeError("WindowBlend.run after logits(): the sums were turned into logits")
+        if box is not None:
+            box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, self.shape))
+            box = tuple(slice(s.start + p // 2, s.stop + p // 2) for s, p in zip(box, self._pads))
+        windows, self._box = _place_windows(self._padded, self.settings, self._mask, box)
+        todo = [w for w in windows if _key(w) not in self._done]
+        batches = range(0, len(todo), self.settings.batch_size)
+        for start in tqdm(batches, desc="windows", unit="batch", disable=not self.settings.progress, leave=False):
+            group = todo[start : start + self.settings.batch_size]
+            out = _forward(network, _gather(self._image, group, self.settings), self.settings, self._device)
+            for sl, pred in zip(group, out):
+                self._sums[(slice(None), *sl)] += pred * self._weight_map
+                self._weights[sl] += self._weight_map
+        self._done.update(_key(w) for w in todo)
+        return len(todo)
+
+    def foreground(self) -> np.ndarray:
+        """``(X, Y, Z)`` boolean on the CPU: where the blended argmax is a foreground class, inside the
+        last run's box (the sums' argmax: dividing by the positive weights changes no argmax; a tie is
+        background, as :func:`torch.argmax` gives the first)."""
+        sums = self._sums[(slice(None), *self._inside())]
+        found = sums[1:].amax(dim=0) > sums[0]
+        if self._box is not None:
+            outside = torch.ones(self._padded, dtype=torch.bool, device=self._device)
+            outside[self._box] = False
+            found &= ~outside[self._inside()]
+        return found.cpu().numpy()
+
+    def logits(self) -> torch.Tensor:
+        """``(K, X, Y, Z)`` float32 logits on the CPU (as :func:`predict_logits` returns them); turns the
+        sums into them in place, so no :meth:`run` may follow."""
+        self._finished = True
+        covered = self._weights > 0
+        self._weights[~covered] = 1.0
+        self._sums.div_(self._weights)
+        self._weights = None
+        _fill_background(self._sums, ~covered)
+        del covered
+        if self._box is not None:
+            outside = torch.ones(self._padded, dtype=torch.bool, device=self._device)
+            outside[self._box] = False
+            _fill_background(self._sums, outside)
+        logits, self._sums = self._sums, None
+        return _crop(logits, self._pads, self.shape)
+
+    def _inside(self) -> Box:
+        """The unpadded image within the padded grid."""
+        return tuple(slice(p // 2, p // 2 + s) for p, s in zip(self._pads, self.shape))
 
 
 def _pad_to_window(image: torch.Tensor, mask, box: Box | None, window: Sequence[int]):
@@ -255,53 +336,8 @@ def _centred_starts(grid: set[int], span: slice, size: int) -> set[int]:
     return kept
 
 
-def _run_windows(network: Network, image: torch.Tensor, windows: list[Box], settings: WindowSettings,
-                 box: Box | None, cache: dict | None = None) -> torch.Tensor:
-    """Blended logits ``(K, *padded)`` on ``settings.device``: Gaussian-weighted sum of the window outputs
-    over the sum of weights, background where no window ran or outside ``box``; window outputs found in
-    ``cache`` are reused, new ones added to it."""
-    device = torch.device(settings.device)
-    padded = tuple(image.shape[1:])
-    logits = torch.zeros((settings.num_classes, *padded), dtype=torch.float32, device=device)
-    if not windows:
-        _fill_background(logits, torch.ones(padded, dtype=torch.bool, device=device), settings.members)
-        return logits
-    extent = tuple(slice(min(w[a].start for w in windows), max(w[a].stop for w in windows)) for a in range(3))
-    offset = [e.start for e in extent]
-    weights = torch.zeros([e.stop - e.start for e in extent], dtype=torch.float32, device=device)
-    weight_map = compute_importance_map(settings.patch_size, mode="gaussian", sigma_scale=settings.sigma_scale,
-                                        device=device)
-    if len(settings.patch_size) == 2:
-        weight_map = weight_map[..., None]
-    src = image.to(device=device, dtype=torch.float32)
-    todo = windows if cache is None else [w for w in windows if _key(w) not in cache]
-    batches = range(0, len(todo), settings.batch_size)
-    for start in tqdm(batches, desc="windows", unit="batch", disable=not settings.progress, leave=False):
-        group = todo[start : start + settings.batch_size]
-        out = _forward(network, _gather(src, group, settings), settings, device)
-        for sl, pred in zip(group, out):
-            logits[(slice(None), *sl)] += pred * weight_map
-            weights[tuple(slice(s.start - o, s.stop - o) for s, o in zip(sl, offset))] += weight_map
-            if cache is not None:
-                cache[_key(sl)] = pred.cpu()
-    done = {_key(w) for w in todo}
-    for sl in windows if len(todo) < len(windows) else []:  # the rest come from the cache
-        if _key(sl) not in done:
-            logits[(slice(None), *sl)] += cache[_key(sl)].to(device) * weight_map
-            weights[tuple(slice(s.start - o, s.stop - o) for s, o in zip(sl, offset))] += weight_map
-    region = logits[(slice(None), *extent)]
-    covered = weights > 0
-    region.div_(torch.where(covered, weights, torch.ones_like(weights)))
-    _fill_background(region, ~covered, settings.members)
-    del weights, covered
-    outside = torch.ones(padded, dtype=torch.bool, device=device)
-    outside[box if box is not None else extent] = False
-    _fill_background(logits, outside, settings.members)
-    return logits
-
-
 def _key(window: Box) -> tuple[tuple[int, int], ...]:
-    """A window as a hashable cache key (slices are not hashable before Python 3.12)."""
+    """A window as a hashable key (slices are not hashable before Python 3.12)."""
     return tuple((s.start, s.stop) for s in window)
 
 
@@ -344,11 +380,9 @@ def _crop(logits: torch.Tensor, pads: Sequence[int], shape: Sequence[int]) -> to
     return logits.cpu().contiguous() if logits.device.type != "cpu" else logits.contiguous()
 
 
-def _fill_background(logits: torch.Tensor, where: torch.Tensor, members: int = 1) -> None:
-    """Set ``logits`` (K, ...) to confident background where ``where`` (...) is True, in place (in each of
-    ``members`` stacked maps of ``K // members`` classes)."""
+def _fill_background(logits: torch.Tensor, where: torch.Tensor) -> None:
+    """Set ``logits`` (K, ...) to confident background where ``where`` (...) is True, in place."""
     if not bool(where.any()):
         return
-    per_member = logits.shape[0] // members
     for k in range(logits.shape[0]):
-        logits[k][where] = 0.0 if k % per_member == 0 else BACKGROUND_FILL_LOGIT
+        logits[k][where] = 0.0 if k == 0 else BACKGROUND_FILL_LOGIT

@@ -211,3 +211,22 @@ def test_bad_settings_name_the_field():
                          ({"max_rounds": 0}, "max_rounds"), ({"min_volume_ml": -1}, "min_volume_ml")]:
         with pytest.raises(ValueError, match=name):
             CoarseToFineSettings(**kwargs)
+
+
+@pytest.mark.parametrize("background_logit,expected", [(2.0, True), (4.0, False)])
+def test_several_networks_find_the_box_from_their_mean_probabilities(background_logit, expected):
+    """Fold A: logits (0, 3, 0), softmax (.045, .909, .045); fold B: (b, 0, 0). b = 2: B's softmax
+    (.787, .107, .107), mean liver .508 > background .416; b = 4: (.965, .018, .018), mean .464 < .505."""
+
+    def constant(values):
+        def run(x):
+            return torch.tensor(values).view(1, 3, 1, 1, 1).expand(x.shape[0], 3, *x.shape[2:]).clone()
+
+        return run
+
+    image = torch.zeros(1, 32, 32, 16)
+    window = WindowSettings((16, 16, 8), 3)
+    nets = [constant([0.0, 3.0, 0.0]), constant([background_logit, 0.0, 0.0])]
+    found = c2f.coarse_foreground(nets, image, window, factor=2.0)
+    assert found.shape == (16, 16, 8) and np.all(found == expected)
+    assert np.all(c2f.coarse_foreground(nets[:1], image, window, factor=2.0))  # fold A alone: liver

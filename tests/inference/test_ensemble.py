@@ -1,5 +1,5 @@
 """Fold ensembles: probabilities equal the mean of the single folds' (computed here one fold at a time),
-every window runs through every fold once, TTA composes, mismatched runs are refused, fold agreement."""
+every fold runs every window once, TTA composes, mismatched runs are refused, fold agreement, memory."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from medseg.data import make_phantom
 from medseg.errors import DataError
 from medseg.inference import InferenceSettings, Predictor
-from medseg.inference.ensemble import FoldEnsemble, find_fold_runs, fold_agreement, mean_probabilities
+from medseg.inference.ensemble import FoldEnsemble, FoldMean, find_fold_runs
 
 from .conftest import tiny_plan, write_run
 
@@ -32,18 +32,68 @@ def test_ensemble_probabilities_are_the_mean_of_the_folds(two_fold_runs, tta):
     assert np.abs(singles[0].predict_probabilities(image).array - expected).max() > 0.05  # the folds differ
 
 
-def test_each_window_is_loaded_once_and_seen_by_every_fold(two_fold_runs):
+@pytest.mark.parametrize("mode", ["full", "coarse-to-fine"])
+def test_each_fold_runs_the_windows_it_would_run_alone(two_fold_runs, mode):
     image = make_phantom(size="tiny", seed=3, index=0).image
-    settings = InferenceSettings(mode="full", batch_size=1)
+    settings = InferenceSettings(mode=mode, batch_size=1, fine_windows="reach")
     ensemble = Predictor.from_runs([two_fold_runs / "fold0", two_fold_runs / "fold1"], device="cpu", settings=settings)
     single = Predictor.from_run(two_fold_runs / "fold0", device="cpu", settings=settings)
-    calls = {"ensemble": 0, "fold0": 0, "fold1": 0, "single": 0}
-    for name, net in (("ensemble", ensemble.network), ("fold0", ensemble.network.folds[0]),
-                      ("fold1", ensemble.network.folds[1]), ("single", single.network)):  # fmt: skip
+    calls = {"fold0": 0, "fold1": 0, "single": 0}
+    for name, net in (("fold0", ensemble.network.folds[0]), ("fold1", ensemble.network.folds[1]),
+                      ("single", single.network)):  # fmt: skip
         net.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
-    ensemble.predict(image)
-    single.predict(image)
-    assert calls["ensemble"] == calls["fold0"] == calls["fold1"] == calls["single"] > 0
+    _, stats = ensemble.predict(image)
+    _, single_stats = single.predict(image)
+    assert calls["fold0"] == calls["fold1"] > 0
+    if mode == "full":  # the same windows as one fold alone
+        assert calls["fold0"] == calls["single"]
+    else:  # one coarse pass (both folds on each coarse window), then each fold's own fine rounds
+        assert stats["coarse_box"] == single_stats["coarse_box"] is not None
+        assert len(stats["fold_rounds"]) == 2 and stats["rounds"] == sum(stats["fold_rounds"])
+    with pytest.raises(TypeError, match="folds"):
+        ensemble.network(torch.zeros(1, 1, 8, 8, 8))
+
+
+def test_ensemble_holds_one_fold_at_a_time(two_fold_runs):
+    """The ensemble's largest tensors: one fold's blend and the running sum, not one blend per fold."""
+    image = make_phantom(size="tiny", seed=3, index=0).image
+    settings = InferenceSettings(mode="full")
+    sizes = {}
+    for name, predictor in (("one", Predictor.from_run(two_fold_runs / "fold0", device="cpu", settings=settings)),
+                            ("two", Predictor.from_run(two_fold_runs, device="cpu", settings=settings))):  # fmt: skip
+        sizes[name] = _largest_live_tensors(lambda p=predictor: p.predict_logits(image))
+    _, _, stats = Predictor.from_run(two_fold_runs, device="cpu", settings=settings).predict_logits(image)
+    k_map = 3 * 4 * int(np.prod(stats["preprocessed_shape"]))  # K float32 maps on the model grid
+    assert sizes["one"] >= 1.0 * k_map  # the blend itself
+    assert sizes["two"] - sizes["one"] <= 1.05 * k_map  # + the running sum only (two blends: + 1.33 maps)
+
+
+def _largest_live_tensors(run) -> int:
+    """Peak bytes of the float32 tensors of 3 or more channels alive at once while ``run()`` runs (by the
+    tensors' storage sizes, sampled at each allocation made through ``torch.zeros``/``softmax``)."""
+    import gc
+    import weakref
+
+    live: list = []
+    peak = [0]
+
+    def track(t):
+        if isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.ndim == 4 and t.shape[0] >= 3:
+            live.append(weakref.ref(t))
+            total = sum(r().untyped_storage().nbytes() for r in live if r() is not None)
+            peak[0] = max(peak[0], total)
+        return t
+
+    originals = {name: getattr(torch, name) for name in ("zeros", "softmax")}
+    try:
+        for name, fn in originals.items():
+            setattr(torch, name, lambda *a, _fn=fn, **k: track(_fn(*a, **k)))
+        run()
+    finally:
+        for name, fn in originals.items():
+            setattr(torch, name, fn)
+        gc.collect()
+    return peak[0]
 
 
 def test_coarse_to_fine_ensemble_labels_match_full_inside_the_liver(two_fold_runs):
@@ -79,20 +129,42 @@ def test_runs_with_another_patch_size_or_plan_are_refused(two_fold_runs, tmp_pat
         Predictor.from_runs([two_fold_runs / "fold0", other], device="cpu")
 
 
-def test_mean_probabilities_and_fold_agreement_by_hand():
-    stacked = torch.zeros(6, 2, 2, 1)
-    stacked[2, 0, 0, 0] = 10.0  # fold 0: tumor at voxel (0, 0)
-    stacked[4, :, 0, 0] = 10.0  # fold 1: liver at (0, 0) and (1, 0)
-    probs = mean_probabilities(stacked, 2)
+def test_fold_mean_and_agreement_by_hand():
+    fold0, fold1 = torch.zeros(3, 2, 2, 1), torch.zeros(3, 2, 2, 1)
+    fold0[2, 0, 0, 0] = 10.0  # fold 0: tumor at voxel (0, 0)
+    fold1[1, :, 0, 0] = 10.0  # fold 1: liver at (0, 0) and (1, 0)
+    folds = FoldMean(spacing_mm=(10.0, 10.0, 10.0))  # 1 mL voxels
+    folds.add(fold0.clone())
+    folds.add(fold1.clone())
+    probs = folds.log_mean_probabilities().exp()
     e = math.exp(10.0)
     np.testing.assert_allclose(probs[:, 0, 0, 0], [(1 / (e + 2) + 1 / (e + 2)) / 2, 0.5 * (1 / (e + 2) + e / (e + 2)),
-                                                    0.5 * (e / (e + 2) + 1 / (e + 2))], rtol=1e-6)  # fmt: skip
-    np.testing.assert_allclose(probs[:, 1, 1, 0], [1 / 3, 1 / 3, 1 / 3], rtol=1e-6)
-    agreement = fold_agreement(stacked, 2, spacing_mm=(10.0, 10.0, 10.0))  # 1 mL voxels
+                                                    0.5 * (e / (e + 2) + 1 / (e + 2))], rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(probs[:, 1, 1, 0], [1 / 3, 1 / 3, 1 / 3], rtol=1e-5)
+    agreement = folds.agreement()
     assert agreement["fold_tumor_volume_ml"] == [1.0, 0.0] and agreement["fold_liver_volume_ml"] == [1.0, 2.0]
     assert agreement["tumor_volume_sd_ml"] == pytest.approx(np.std([1.0, 0.0], ddof=1))
     assert agreement["fold_dice_tumor"] == 0.0 and agreement["fold_dice_liver"] == pytest.approx(2 / 3)
-    assert FoldEnsemble([torch.nn.Identity(), torch.nn.Identity()])(torch.ones(1, 3, 2)).shape == (1, 6, 2)
+    assert FoldEnsemble([torch.nn.Identity(), torch.nn.Identity()]).folds[1] is not None
+
+
+def test_fold_agreement_of_packed_masks_matches_numpy():
+    rng = np.random.default_rng(0)
+    labels = [rng.integers(0, 3, size=(7, 5, 3)) for _ in range(3)]  # 105 voxels: not a multiple of 8
+    folds = FoldMean(spacing_mm=(1.0, 2.0, 3.0))
+    for lab in labels:
+        folds.add(torch.nn.functional.one_hot(torch.from_numpy(lab), 3).permute(3, 0, 1, 2).float() * 5)
+    agreement = folds.agreement()
+
+    def dice(a, b):
+        return 2 * np.sum(a & b) / (a.sum() + b.sum())
+
+    tumors = [lab == 2 for lab in labels]
+    livers = [lab > 0 for lab in labels]
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    assert agreement["fold_dice_tumor"] == pytest.approx(np.mean([dice(tumors[i], tumors[j]) for i, j in pairs]))
+    assert agreement["fold_dice_liver"] == pytest.approx(np.mean([dice(livers[i], livers[j]) for i, j in pairs]))
+    assert agreement["fold_tumor_volume_ml"] == pytest.approx([t.sum() * 0.006 for t in tumors])
 
 
 def test_postprocessing_chosen_on_crossval_is_used(two_fold_runs, tmp_path):

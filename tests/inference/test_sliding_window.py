@@ -10,6 +10,7 @@ from monai.networks.nets import UNet
 
 from medseg.inference.sliding_window import (
     BACKGROUND_FILL_LOGIT,
+    WindowBlend,
     WindowSettings,
     grid_windows_for_box,
     plan_windows,
@@ -148,26 +149,59 @@ def test_centred_windows_complete_the_cover_of_a_thin_box(net3d):
 
 
 @pytest.mark.parametrize("box_windows", ["reach", "centred", "tile"])
-def test_cache_runs_only_new_windows_and_changes_nothing(net3d, box_windows):
+def test_a_grown_box_runs_only_new_windows_and_changes_nothing(net3d, box_windows):
     image = torch.randn(1, 48, 48, 32, generator=torch.Generator().manual_seed(6))
     settings = WindowSettings((16, 16, 16), 3, box_windows=box_windows, batch_size=1)
     small, grown = (slice(20, 36), slice(3, 19), slice(0, 16)), (slice(20, 44), slice(3, 19), slice(0, 16))
-    calls = []
-
-    def counting(x):
-        calls.append(x.shape[0])
-        return net3d(x)
-
-    cache = {}
-    predict_logits(counting, image, settings, box=small, cache=cache)
-    first = sum(calls)
-    out = predict_logits(counting, image, settings, box=grown, cache=cache)
-    calls_with_cache = sum(calls) - first
+    counting, calls = _counting(net3d)
+    blend = WindowBlend(image, settings)
+    first = blend.run(counting, box=small)
+    again = blend.run(counting, box=grown)
+    assert sum(calls) == first + again == blend.windows_run
+    out = blend.logits()
+    counting, calls = _counting(net3d)
     ref = predict_logits(counting, image, settings, box=grown)
-    calls_without = sum(calls) - first - calls_with_cache
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    # reach: x windows at 8, 16, 24 (small box), then also 32 (grown); tile: x at 20, then 20 and 28
-    assert calls_with_cache == calls_without - first and len(cache) == first + calls_with_cache
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)  # the grown box's windows include the small one's
+    # counted by hand (grid starts 0, 8, .., 32 per axis): reach x 8..32 x y 0, 8, 16 x z 0, 8 = 24, and the
+    # grown box reaches no new start; centred x 16, 24 x y 0, 8 x z 0 = 4, then x 32; tile x 20, then x 28
+    assert (first, again) == {"reach": (24, 0), "centred": (4, 2), "tile": (1, 1)}[box_windows]
+    assert sum(calls) == first + again  # the fresh run of the grown box runs the same windows
+    with pytest.raises(RuntimeError, match="logits"):
+        blend.run(counting, box=grown)
+
+
+def test_a_grown_box_keeps_the_windows_of_earlier_boxes(net3d):
+    """Tiles over a box grown on both sides sit elsewhere (x 16, 24) than the first tile (x 20): the result
+    blends all three, checked against a blend written out here with MONAI's Gaussian map."""
+    from monai.data.utils import compute_importance_map
+
+    image = torch.randn(1, 48, 48, 32, generator=torch.Generator().manual_seed(7))
+    settings = WindowSettings((16, 16, 16), 3, box_windows="tile", batch_size=2)
+    blend = WindowBlend(image, settings)
+    assert blend.run(net3d, box=(slice(20, 36), slice(3, 19), slice(0, 16))) == 1
+    grown = (slice(16, 40), slice(3, 19), slice(0, 16))
+    assert blend.run(net3d, box=grown) == 2
+    out = blend.logits()
+    weight = compute_importance_map((16, 16, 16), mode="gaussian", sigma_scale=0.125)
+    num, den = torch.zeros(3, 48, 48, 32), torch.zeros(48, 48, 32)
+    with torch.no_grad():
+        for x in (20, 16, 24):
+            sl = (slice(x, x + 16), slice(3, 19), slice(0, 16))
+            num[(slice(None), *sl)] += net3d(image[(slice(None), *sl)][None])[0] * weight
+            den[sl] += weight
+    torch.testing.assert_close(out[(slice(None), *grown)], (num / den)[(slice(None), *grown)], atol=1e-5, rtol=1e-5)
+    assert torch.all(out[1:, :16] == BACKGROUND_FILL_LOGIT) and torch.all(out[1:, 40:] == BACKGROUND_FILL_LOGIT)
+
+
+def test_foreground_is_the_argmax_inside_the_last_box(net3d):
+    image = torch.randn(1, 32, 32, 32, generator=torch.Generator().manual_seed(8))
+    box = (slice(4, 28), slice(0, 20), slice(8, 24))
+    blend = WindowBlend(image, WindowSettings((16, 16, 16), 3, box_windows="reach"))
+    blend.run(net3d, box=box)
+    found = blend.foreground()
+    expected = blend.logits().argmax(0).numpy() > 0
+    assert found.shape == (32, 32, 32) and expected[box].any() and not found[:4].any()
+    np.testing.assert_array_equal(found, expected)
 
 
 def test_small_image_is_padded_and_cropped_back(net3d):
