@@ -4,8 +4,8 @@ glibc's allocator keeps freed blocks of a few MB in the process heap (its mmap t
 each large free, up to 32 MB), so after a fold's blend is freed the process still holds it, and a fold
 ensemble's peak memory grows with each fold although only one fold's maps are alive at a time.
 ``malloc_trim(0)`` returns those free pages (measured on a LiTS-size scan with 5 folds: peak RSS
-+34 MB over one fold without it, see docs/benchmarks.md). Elsewhere (macOS, Windows, musl) it does
-nothing.
++34 MB over one fold without it, +21 MB with it, 6 MB of which are the four more networks; see
+docs/benchmarks.md). Elsewhere (macOS, Windows, musl) it does nothing.
 
 Own code: neither torch nor NumPy exposes the allocator's trim.
 """
