@@ -2,7 +2,8 @@
 
 Called by ``bench_nnunet_peer.py`` as ``.venv-bench/bin/python benchmarks/_nnunet_child.py SPEC.json``; the
 spec names the scan, the output, the exported network (``(B, C, x, y, z)`` in medseg's canonical RAS order),
-the patch, spacing and CT normalisation, and whether to mirror. Prints one JSON line: seconds.
+the patch, spacing and CT normalisation, whether to mirror, and optionally ``data_order`` (the spline order
+of nnU-Net's image resampling; its default, 3, unless given). Prints one JSON line: seconds.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def _plans(spec: dict) -> dict:
         "spacing": rev(spec["spacing_mm"]), "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
         "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
         "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+        "resampling_fn_data_kwargs": {"is_seg": False, "order": spec.get("data_order", 3), "order_z": 0,
+                                      "force_separate_z": None},
         "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
         "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
         "batch_dice": False,
