@@ -103,7 +103,8 @@ def _weights_mb(run: Path) -> float:
     import torch
 
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)["model"]
-    return sum(t.numel() * t.element_size() for t in state.values()) / 2**20
+    unique = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in state.values()}
+    return sum(unique.values()) / 2**20  # a storage shared by two names counts once
 
 
 def _scale_line(a) -> str:
