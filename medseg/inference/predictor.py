@@ -92,8 +92,8 @@ class InferenceSettings:
             half of those reaching into it, and a full run's logits wherever a voxel's windows are all
             centred in the box), ``"reach"`` (every whole-scan window reaching into the box: exactly a full
             run's logits in it, but twice as many windows) or ``"tile"`` (a grid laid over the box: windows placed
-            elsewhere than a full run's, which moved tumor Dice by up to 0.037 against ``--mode full`` on
-            the phantom).
+            elsewhere than a full run's, and a grown box keeps the earlier tiles in its blend; this moved
+            tumor Dice by up to 0.059 against ``--mode full`` on the phantom, docs/benchmarks.md).
         postprocessing: Overrides the run's post-processing (``None``: use the run's).
         progress: Show a progress bar over window batches.
         probabilities: :meth:`Predictor.predict` also returns the liver, tumor and uncertainty maps on the

@@ -246,9 +246,8 @@ class WindowBlend:
         background, as :func:`torch.argmax` gives the first)."""
         sums = self._sums[(slice(None), *self._inside())]
         found = sums[1:].amax(dim=0) > sums[0]
-        if self._box is not None:
-            outside = torch.ones(self._padded, dtype=torch.bool, device=self._device)
-            outside[self._box] = False
+        outside = self._outside_box()
+        if outside is not None:
             found &= ~outside[self._inside()]
         return found.cpu().numpy()
 
@@ -262,12 +261,19 @@ class WindowBlend:
         self._weights = None
         _fill_background(self._sums, ~covered)
         del covered
-        if self._box is not None:
-            outside = torch.ones(self._padded, dtype=torch.bool, device=self._device)
-            outside[self._box] = False
+        outside = self._outside_box()
+        if outside is not None:
             _fill_background(self._sums, outside)
         logits, self._sums = self._sums, None
         return _crop(logits, self._pads, self.shape)
+
+    def _outside_box(self) -> torch.Tensor | None:
+        """The padded grid outside the last run's box (boolean; ``None`` when it ran on the whole image)."""
+        if self._box is None:
+            return None
+        outside = torch.ones(self._padded, dtype=torch.bool, device=self._device)
+        outside[self._box] = False
+        return outside
 
     def _inside(self) -> Box:
         """The unpadded image within the padded grid."""
