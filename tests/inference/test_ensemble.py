@@ -33,7 +33,9 @@ def test_ensemble_probabilities_are_the_mean_of_the_folds(two_fold_runs, tta):
 
 
 @pytest.mark.parametrize("mode", ["full", "coarse-to-fine"])
-def test_each_fold_runs_the_windows_it_would_run_alone(two_fold_runs, mode):
+def test_each_fold_runs_the_windows_it_would_run_alone(two_fold_runs, mode, monkeypatch):
+    import medseg.inference.predictor as predictor_module
+
     image = make_phantom(size="tiny", seed=3, index=0).image
     settings = InferenceSettings(mode=mode, batch_size=1, fine_windows="reach")
     ensemble = Predictor.from_runs([two_fold_runs / "fold0", two_fold_runs / "fold1"], device="cpu", settings=settings)
@@ -42,13 +44,25 @@ def test_each_fold_runs_the_windows_it_would_run_alone(two_fold_runs, mode):
     for name, net in (("fold0", ensemble.network.folds[0]), ("fold1", ensemble.network.folds[1]),
                       ("single", single.network)):  # fmt: skip
         net.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    coarse = []  # (networks, windows each fold ran) of every coarse pass
+
+    def counting_locate_box(networks, *args, **kwargs):
+        before = dict(calls)
+        out = predictor_module_locate_box(networks, *args, **kwargs)
+        coarse.append((list(networks), {k: calls[k] - before[k] for k in ("fold0", "fold1")}))
+        return out
+
+    predictor_module_locate_box = predictor_module.locate_box
+    monkeypatch.setattr(predictor_module, "locate_box", counting_locate_box)
     _, stats = ensemble.predict(image)
-    _, single_stats = single.predict(image)
-    assert calls["fold0"] == calls["fold1"] > 0
+    single.predict(image)
     if mode == "full":  # the same windows as one fold alone
-        assert calls["fold0"] == calls["single"]
+        assert calls["fold0"] == calls["fold1"] == calls["single"] > 0 and coarse == []
     else:  # one coarse pass (both folds on each coarse window), then each fold's own fine rounds
-        assert stats["coarse_box"] == single_stats["coarse_box"] is not None
+        assert len(coarse) == 2 and coarse[0][0] == list(ensemble.network.folds)  # the ensemble's, then single's
+        assert coarse[0][1]["fold0"] == coarse[0][1]["fold1"] > 0
+        assert calls["fold0"] > coarse[0][1]["fold0"] and calls["fold1"] > coarse[0][1]["fold1"]
+        assert stats["coarse_box"] is not None
         assert len(stats["fold_rounds"]) == 2 and stats["rounds"] == sum(stats["fold_rounds"])
     with pytest.raises(TypeError, match="folds"):
         ensemble.network(torch.zeros(1, 1, 8, 8, 8))
