@@ -18,6 +18,14 @@ def pytest_configure(config):
         pass
 
 
+@pytest.fixture(autouse=True)
+def _runtime_auto_is_torch(request, monkeypatch):
+    """``runtime="auto"`` (the default) resolves to PyTorch in tests, which wrap, count and compare torch
+    modules; tests marked ``openvino`` see the real resolution (OpenVINO on the CPU where it imports)."""
+    if request.node.get_closest_marker("openvino") is None:
+        monkeypatch.setattr("medseg.inference.runtime.openvino_available", lambda: False)
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip `gpu` tests when CUDA is not available."""
     try:
