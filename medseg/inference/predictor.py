@@ -51,6 +51,7 @@ from medseg.inference.ensemble import (
 )
 from medseg.inference.postprocess import PostprocessConfig, applies_to, postprocess_labels
 from medseg.inference.restore import restore_argmax
+from medseg.inference.runtime import RUNTIMES, network_input_shape, resolve_runtime
 from medseg.inference.sliding_window import BOX_WINDOWS, WindowSettings, predict_logits
 from medseg.inference.tta import mirrored
 from medseg.io.volume import Volume
@@ -83,7 +84,12 @@ class InferenceSettings:
         amp: float16 autocast on CUDA.
         precision: CPU compute precision: ``"auto"`` (bfloat16 autocast where the CPU has native bfloat16,
             else float32), ``"float32"`` or ``"bfloat16"`` (:func:`medseg.inference.cpu.resolve_precision`);
-            the one used is ``stats["precision"]``.
+            the one used is ``stats["precision"]`` (for either runtime).
+        runtime: What computes the network (:mod:`medseg.inference.runtime`): ``"auto"`` (OpenVINO on a CPU
+            where it is installed, else PyTorch), ``"torch"`` or ``"openvino"``; the one used is
+            ``stats["runtime"]``.
+        cache_dir: Folder of converted networks for OpenVINO (``None``: ``~/.cache/medseg/openvino``;
+            :mod:`medseg.inference.runtime_cache`).
         coarse_factor: Spacing multiplier of the coarse pass.
         coarse_overlap: Window overlap of the coarse pass.
         margin_mm: Margin added around the liver box found by the coarse pass.
@@ -108,6 +114,8 @@ class InferenceSettings:
     air_threshold_hu: float = -500.0
     amp: bool = True
     precision: str = "auto"
+    runtime: str = "auto"
+    cache_dir: str | None = None
     coarse_factor: float = 2.0
     coarse_overlap: float = 0.0
     margin_mm: float = 15.0
@@ -133,6 +141,8 @@ class InferenceSettings:
             raise ConfigError(f"margin_mm must be >= 0, got {self.margin_mm}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {list(RUNTIMES)}, got {self.runtime!r}")
 
     def coarse_to_fine(self) -> CoarseToFineSettings:
         """The coarse pass and box check of ``"coarse-to-fine"`` mode."""
@@ -160,6 +170,8 @@ class Predictor:
         device: Where the network runs.
         members: Folds in ``network`` (a :class:`~medseg.inference.ensemble.FoldEnsemble` when > 1).
         sources: The checkpoint file of each fold.
+        compiled: The OpenVINO networks compiled so far (runtime ``"openvino"``: once per fold, window and
+            precision; shared with the copies :meth:`with_settings` makes).
     """
 
     network: torch.nn.Module
@@ -174,6 +186,7 @@ class Predictor:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     members: int = 1
     sources: tuple[str, ...] = ()
+    compiled: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, *, device: str | torch.device = "auto",
@@ -338,20 +351,22 @@ class Predictor:
             raise DataError(f"expected a 3D scan, got shape {volume.shape}", path=volume.meta.get("path"))
         s = self.settings
         precision = resolve_precision(s.precision, self.device)
-        stats: dict[str, Any] = {"mode": s.mode, "precision": precision, "threads": torch.get_num_threads()}
+        runtime = resolve_runtime(s.runtime, self.device)
+        stats: dict[str, Any] = {"mode": s.mode, "runtime": runtime, "precision": precision,
+                                 "threads": torch.get_num_threads()}
         t0 = time.perf_counter()
         threshold = s.air_threshold_hu if s.skip_air else None
         image, record, mask = prepare_scan(volume, self.plan, air_threshold_hu=threshold)
         image = torch.from_numpy(image)[None]
         stats["preprocess_s"] = time.perf_counter() - t0
-        networks = list(self.network.folds) if self.members > 1 else [self.network]
+        networks = self._runtime_networks(runtime, precision, channels=image.shape[0])
         if s.tta and self.mirror_axes == ():
             logger.warning("tta: the network was trained without mirroring; predicting without test-time augmentation")
         batch_size = s.batch_size or (2 if len(self.patch_size) == 3 else 16)
         window = WindowSettings(patch_size=self.patch_size, num_classes=self.num_classes, overlap=s.overlap,
                                 batch_size=batch_size, context_slices=self.context_slices, box_windows=s.fine_windows,
                                 device=self.device, amp=s.amp, progress=s.progress,
-                                cpu_bfloat16=precision == "bfloat16")  # fmt: skip
+                                cpu_bfloat16=precision == "bfloat16" and runtime == "torch")  # fmt: skip
         c2f = s.coarse_to_fine() if s.mode == "coarse-to-fine" else None
         box = None
         if c2f is not None:  # one coarse pass, by all the folds together
@@ -363,6 +378,18 @@ class Predictor:
         stats["preprocessed_shape"] = list(record.resampled_shape)
         release_freed_memory()  # the blends' and the coarse pass's buffers, before restoring to the scan grid
         return logits, record, stats
+
+    def _runtime_networks(self, runtime: str, precision: str, *, channels: int) -> list[Any]:
+        """The network of each fold as ``runtime`` computes it: the modules themselves for PyTorch; for
+        OpenVINO each converted (or read from the cache) and compiled, once per predictor."""
+        networks = list(self.network.folds) if self.members > 1 else [self.network]
+        if runtime == "torch":
+            return networks
+        from medseg.inference.runtime_openvino import openvino_networks
+
+        shape = network_input_shape(channels, self.patch_size, self.context_slices)
+        return openvino_networks(networks, input_shape=shape, precision=precision, cache_dir=self.settings.cache_dir,
+                                 memo=self.compiled)
 
 
 def _fine_steps(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
