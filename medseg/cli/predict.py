@@ -64,6 +64,12 @@ def register(subparsers) -> None:
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="CPU compute precision: auto (default) = bfloat16 autocast on CPUs with native bfloat16 "
                         "(AMX / AVX512-BF16), else float32; float32 forces full precision (recorded in run.json)")
+    p.add_argument("--runtime", choices=("auto", "torch", "openvino"), default="auto",
+                   help="what computes the network: auto (default) = OpenVINO on the CPU where it is installed, "
+                        "PyTorch on CUDA and elsewhere; torch; openvino (CPU only; recorded in run.json)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="folder of networks converted for OpenVINO, reused across runs (default "
+                        "~/.cache/medseg/openvino)")
     p.add_argument("--skip-existing", action="store_true", help="leave scans whose <case>_seg.nii.gz exists alone")
     p.add_argument("--no-volumes", action="store_true",
                    help="do not write <case>_volumes.json, volumes.csv and lesions.csv")
@@ -106,6 +112,7 @@ def _predict(args: argparse.Namespace) -> int:
     settings = InferenceSettings(mode=args.mode, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                                  skip_air=args.skip_air, progress=bool(args.progress),
                                  probabilities=args.save_probabilities, precision=args.precision,
+                                 runtime=args.runtime, cache_dir=args.cache_dir,
                                  postprocessing=NO_POSTPROCESSING if args.no_postprocessing else None)
     inputs, failures = collect_inputs(args.inputs)
     _check_outputs(args, inputs)
@@ -160,12 +167,16 @@ def _writer(args: argparse.Namespace, settings, predictor, rank: int):
 
 
 def _compute_report(settings, predictor) -> dict:
-    """run.json's ``compute``: the precision used (``--precision`` resolved), threads, the CPU's bfloat16 flags."""
+    """run.json's ``compute``: the runtime and precision used (``--runtime``, ``--precision`` resolved; with
+    OpenVINO its version), threads, the CPU's bfloat16 flags."""
     import torch
 
     from medseg.inference.cpu import cpu_bf16_flags, resolve_precision
+    from medseg.inference.runtime import openvino_version, resolve_runtime
 
-    return {"precision": resolve_precision(settings.precision, predictor.device), "threads": torch.get_num_threads(),
+    runtime = resolve_runtime(settings.runtime, predictor.device)
+    return {"runtime": runtime, "openvino": openvino_version() if runtime == "openvino" else None,
+            "precision": resolve_precision(settings.precision, predictor.device), "threads": torch.get_num_threads(),
             "cpu_bf16_flags": list(cpu_bf16_flags())}
 
 

@@ -64,7 +64,9 @@ def test_dicom_input_gets_a_seg_equal_to_the_nifti(trained_run, scans, tmp_path,
 
     expected = resolve_precision("auto", "cpu")  # its rules: tests/inference/test_cpu.py
     assert run["settings"]["inference"]["precision"] == "auto"  # --precision's default, resolved below
-    assert run["settings"]["compute"] == {"precision": expected, "threads": physical_cores(),
+    assert run["settings"]["inference"]["runtime"] == "auto"  # resolves to torch in tests (tests/conftest.py)
+    assert run["settings"]["compute"] == {"runtime": "torch", "openvino": None, "precision": expected,
+                                          "threads": physical_cores(),
                                           "cpu_bf16_flags": list(cpu_bf16_flags())}
     cases = {c["case_id"]: c for c in run["cases"]}
     dicom = cases["patient3"]
