@@ -173,20 +173,28 @@ def label_value_problems(array: np.ndarray, *, allowed: Sequence[int] | None = _
 def looks_like_label_map(array: np.ndarray) -> str | None:
     """A one-line reason when a scan's values look like a label map rather than CT HU, else ``None``.
 
-    A label map holds background 0 and a few small non-negative integers (at most 16 distinct values
-    within 0..255, e.g. 0/1/2 or 0/255); a CT holds thousands of values and air at about -1000 HU.
+    A label map holds background 0 and small non-negative integers: either a few values within 0..255
+    (at most 16, e.g. 0/1/2 or 0/255), or another tool's multi-label map (TotalSegmentator's 117 classes,
+    an instance map) with at most 256 distinct values of which 0 is the most frequent. A CT holds
+    thousands of values and air at about -1000 HU, so neither rule takes a CT.
     """
     values = np.asarray(array)
     if values.size == 0 or not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
         return None
     lo, hi = float(np.min(values)), float(np.max(values))
-    if lo < 0 or hi > 255:
+    if lo != 0 or hi > 65535:
         return None
     if np.issubdtype(values.dtype, np.floating) and not np.array_equal(values, np.round(values)):
         return None
     present = _present_values(values)
-    if len(present) > 16 or len(present) < 2 or present[0] != 0:  # a constant scan is another problem
+    if len(present) < 2 or len(present) > 256:  # a constant scan is another problem
         return None
+    if len(present) > 16 or hi > 255:
+        zeros = values.size - int(np.count_nonzero(values))
+        if zeros * len(present) < values.size:  # 0 not more frequent than an average value: not background
+            return None
+        return (f"{len(present)} integer values {present[0]:g}..{present[-1]:g}, mostly 0: this is a multi-label "
+                "map (segmentation), not a CT scan")
     shown = ", ".join(f"{v:g}" for v in present)
     return f"values {shown} only: this is a label map (segmentation), not a CT scan"
 
@@ -212,7 +220,11 @@ def apply_label_mapping(array: np.ndarray, mapping: LabelMapping = LITS_MAPPING,
     values = np.asarray(array)
     if not mapping.explicit:
         return values.astype(np.uint8, copy=False)
-    present = set(_present_values(values))
+    present_sorted = _present_values(values)
+    if _looks_like_ct(present_sorted):  # a mapping chooses values; it never makes a CT a label map
+        raise DataError(f"{len(present_sorted)} distinct values from {present_sorted[0]:g} to {present_sorted[-1]:g}: "
+                        "this looks like a CT scan, not a label map", path=path)
+    present = set(present_sorted)
     missing = [v for v in (*mapping.liver, *mapping.tumor) if v not in present]
     if missing:
         logger.warning("%s: no voxel has the mapped value(s) %s (values present: %s)", path or "label map",

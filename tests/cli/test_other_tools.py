@@ -160,3 +160,26 @@ def test_evaluate_one_prediction_against_one_dicom_seg(dicom_case, tmp_path):  #
     summary = json.loads((out / "summary.json").read_text())
     assert summary["regions"]["liver"]["dice"]["mean"] == 1.0
     assert summary["detection"]["fn"] == 3 and summary["detection"]["tp"] == 0  # the phantom's three lesions
+
+
+def test_volumes_refuses_a_ct_as_label_map_with_or_without_labels(tiny_case, tmp_path, capsys):
+    """A mapping chooses values; it never turns a CT into a label map (issue #28: 27.1 mL of "liver" before)."""
+    ct = write_volume(tiny_case.image, tmp_path / "ct.nii.gz")
+    for flags in ([], ["--labels", "liver=5"]):
+        assert main(["volumes", str(ct), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"medseg volumes: error: {ct}: ") and "looks like a CT scan, not a label map" in err
+        assert "\n" not in err
+
+
+def test_predict_refuses_another_tools_multi_label_map_as_scan(tiny_case, tmp_path, capsys, untrained_run):
+    body = tiny_case.image.array > -500
+    organs = np.zeros(body.shape, dtype=np.uint8)
+    organs[body] = np.arange(np.count_nonzero(body)) * 40 // np.count_nonzero(body) + 1
+    scan = write_volume(tiny_case.image.with_array(organs), tmp_path / "volume-7.nii.gz", label=True)
+    code = main(["predict", "--model", str(untrained_run), str(scan), "--out", str(tmp_path / "p"), "--device", "cpu",
+                 "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "41 integer values 0..40, mostly 0: this is a multi-label map (segmentation), not a CT scan" in err
+    assert not list((tmp_path / "p").glob("*_seg.nii.gz"))

@@ -94,6 +94,33 @@ def test_looks_like_label_map(case):
     assert looks_like_label_map(np.full((4, 4, 4), 40)) is None  # constant: another problem
 
 
+def _multi_label_map(case, classes: int) -> np.ndarray:
+    """A TotalSegmentator-like map: the phantom's body cut into ``classes`` organ slabs, 0 outside."""
+    body = case.image.array > -500
+    out = np.zeros(body.shape, dtype=np.uint8)
+    out[body] = np.arange(np.count_nonzero(body)) * classes // np.count_nonzero(body) + 1
+    return out
+
+
+def test_looks_like_label_map_takes_multi_label_maps_of_other_tools(case):
+    totalseg = _multi_label_map(case, 40)
+    assert len(np.unique(totalseg)) == 41 and (totalseg == 0).mean() > 1 / 41
+    assert looks_like_label_map(totalseg) == ("41 integer values 0..40, mostly 0: this is a multi-label map "
+                                              "(segmentation), not a CT scan")
+    assert looks_like_label_map(totalseg.astype(np.uint16) * 300).startswith("41 integer values 0..12000")
+    # a CT (air at -1000) and a CT shifted to non-negative values (0 is then rare) are scans
+    assert looks_like_label_map(case.image.array) is None
+    shifted = case.image.array - case.image.array.min()
+    assert shifted.min() == 0 and looks_like_label_map(shifted) is None
+
+
+def test_a_mapping_never_makes_a_ct_a_label_map(case):
+    with pytest.raises(DataError, match="looks like a CT scan, not a label map"):
+        apply_label_mapping(case.image.array, LabelMapping.parse(["liver=5"]))
+    mapped = apply_label_mapping(_multi_label_map(case, 40), LabelMapping.parse(["liver=5"]))
+    assert mapped.sum() == np.count_nonzero(_multi_label_map(case, 40) == 5)
+
+
 def test_read_label_map_files(case, tmp_path):
     other = np.where(case.label.array == 1, 5, np.where(case.label.array == 2, 6, 0)).astype(np.uint8)
     path = write_volume(case.label.with_array(other), tmp_path / "totalseg.nii.gz", label=True)
