@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import math
 import os
 import platform
 import socket
@@ -119,7 +118,7 @@ class RunManifest:
     def write(self) -> Path:
         """Rewrite the file atomically (``updated`` set to now)."""
         self.data["updated"] = _now()
-        return atomic_write_json(self.path, _json_safe(self.data))
+        return atomic_write_json(self.path, self.data)
 
     def add_case(self, entry: Mapping[str, Any]) -> None:
         """Record a finished case (replacing an earlier entry of the same ``case_id``) and rewrite."""
@@ -141,14 +140,3 @@ class RunManifest:
         self.write()
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN/inf -> ``None``, paths -> strings, tuples -> lists: standard JSON."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value

@@ -253,7 +253,6 @@ def _fmt(value: float, digits: int = 1) -> str:
 def _volumes(args: argparse.Namespace) -> int:
 
     from medseg.errors import DataError
-    from medseg.evaluation.runner import _json_safe
     from medseg.evaluation.volumes import volumes_report
     from medseg.io.label_map import read_label_map
     from medseg.io.reader import read_volume
@@ -295,7 +294,7 @@ def _volumes(args: argparse.Namespace) -> int:
             )
     print("\n".join(lines))
     if args.json:
-        atomic_write_json(args.json, _json_safe(report))
+        atomic_write_json(args.json, report)
     if args.csv:
         from medseg.data.naming import case_id_from_path
         from medseg.evaluation.tables import lesion_rows, lesions_table

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,17 +89,6 @@ def _evaluate_or_reason(pair: CasePair, **kwargs) -> CaseResult | tuple[str, str
         return evaluate_pair(pair, **kwargs)
     except DataError as exc:
         return pair.case, str(exc)
-
-
-def _json_safe(value):
-    """Replace NaN/inf by ``None`` so the JSON is standard (readable outside Python)."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def evaluate_folders(
@@ -208,6 +196,6 @@ def _report(out_dir, results: list[CaseResult], missing: list[str], config: Eval
     if protocol == DEFAULT_PROTOCOL:  # lesion AP and FROC (medseg.evaluation.detection)
         scored = [r.detections for r in results if r.detections is not None]
         summary["lesion_detection"] = detection = cohort_detection(scored, iou_threshold=config.iou_threshold)
-    files = write_report(out_dir, per_case, _json_safe(summary), lesions=lesions, figures=figures,
+    files = write_report(out_dir, per_case, summary, lesions=lesions, figures=figures,
                          detection=detection)  # fmt: skip
     return EvaluationRun(results=results, summary=summary, files=files, missing_predictions=missing)

@@ -241,23 +241,12 @@ def dice_table(per_case: pd.DataFrame) -> dict[str, dict[str, float]]:
 def _write(out: Path, per_case: pd.DataFrame, lesions: pd.DataFrame, summary: dict, *, figures: bool) -> None:
     from medseg.evaluation.report import write_report
 
-    files = write_report(out, per_case, _json_safe(summary), lesions=lesions, figures=figures)
+    files = write_report(out, per_case, summary, lesions=lesions, figures=figures)
     if figures and "liver_dice" in per_case:
         plot_folds(per_case, out / "folds.png")
     logger.info("cross-validation report in %s (%s)", out, ", ".join(sorted(p.name for p in files.values())))
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities as ``null`` (strict JSON), recursively."""
-    import math
-
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def plot_folds(per_case: pd.DataFrame, path: Path) -> Path:

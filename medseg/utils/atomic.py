@@ -34,13 +34,14 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ __all__ = [
     "atomic_write_text",
     "fsync_dir",
     "is_temp_name",
+    "json_ready",
     "makedirs_durable",
     "remove_stale_temps",
 ]
@@ -301,8 +303,38 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically (NaN written as ``NaN``, as Python's json does)."""
-    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+    """Write ``obj`` as strict JSON to ``path`` atomically: NaN and inf become ``null`` (:func:`json_ready`),
+    so every JSON medseg writes parses in JavaScript, ``jq`` and other strict readers."""
+    return atomic_write_text(path, json.dumps(json_ready(obj), indent=indent, allow_nan=False) + "\n")
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` as plain JSON data: NaN/inf -> ``None`` (a number that cannot be computed is "not scored",
+    never 0 or 1), numpy scalars and arrays -> numbers and lists, paths -> strings, tuples -> lists, mapping
+    keys -> strings.
+
+    Raises:
+        TypeError: A value JSON cannot hold (names its type).
+    """
+    if isinstance(value, Mapping):
+        return {_json_key(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_ready(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return json_ready(value.tolist())
+    raise TypeError(f"object of type {type(value).__name__} is not JSON serialisable")
+
+
+def _json_key(key: Any) -> str:
+    if hasattr(key, "item"):
+        key = key.item()
+    return key if isinstance(key, str) else json.dumps(key) if isinstance(key, bool) or key is None else str(key)
 
 
 def atomic_write_csv(path: str | os.PathLike, frame: Any) -> Path:
@@ -312,10 +344,3 @@ def atomic_write_csv(path: str | os.PathLike, frame: Any) -> Path:
     return Path(path)
 
 
-def _json_default(obj: Any) -> Any:
-    """Convert numpy scalars/arrays and paths for JSON."""
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")

@@ -146,3 +146,36 @@ def test_killed_predict_leaves_a_valid_manifest(untrained_run, scans, tmp_path):
     assert 1 <= len(run["cases"]) < 4 and all(c["status"] == "ok" for c in run["cases"])
     for case in run["cases"]:
         assert all(os.path.exists(p) for p in case["outputs"])
+
+
+def _strict_json(path):
+    def refuse(constant):
+        raise ValueError(f"{path}: {constant} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_every_json_of_predict_and_evaluate_is_strict_tumor_free_case_included(trained_run, tmp_path):
+    """A tumor-free case has no tumor HU: ``null`` in every JSON, never ``NaN`` (issue #28)."""
+    case = make_phantom(size="tiny", seed=3, index=2)
+    free = case.label.array.copy()
+    free[free == 2] = 1
+    image = case.image.array.copy()
+    image[case.label.array == 2] = int(np.median(case.image.array[case.label.array == 1]))
+    data = tmp_path / "data"
+    data.mkdir()
+    from medseg.io import write_volume
+
+    write_volume(case.image.with_array(image), data / "volume-2.nii.gz")
+    write_volume(case.label.with_array(free), data / "segmentation-2.nii.gz", label=True)
+    pred, evaluation = tmp_path / "pred", tmp_path / "eval"
+    assert main(["predict", "--model", str(trained_run), str(data / "volume-2.nii.gz"), "--out", str(pred),
+                 "--device", "cpu", "--no-progress", "--no-postprocessing"]) == 0  # fmt: skip
+    assert main(["evaluate", "--pred", str(pred), "--ref", str(data), "--out", str(evaluation), "--no-figures"]) == 0
+    files = sorted([*pred.glob("*.json"), *evaluation.glob("*.json")])
+    assert {p.name for p in files} >= {"2_volumes.json", "run.json", "summary.json"}
+    parsed = {p.name: _strict_json(p) for p in files}
+    volumes = parsed["2_volumes.json"]
+    assert volumes["tumor_ml"] == 0.0 and volumes["lesion_count"] == 0
+    assert volumes["hu"]["tumor"] == {"mean": None, "std": None}  # was NaN: not JSON for strict readers
+    assert volumes["hu"]["liver"]["mean"] == pytest.approx(float(np.median(image[free == 1])), abs=25)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import subprocess
@@ -206,3 +207,25 @@ def test_full_disk_is_enospc_naming_the_target_even_from_torch(small_disk):
     with pytest.raises(OSError) as info:
         atomic_write_json(small_disk / "summary.json", {"x": 1})
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(small_disk / "summary.json")
+
+
+def _strict_loads(text: str):
+    """``json.loads`` as a strict reader (JavaScript, jq) parses: ``NaN``, ``Infinity`` are errors."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_is_strict_not_a_number_is_null(tmp_path):
+    import numpy as np
+
+    data = {"dice": float("nan"), "hd95_mm": np.float32("inf"), "volume_ml": np.float64(12.5), "n": np.int64(3),
+            "box": (1, 2), "values": np.array([1.0, np.nan]), 7: "int key", "path": tmp_path}  # fmt: skip
+    path = atomic.atomic_write_json(tmp_path / "out.json", data)
+    assert _strict_loads(path.read_text()) == {"dice": None, "hd95_mm": None, "volume_ml": 12.5, "n": 3,
+                                               "box": [1, 2], "values": [1.0, None], "7": "int key",
+                                               "path": str(tmp_path)}  # fmt: skip
+    with pytest.raises(TypeError, match="object of type object is not JSON serialisable"):
+        atomic.atomic_write_json(tmp_path / "bad.json", {"x": object()})
+    assert not (tmp_path / "bad.json").exists()
