@@ -48,8 +48,8 @@ def register(subparsers) -> None:
         epilog=_EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--pred", required=True, type=Path, help="folder of predicted label maps (<case>_seg.nii.gz), "
-                   "or one label map file")
+    p.add_argument("--pred", required=True, type=Path, help="folder of predicted label maps (<case>_seg.nii.gz, "
+                   "or DICOM SEG <case>_seg.dcm), or one label map file")
     p.add_argument("--ref", required=True, type=Path, help="reference data set or folder of label maps (NIfTI or "
                    "DICOM SEG <case>.dcm), or one reference file with a --pred file")
     p.add_argument("--out", required=True, type=Path, help="output folder")
@@ -58,6 +58,9 @@ def register(subparsers) -> None:
     p.add_argument("--connectivity", type=int, default=3, choices=(1, 2, 3), help="lesion connectivity (3 = 26)")
     p.add_argument("--workers", type=int, default=None, help="parallel cases (default: all cores)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="score a reference case without prediction as an empty prediction (the LiTS convention) "
+                        "instead of refusing the run; listed under 'missing' in summary.json")  # fmt: skip
     p.add_argument("--probabilities", type=Path, default=None, metavar="DIR",
                    help="folder of <case>_prob_tumor.nii.gz tumor probability maps ranking the lesions for AP and "
                         "FROC (default: --pred; cases without one: confidence 1)")  # fmt: skip
@@ -110,6 +113,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 labels=labels_from(args.labels),
                 pred_labels=labels_from(args.pred_labels),
                 probabilities=args.probabilities,
+                allow_missing=args.allow_missing,
             )
         except BaseException as exc:
             manifest.finish("interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed")

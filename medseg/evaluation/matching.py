@@ -22,7 +22,7 @@ from medseg.data.naming import case_id_from_path
 from medseg.errors import DataError
 from medseg.io.nifti import is_nifti
 
-__all__ = ["CasePair", "check_pair_geometry", "match_cases"]
+__all__ = ["CasePair", "check_pair_geometry", "match_cases", "prediction_files"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,24 @@ def reference_files(ref_dir: str | os.PathLike) -> dict[str, Path]:
     return _index(files, "reference", root)
 
 
+def prediction_files(pred_dir: str | os.PathLike) -> dict[str, Path]:
+    """Predicted label maps of ``pred_dir`` by case id: NIfTI files and DICOM SEG files (``<case>_seg.dcm``,
+    as ``medseg predict --format dicom-seg`` writes them). A case predicted in both formats (DICOM input
+    gets both) is read from its NIfTI file; two files of one format for one case are an error.
+
+    Raises:
+        DataError: The folder holds no prediction at all (never scored as empty predictions), or two
+            predictions of one format share a case id.
+    """
+    root = Path(pred_dir)
+    files = _nifti_files(root, seg=True)
+    if not files:
+        raise DataError("no predicted label maps (*_seg.nii.gz, *.nii, DICOM SEG *_seg.dcm) found", path=root)
+    nifti = _index([p for p in files if is_nifti(p)], "prediction", root)
+    seg = _index([p for p in files if not is_nifti(p)], "DICOM SEG prediction", root)
+    return {**seg, **nifti}
+
+
 def match_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple[list[CasePair], list[Path]]:
     """Pair every reference with its prediction.
 
@@ -85,7 +103,7 @@ def match_cases(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tupl
     if not pred_root.is_dir():
         raise DataError("prediction folder not found" if not pred_root.exists() else "not a folder", path=pred_root)
     refs = reference_files(ref_dir)
-    preds = _index(_nifti_files(pred_root), "prediction", pred_root)
+    preds = prediction_files(pred_root)
     pairs = [CasePair(case, refs[case], preds.get(case)) for case in sorted(refs, key=_natural_key)]
     unmatched = [path for case, path in sorted(preds.items()) if case not in refs]
     return pairs, unmatched
@@ -97,7 +115,7 @@ def _natural_key(case: str) -> tuple:
 
 def check_pair_geometry(pair: CasePair, *, atol_mm: float = 0.05) -> str | None:
     """Compare the NIfTI headers of a pair; return a one-line problem description or ``None`` if they agree."""
-    if pair.pred is None or not is_nifti(pair.ref):  # a DICOM SEG is placed on the prediction's grid when read
+    if pair.pred is None or not (is_nifti(pair.ref) and is_nifti(pair.pred)):  # a SEG is placed on the other grid
         return None
     try:
         ref, pred = nib.load(pair.ref), nib.load(pair.pred)

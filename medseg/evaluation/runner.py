@@ -104,6 +104,7 @@ def evaluate_folders(
     labels: LabelMapping | Sequence[str] | None = None,
     pred_labels: LabelMapping | Sequence[str] | None = None,
     probabilities: str | os.PathLike | None = None,
+    allow_missing: bool = False,
 ) -> EvaluationRun:
     """Match, check, evaluate (in parallel) and report a folder of predictions.
 
@@ -124,14 +125,17 @@ def evaluate_folders(
     :mod:`medseg.evaluation.lits2017`; ``config`` must be left at its defaults, and no figures are drawn).
     ``summary.json`` records the protocol.
 
-    A reference without prediction is evaluated against an empty map (and logged); a prediction without
-    reference is logged and ignored.
+    A reference case without a prediction of the same case id is an error (one line listing the ids, before
+    any metric runs) unless ``allow_missing``, which scores it as an empty prediction (the LiTS convention)
+    and lists it under ``missing`` in ``summary.json``. A prediction folder without any prediction is
+    always an error. A prediction without reference is logged and ignored.
 
     ``out_dir`` is locked for the run (a second evaluation into it is refused) and its ``summary.json``
     says ``"status": "incomplete"`` until every result file is written (:mod:`medseg.evaluation.report`).
 
     Raises:
-        DataError: Folder missing or empty, duplicate case ids, or no case could be evaluated.
+        DataError: Folder missing or empty, duplicate case ids, reference cases without prediction (unless
+            ``allow_missing``), or no case could be evaluated.
         FolderLockedError: Another process is evaluating into ``out_dir``.
 
     Many parameters: one keyword per `medseg evaluate` option, all defaulted; the CLI passes them by name.
@@ -147,6 +151,9 @@ def evaluate_folders(
     for path in unmatched:
         logger.warning("prediction %s has no reference (case %s); ignored", path, path.name)
     missing = [pair.case for pair in pairs if pair.pred is None]
+    if missing and not allow_missing:
+        raise DataError(f"no prediction for {len(missing)} of {len(pairs)} reference case(s): {', '.join(missing)} "
+                        "(misnamed? --allow-missing scores them as empty predictions)", path=pred_dir)
     if missing:
         logger.warning("no prediction for %d case(s): %s; counted as empty", len(missing), ", ".join(missing))
     failed = {pair.case: p for pair in pairs if (p := check_pair_geometry(pair))}  # headers only, before work
@@ -179,7 +186,7 @@ def _report(out_dir, results: list[CaseResult], missing: list[str], config: Eval
             figures: bool, protocol: str = DEFAULT_PROTOCOL, extra: dict | None = None) -> EvaluationRun:
     per_case, lesions = to_dataframe(results), lesions_dataframe(results)
     summary = summarize_protocol(protocol, per_case, lesions)
-    summary["missing_predictions"] = missing
+    summary["missing"] = missing
     summary.update(extra or {})
     if protocol == DEFAULT_PROTOCOL:
         summary["config"] = {

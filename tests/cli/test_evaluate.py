@@ -25,9 +25,8 @@ def predictions(tiny_dataset, tmp_path):
 
 def test_evaluate_writes_contract_and_counts_missing(tiny_dataset, predictions, tmp_path, capsys):
     out = tmp_path / "eval"
-    code = main(
-        ["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(out), "--workers", "1"]
-    )
+    code = main(["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(out), "--workers",
+                 "1", "--allow-missing"])  # fmt: skip
     assert code == 0
     table = pd.read_csv(out / "per_case.csv", dtype={"case": str}).set_index("case")
     assert list(table.index) == ["0", "1", "2", "3"]
@@ -40,17 +39,39 @@ def test_evaluate_writes_contract_and_counts_missing(tiny_dataset, predictions, 
     assert table.loc["1", "tumor_burden_ref"] == pytest.approx(manifest["1"]["tumor_burden_percent"])
     assert table.loc["0", "liver_ref_volume_ml"] == pytest.approx(manifest["0"]["liver_ml"])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["missing_predictions"] == ["3"]
+    assert summary["missing"] == ["3"]
     assert summary["regions"]["liver"]["hd95_mm"]["n_nan"] == 1  # the missing case
     assert (out / "boxplots.png").stat().st_size > 0 and (out / "volumes.png").stat().st_size > 0
     assert "counted as empty: 3" in capsys.readouterr().out
+
+
+def test_a_missing_prediction_is_an_error_before_any_metric(tiny_dataset, predictions, tmp_path, capsys):
+    """Case 3 has no prediction: never a silent Dice 0 (issue #28); one line listing the ids, exit 2."""
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (f"medseg evaluate: error: {predictions}: no prediction for 1 of 4 reference case(s): 3 "
+                   "(misnamed? --allow-missing scores them as empty predictions)")
+    assert not (out / "per_case.csv").exists() and not (out / "summary.json").exists()
+
+
+def test_an_empty_prediction_folder_is_always_an_error(tiny_dataset, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for flags in ([], ["--allow-missing"]):
+        assert main(["evaluate", "--pred", str(empty), "--ref", str(tiny_dataset), "--out", str(tmp_path / "e"),
+                     *flags]) == 2  # fmt: skip
+        assert capsys.readouterr().err.strip() == (f"medseg evaluate: error: {empty}: no predicted label maps "
+                                                   "(*_seg.nii.gz, *.nii, DICOM SEG *_seg.dcm) found")
 
 
 def test_evaluate_geometry_mismatch_is_one_clear_line(tiny_dataset, predictions, tmp_path, capsys):
     """A prediction on another grid is skipped with one line naming both files; the rest is scored, exit 2."""
     img = nib.load(tiny_dataset / "segmentation-0.nii.gz")
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:, :, :-1], img.affine), predictions / "0_seg.nii.gz")
-    code = main(["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(tmp_path / "e")])
+    code = main(["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(tmp_path / "e"),
+                 "--allow-missing"])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "case 0" in err and "0_seg.nii.gz" in err and "segmentation-0.nii.gz" in err and "shape" in err
@@ -89,7 +110,8 @@ def test_volumes_missing_file(tmp_path, capsys):
 
 def test_evaluate_protocol_lits2017_writes_the_scorers_names(tiny_dataset, predictions, tmp_path, capsys):
     out = tmp_path / "lits"
-    args = ["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(out), "--workers", "1"]
+    args = ["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(out), "--workers", "1",
+            "--allow-missing"]  # fmt: skip
     assert main([*args, "--protocol", "lits2017"]) == 0
     table = pd.read_csv(out / "per_case.csv", dtype={"case": str}).set_index("case")
     scorer = ["liver_dice", "liver_jaccard", "liver_voe", "liver_rvd", "liver_assd", "liver_rmsd", "liver_msd"]
@@ -110,7 +132,8 @@ def test_evaluate_protocol_lits2017_writes_the_scorers_names(tiny_dataset, predi
     printed = capsys.readouterr().out
     assert "(protocol lits2017)" in printed and "lesion_precision: " in printed
     medseg_out = tmp_path / "medseg"
-    assert main(["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(medseg_out)]) == 0
+    assert main(["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(medseg_out),
+                 "--allow-missing"]) == 0  # fmt: skip
     assert json.loads((medseg_out / "summary.json").read_text())["protocol"] == "medseg"
 
 
@@ -125,7 +148,7 @@ def test_evaluate_protocol_lits2017_refuses_medseg_settings(tiny_dataset, predic
 def test_evaluate_run_json_and_tumor_free_references(tiny_dataset, predictions, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["evaluate", "--pred", str(predictions), "--ref", str(tiny_dataset), "--out", str(out),
-                 "--workers", "1", "--no-figures"]) == 0
+                 "--workers", "1", "--no-figures", "--allow-missing"]) == 0
     manifest = {c["case_id"]: c for c in json.loads((tiny_dataset / "manifest.json").read_text())["cases"]}
     with_tumor = sum(1 for c in manifest.values() if c["lesion_count"] > 0)
     summary = json.loads((out / "summary.json").read_text())

@@ -144,7 +144,8 @@ def test_full_disk_evaluate_keeps_the_earlier_result(dataset, small_disk, tmp_pa
     for case in ("0", "1"):
         shutil.copy(dataset / f"segmentation-{case}.nii.gz", pred / f"{case}_seg.nii.gz")
     out = small_disk / "eval"
-    args = ["evaluate", "--pred", str(pred), "--ref", str(dataset), "--out", str(out), "--workers", "1", "--no-figures"]
+    args = ["evaluate", "--pred", str(pred), "--ref", str(dataset), "--out", str(out), "--workers", "1", "--no-figures",
+            "--allow-missing"]  # fmt: skip
     assert main(args) == 0
     before = _digests(out)
     assert json.loads((out / "summary.json").read_text())["status"] == "complete"
@@ -254,7 +255,7 @@ def test_killed_evaluate_leaves_a_recognisably_partial_result(dataset, tmp_path,
     shutil.copy(dataset / "segmentation-0.nii.gz", pred / "0_seg.nii.gz")
     out = tmp_path / "eval"
     args = ["evaluate", "--pred", str(pred), "--ref", str(dataset), "--out", str(out), "--workers", "1",
-            "--no-figures"]
+            "--no-figures", "--allow-missing"]
     assert main(args) == 0
     first = _digests(out)
     assert json.loads((out / "summary.json").read_text())["status"] == "complete"

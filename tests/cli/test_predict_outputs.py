@@ -179,3 +179,30 @@ def test_every_json_of_predict_and_evaluate_is_strict_tumor_free_case_included(t
     assert volumes["tumor_ml"] == 0.0 and volumes["lesion_count"] == 0
     assert volumes["hu"]["tumor"] == {"mean": None, "std": None}  # was NaN: not JSON for strict readers
     assert volumes["hu"]["liver"]["mean"] == pytest.approx(float(np.median(image[free == 1])), abs=25)
+
+
+def test_a_dicom_seg_prediction_scores_as_its_nifti_twin(trained_run, scans, tmp_path):
+    """``predict --format dicom-seg`` output is read by ``evaluate`` (issue #28: it was scored as missing, Dice 0)."""
+    from medseg.io import write_volume
+
+    pred = tmp_path / "pred"
+    assert main(["predict", "--model", str(trained_run), str(scans / "patient3"), "--out", str(pred), "--device",
+                 "cpu", "--format", "both", "--no-preview", "--no-volumes", "--no-progress"]) == 0  # fmt: skip
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    write_volume(make_phantom(size="tiny", seed=3, index=3).label, ref / "patient3.nii.gz", label=True)
+    only_seg, only_nifti = tmp_path / "seg", tmp_path / "nifti"
+    for folder, name in ((only_seg, "patient3_seg.dcm"), (only_nifti, "patient3_seg.nii.gz")):
+        folder.mkdir()
+        shutil.copy(pred / name, folder / name)
+    tables = {}
+    for folder in (only_seg, only_nifti, pred):  # pred holds both: its NIfTI is read
+        out = tmp_path / f"eval_{folder.name}"
+        assert main(["evaluate", "--pred", str(folder), "--ref", str(ref), "--out", str(out), "--no-figures",
+                     "--workers", "1"]) == 0  # fmt: skip
+        tables[folder.name] = pd.read_csv(out / "per_case.csv", dtype={"case": str}).set_index("case")
+    seg, nifti = tables["seg"], tables["nifti"]
+    assert 0.5 < nifti.loc["patient3", "liver_dice"] < 1.0  # a real, imperfect prediction
+    for column in ("liver_dice", "tumor_dice", "liver_hd95_mm", "liver_pred_volume_ml", "lesions_tp"):
+        assert seg.loc["patient3", column] == pytest.approx(nifti.loc["patient3", column], nan_ok=True), column
+        assert tables["pred"].loc["patient3", column] == pytest.approx(nifti.loc["patient3", column], nan_ok=True)
