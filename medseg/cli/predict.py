@@ -61,15 +61,7 @@ def register(subparsers) -> None:
                    help="skip windows outside the body (default on)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default 2 in 3D, 16 in 2D)")
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="CPU compute precision: auto (default) = bfloat16 autocast on CPUs with native bfloat16 "
-                        "(AMX / AVX512-BF16), else float32; float32 forces full precision (recorded in run.json)")
-    p.add_argument("--runtime", choices=("auto", "torch", "openvino"), default="auto",
-                   help="what computes the network: auto (default) = OpenVINO on the CPU where it is installed, "
-                        "PyTorch on CUDA and elsewhere; torch; openvino (CPU only; recorded in run.json)")
-    p.add_argument("--cache-dir", default=None, metavar="DIR",
-                   help="folder of networks converted for OpenVINO, reused across runs (default "
-                        "~/.cache/medseg/openvino)")
+    _add_compute_options(p)
     p.add_argument("--skip-existing", action="store_true", help="leave scans whose <case>_seg.nii.gz exists alone")
     p.add_argument("--no-volumes", action="store_true",
                    help="do not write <case>_volumes.json, volumes.csv and lesions.csv")
@@ -92,6 +84,19 @@ def register(subparsers) -> None:
                         "getting a warning in <case>_volumes.json")
     add_series_uid_option(p)
     p.set_defaults(func=_predict)
+
+
+def _add_compute_options(p) -> None:
+    """``--precision``, ``--runtime`` and ``--cache-dir``: how the network is computed."""
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="CPU compute precision: auto (default) = bfloat16 autocast on CPUs with native bfloat16 "
+                        "(AMX / AVX512-BF16), else float32; float32 forces full precision (recorded in run.json)")
+    p.add_argument("--runtime", choices=("auto", "torch", "openvino"), default="auto",
+                   help="what computes the network: auto (default) = OpenVINO on the CPU where it is installed, "
+                        "PyTorch on CUDA and elsewhere; torch; openvino (CPU only; recorded in run.json)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="folder of networks converted for OpenVINO, reused across runs (default "
+                        "~/.cache/medseg/openvino)")
 
 
 def _predict(args: argparse.Namespace) -> int:
