@@ -151,6 +151,9 @@ def _console_summary(run, out) -> str:
     detection = run.summary.get("detection", {})
     lines = [f"{len(run.results)} cases evaluated -> {out}"]
     for region, block in regions.items():
+        if block is None:
+            lines.append(f"  {region:6s} not scored: the references declare no {region} label (--labels)")
+            continue
         lines.append(
             f"  {region:6s} Dice mean {block['dice']['mean']:.4f}  global {block['dice_global']:.4f}  "
             f"HD95 median {block['hd95_mm']['median']:.2f} mm  ASSD mean {block['assd_mm']['mean']:.2f} mm"

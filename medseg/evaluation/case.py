@@ -28,7 +28,7 @@ from medseg.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol
 from medseg.geometry import grow_box, joint_bounding_box
 from medseg.labels import REGION_LABELS, region_masks, tumor_burden_percent
 
-__all__ = ["REGIONS", "CaseResult", "EvaluationConfig", "evaluate_case"]
+__all__ = ["REGIONS", "CaseResult", "EvaluationConfig", "evaluate_case", "not_scored"]
 
 #: Regions evaluated per case, in report order (:data:`medseg.labels.REGION_LABELS`).
 REGIONS = tuple(REGION_LABELS)
@@ -142,6 +142,26 @@ def evaluate_case(
                                iou_threshold=config.iou_threshold, connectivity=config.connectivity)  # fmt: skip
     lesions = [{"case": case, **lesion} for lesion in detection["lesions"]]
     return CaseResult(case=case, row=row, lesions=lesions, detections=detections)
+
+
+def not_scored(result: CaseResult, regions: Sequence[str]) -> CaseResult:
+    """``result`` with the figures of ``regions`` the reference does not declare set to "not scored" (NaN:
+    empty CSV cells, ``null`` in JSON), never 0 or 1.
+
+    Only ``"tumor"`` can be left unscored (another tool's liver map holds no tumor class): its metrics, the
+    lesion counts and table, the tumor burden, and the three-class confusion figures (a two-class reference
+    has no tumor row) become NaN; the liver region (labels 1 and 2 of the prediction) is scored as usual.
+
+    Raises:
+        ValueError: A region other than ``"tumor"``.
+    """
+    if not regions:
+        return result
+    if set(regions) != {"tumor"}:
+        raise ValueError(f"only the tumor region can be left unscored, got {list(regions)}")
+    liver_only = ("case", "prediction_missing", *(k for k in result.row if k.startswith("liver_")))
+    row = {key: (value if key in liver_only else math.nan) for key, value in result.row.items()}
+    return CaseResult(case=result.case, row=row, lesions=[], detections=None)
 
 
 def _count_columns(pred_masks: dict[str, np.ndarray], ref_masks: dict[str, np.ndarray]) -> dict[str, float | int]:

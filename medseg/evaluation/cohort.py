@@ -1,7 +1,9 @@
 """Cohort aggregates of per-case results: statistics per metric, global Dice, detection and burden error.
 
-* Per region and metric: mean, median, std (population, ``ddof=0``), min, max over the cases where the
-  value is defined; NaN values (e.g. HD95 with one empty mask) are skipped and counted in ``n_nan``.
+* Per region and metric: mean with its 95% bootstrap confidence interval (``ci95``), median, sample
+  standard deviation (``std``, ``ddof=1``), min, max over the cases where the value is defined
+  (:mod:`medseg.evaluation.statistics`); NaN values (e.g. HD95 with one empty mask) are skipped and
+  counted in ``n_nan``. A region the references do not have (``not_scored``) has no statistics at all.
 * Global Dice per region (LiTS "Dice global"): ``2 * sum|A ∩ B| / sum(|A| + |B|)`` over all cases,
   in voxels, so large structures weigh more; 1 when every case is empty.
 * Lesion detection: precision ``TP / (TP + FP)``, recall ``TP / (TP + FN)``, F1 from the summed counts
@@ -18,7 +20,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ import pandas as pd
 from medseg.evaluation.binary import BINARY_METRIC_KEYS
 from medseg.evaluation.case import REGIONS, CaseResult
 from medseg.evaluation.confusion import summarize_confusion
+from medseg.evaluation.statistics import DEFAULT_BOOTSTRAP, BootstrapSettings, describe
 from medseg.labels import LITS_LABELS
 
 __all__ = ["lesions_dataframe", "summarize", "to_dataframe"]
@@ -42,48 +45,38 @@ def lesions_dataframe(results: Iterable[CaseResult]) -> pd.DataFrame:
     return pd.DataFrame([lesion for result in results for lesion in result.lesions])
 
 
-def _stats(values: pd.Series) -> dict[str, float | int]:
-    values = pd.to_numeric(values, errors="coerce").astype(float)
-    defined = values[np.isfinite(values)]
-    n_nan = int(values.isna().sum())
-    if defined.empty:
-        return {
-            "mean": math.nan,
-            "median": math.nan,
-            "std": math.nan,
-            "min": math.nan,
-            "max": math.nan,
-            "n": 0,
-            "n_nan": n_nan,
-        }
-    return {
-        "mean": float(defined.mean()),
-        "median": float(defined.median()),
-        "std": float(defined.std(ddof=0)),
-        "min": float(defined.min()),
-        "max": float(defined.max()),
-        "n": int(defined.size),
-        "n_nan": n_nan,
-    }
+def _stats(values: pd.Series, settings: BootstrapSettings) -> dict[str, float | int]:
+    return describe(pd.to_numeric(values, errors="coerce").astype(float).to_numpy(), settings)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else math.nan
 
 
-def summarize(per_case: pd.DataFrame | Iterable[CaseResult | Mapping]) -> dict:
+def summarize(per_case: pd.DataFrame | Iterable[CaseResult | Mapping], *, not_scored: Sequence[str] = (),
+              settings: BootstrapSettings = DEFAULT_BOOTSTRAP) -> dict:
     """Cohort summary (see module docstring) of a per-case table or list of results.
 
+    Args:
+        per_case: The per-case table (or results).
+        not_scored: Regions the references do not declare (e.g. ``("tumor",)`` for another tool's liver
+            map): their block is ``None`` and their lesion and burden figures are left out.
+        settings: How confidence intervals are computed.
+
     Returns:
-        ``{"n_cases", "regions": {region: {"dice_global", metric: stats}}, "detection": {...},
-        "tumor_burden": {...}}``; JSON-serialisable.
+        ``{"n_cases", "statistics", "not_scored", "regions": {region: {"dice_global", metric: stats} or None},
+        "detection": {...}, "tumor_burden": {...}}``; JSON-serialisable.
     """
     frame = per_case if isinstance(per_case, pd.DataFrame) else to_dataframe(per_case)
-    summary: dict = {"n_cases": len(frame), "regions": {}}
+    summary: dict = {"n_cases": len(frame), "statistics": settings.describe_method(),
+                     "not_scored": list(not_scored), "regions": {}}  # fmt: skip
     if "tumor_ref_voxels" in frame.columns:
         with_tumor = int((pd.to_numeric(frame["tumor_ref_voxels"], errors="coerce") > 0).sum())
         summary["references"] = {"with_tumor": with_tumor, "without_tumor": len(frame) - with_tumor}
     for region in REGIONS:
+        if region in not_scored:
+            summary["regions"][region] = None
+            continue
         block: dict = {}
         inter_col, pred_col, ref_col = (f"{region}_{k}_voxels" for k in ("intersection", "pred", "ref"))
         if {inter_col, pred_col, ref_col} <= set(frame.columns):
@@ -92,14 +85,14 @@ def summarize(per_case: pd.DataFrame | Iterable[CaseResult | Mapping]) -> dict:
         for key in BINARY_METRIC_KEYS:
             column = f"{region}_{key}"
             if column in frame.columns:
-                block[key] = _stats(frame[column])
+                block[key] = _stats(frame[column], settings)
         summary["regions"][region] = block
-    if {"lesions_tp", "lesions_fp", "lesions_fn"} <= set(frame.columns):
+    if "tumor" not in not_scored and {"lesions_tp", "lesions_fp", "lesions_fn"} <= set(frame.columns):
         tp, fp, fn = (int(frame[c].sum()) for c in ("lesions_tp", "lesions_fp", "lesions_fn"))
         precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
         f1 = _ratio(2 * tp, 2 * tp + fp + fn)
         summary["detection"] = {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
-    if "tumor_burden_error" in frame.columns:
+    if "tumor" not in not_scored and "tumor_burden_error" in frame.columns:
         error = pd.to_numeric(frame["tumor_burden_error"], errors="coerce").astype(float)
         defined = error[np.isfinite(error)]
         summary["tumor_burden"] = {
@@ -108,7 +101,7 @@ def summarize(per_case: pd.DataFrame | Iterable[CaseResult | Mapping]) -> dict:
             "n": int(defined.size),
             "n_nan": int(error.size - defined.size),
         }
-    confusion = summarize_confusion(frame, class_names=list(LITS_LABELS.values()))
+    confusion = None if not_scored else summarize_confusion(frame, class_names=list(LITS_LABELS.values()))
     if confusion is not None:  # pixel accuracy, mean / frequency-weighted IoU (medseg.evaluation.confusion)
         summary["confusion"] = confusion
     return summary

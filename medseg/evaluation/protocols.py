@@ -31,8 +31,10 @@ def check_protocol(protocol: str) -> str:
     return protocol
 
 
-def summarize_protocol(protocol: str, per_case: pd.DataFrame, lesions: pd.DataFrame) -> dict:
-    """Cohort summary of per-case and lesion tables under ``protocol``, with ``"protocol"`` as first key."""
+def summarize_protocol(protocol: str, per_case: pd.DataFrame, lesions: pd.DataFrame, *,
+                       not_scored: tuple[str, ...] = ()) -> dict:
+    """Cohort summary of per-case and lesion tables under ``protocol``, with ``"protocol"`` as first key
+    (``not_scored``: regions the references do not declare; the ``medseg`` protocol only)."""
     if check_protocol(protocol) == "lits2017":
         from medseg.evaluation.lits2017 import summarize_lits2017
 
@@ -40,5 +42,5 @@ def summarize_protocol(protocol: str, per_case: pd.DataFrame, lesions: pd.DataFr
     else:
         from medseg.evaluation.cohort import summarize
 
-        summary = summarize(per_case)
+        summary = summarize(per_case, not_scored=not_scored)
     return {"protocol": protocol, **summary}

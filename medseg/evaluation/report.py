@@ -29,7 +29,8 @@ import pandas as pd
 from medseg.evaluation.case import REGIONS
 from medseg.utils.atomic import atomic_path, atomic_write_csv, atomic_write_json
 
-__all__ = ["REPORT_FILES", "mark_incomplete", "plot_boxplots", "plot_volume_agreement", "write_report"]
+__all__ = ["REPORT_FILES", "draw_bland_altman", "mark_incomplete", "plot_boxplots", "plot_volume_agreement",
+           "write_report"]
 
 #: Every file an evaluation may write, ``summary.json`` last.
 REPORT_FILES = ("per_case.csv", "lesions.csv", "boxplots.png", "volumes.png", "froc.png", "summary.json")
@@ -74,12 +75,37 @@ def plot_boxplots(per_case: pd.DataFrame, path: str | os.PathLike) -> Path:
         plt.close(fig)
 
 
+def draw_bland_altman(ax, pred, ref, *, what: str = "volume", unit: str = "mL"):
+    """Draw the Bland-Altman plot of ``pred`` against ``ref`` (same cases) into matplotlib axes ``ax``:
+    difference against mean, the bias and the 95% limits of agreement (bias +- 1.96 sample SD;
+    :func:`medseg.evaluation.statistics.bland_altman`). For notebooks: pass any axes; returns the numbers."""
+    from medseg.evaluation.statistics import bland_altman
+
+    agreement = bland_altman(pred, ref)
+    ax.scatter(agreement["mean"], agreement["difference"], s=14)
+    bias = agreement["bias"]
+    if math.isfinite(bias):
+        ax.axhline(bias, color="k", lw=0.8, label=f"bias {bias:.2f} {unit}")
+    if math.isfinite(agreement["sd"]):
+        for limit in (agreement["lower_limit"], agreement["upper_limit"]):
+            ax.axhline(limit, color="k", ls="--", lw=0.8)
+        ax.plot([], [], "k--", lw=0.8, label=f"95% limits ±{1.96 * agreement['sd']:.2f} {unit}")
+    ax.set_xlabel(f"mean {what} ({unit})")
+    ax.set_ylabel(f"difference ({unit})")
+    if math.isfinite(bias):
+        ax.legend(fontsize=7)
+    return agreement
+
+
 def plot_volume_agreement(per_case: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Scatter (pred vs ref) and Bland-Altman plots of liver and tumor volumes in mL."""
+    """Scatter (pred vs ref) and Bland-Altman plots of liver and tumor volumes in mL (a region not scored
+    is left out)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(8, 7.5))
-    for row, region in enumerate(REGIONS):
+    regions = [r for r in REGIONS if np.isfinite(pd.to_numeric(per_case.get(f"{r}_ref_volume_ml"),
+                                                                errors="coerce").astype(float)).any()]  # fmt: skip
+    fig, axes = plt.subplots(max(1, len(regions)), 2, figsize=(8, 3.75 * max(1, len(regions))), squeeze=False)
+    for row, region in enumerate(regions):
         pred = per_case[f"{region}_pred_volume_ml"].to_numpy(dtype=float)
         ref = per_case[f"{region}_ref_volume_ml"].to_numpy(dtype=float)
         ax = axes[row, 0]
@@ -91,20 +117,9 @@ def plot_volume_agreement(per_case: pd.DataFrame, path: str | os.PathLike) -> Pa
         ax.set_xlabel(f"reference {region} volume (mL)")
         ax.set_ylabel(f"predicted {region} volume (mL)")
         ax.set_title(f"{region}: predicted vs reference", fontsize=9)
-        ax = axes[row, 1]
-        mean, diff = (pred + ref) / 2, pred - ref
-        ax.scatter(mean, diff, s=14)
-        bias = float(np.mean(diff)) if len(diff) else math.nan
-        spread = 1.96 * float(np.std(diff, ddof=1)) if len(diff) > 1 else math.nan
-        ax.axhline(bias, color="k", lw=0.8, label=f"bias {bias:.2f} mL")
-        if math.isfinite(spread):
-            for limit in (bias - spread, bias + spread):
-                ax.axhline(limit, color="k", ls="--", lw=0.8)
-            ax.plot([], [], "k--", lw=0.8, label=f"95% limits ±{spread:.2f} mL")
-        ax.set_xlabel(f"mean {region} volume (mL)")
-        ax.set_ylabel("predicted - reference (mL)")
-        ax.set_title(f"{region}: Bland-Altman", fontsize=9)
-        ax.legend(fontsize=7)
+        draw_bland_altman(axes[row, 1], pred, ref, what=f"{region} volume")
+        axes[row, 1].set_ylabel("predicted - reference (mL)")
+        axes[row, 1].set_title(f"{region}: Bland-Altman", fontsize=9)
     fig.tight_layout()
     try:
         return _save(fig, Path(path))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import DataError
-from medseg.evaluation.case import CaseResult, EvaluationConfig, evaluate_case
+from medseg.evaluation.case import CaseResult, EvaluationConfig, evaluate_case, not_scored
 from medseg.evaluation.cohort import lesions_dataframe, to_dataframe
 from medseg.evaluation.detection import cohort_detection, probability_files
 from medseg.evaluation.matching import CasePair, check_pair_geometry, match_cases
@@ -23,7 +23,7 @@ from medseg.utils.lock import folder_lock
 from medseg.utils.parallel import map_with_progress
 from medseg.utils.progress import tqdm_disable
 
-__all__ = ["EvaluationRun", "evaluate_folders", "evaluate_pair"]
+__all__ = ["EvaluationRun", "evaluate_folders", "evaluate_pair", "unscored_regions"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,13 @@ def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFA
         tumor_probability=None if probability is None else _read_probability(probability, ref),
     )  # fmt: skip
     result.row["prediction_missing"] = pair.pred is None
-    return result
+    return not_scored(result, unscored_regions(LabelMapping.parse(labels)))
+
+
+def unscored_regions(labels: LabelMapping) -> tuple[str, ...]:
+    """Regions the references do not declare: ``("tumor",)`` for a mapping without tumor values (another
+    tool's liver map, ``--labels liver=5``), else none."""
+    return ("tumor",) if labels.explicit and not labels.tumor else ()
 
 
 def _read_probability(path: Path, ref) -> np.ndarray:
@@ -145,6 +151,9 @@ def evaluate_folders(
         raise ValueError(f"config {config!r} does not apply to protocol {protocol!r}: its conventions are fixed")
     config = config or EvaluationConfig()
     labels, pred_labels = LabelMapping.parse(labels), LabelMapping.parse(pred_labels)
+    if unscored_regions(labels) and protocol != DEFAULT_PROTOCOL:
+        raise DataError(f"--protocol {protocol} scores tumors, but the references declare no tumor label "
+                        f"(--labels {labels.to_json()}); use the default protocol", path=ref_dir)
     pairs, unmatched = match_cases(pred_dir, ref_dir)
     probability_maps = probability_files(pred_dir if probabilities is None else probabilities)
     unmatched = [path for path in unmatched if path not in probability_maps.values()]
@@ -177,15 +186,17 @@ def evaluate_folders(
             raise DataError(f"no case could be evaluated ({len(failed)} bad): " + "; ".join(failed.values()))
         extra = {"failed_cases": [{"case": c, "reason": r} for c, r in failed.items()],
                  "labels": {"reference": labels.to_json(), "prediction": pred_labels.to_json()}}
-        run = _report(out_dir, results, missing, config, figures=figures, protocol=protocol, extra=extra)
+        run = _report(out_dir, results, missing, config, figures=figures, protocol=protocol, extra=extra,
+                      not_scored=unscored_regions(labels))
         run.failed = failed
         return run
 
 
 def _report(out_dir, results: list[CaseResult], missing: list[str], config: EvaluationConfig, *,
-            figures: bool, protocol: str = DEFAULT_PROTOCOL, extra: dict | None = None) -> EvaluationRun:
+            figures: bool, protocol: str = DEFAULT_PROTOCOL, extra: dict | None = None,
+            not_scored: tuple[str, ...] = ()) -> EvaluationRun:
     per_case, lesions = to_dataframe(results), lesions_dataframe(results)
-    summary = summarize_protocol(protocol, per_case, lesions)
+    summary = summarize_protocol(protocol, per_case, lesions, not_scored=not_scored)
     summary["missing"] = missing
     summary.update(extra or {})
     if protocol == DEFAULT_PROTOCOL:
@@ -200,7 +211,7 @@ def _report(out_dir, results: list[CaseResult], missing: list[str], config: Eval
         summary["config"] = dict(CONVENTIONS)
         figures = False  # the box and volume plots are drawn from medseg's columns
     detection = None
-    if protocol == DEFAULT_PROTOCOL:  # lesion AP and FROC (medseg.evaluation.detection)
+    if protocol == DEFAULT_PROTOCOL and not not_scored:  # lesion AP and FROC (medseg.evaluation.detection)
         scored = [r.detections for r in results if r.detections is not None]
         summary["lesion_detection"] = detection = cohort_detection(scored, iou_threshold=config.iou_threshold)
     files = write_report(out_dir, per_case, summary, lesions=lesions, figures=figures,

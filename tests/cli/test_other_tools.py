@@ -183,3 +183,39 @@ def test_predict_refuses_another_tools_multi_label_map_as_scan(tiny_case, tmp_pa
     assert code == 2, err
     assert "41 integer values 0..40, mostly 0: this is a multi-label map (segmentation), not a CT scan" in err
     assert not list((tmp_path / "p").glob("*_seg.nii.gz"))
+
+
+def test_a_reference_without_tumor_label_leaves_tumor_not_scored(tiny_dataset, tmp_path, capsys):
+    """Another tool's liver map (liver = 5, no tumor class) as reference: tumor is "not scored" (empty CSV
+    cells, null in JSON, a console line), never Dice 1 for an empty prediction or 0 otherwise (issue #28)."""
+    import nibabel as nib
+    import pandas as pd
+
+    ref, pred = tmp_path / "ref", tmp_path / "pred"
+    ref.mkdir()
+    pred.mkdir()
+    for case in ("0", "1"):
+        img = nib.load(tiny_dataset / f"segmentation-{case}.nii.gz")
+        data = np.asarray(img.dataobj)
+        nib.save(nib.Nifti1Image(np.where(data > 0, 5, 0).astype(np.uint8), img.affine), ref / f"{case}.nii.gz")
+        nib.save(nib.Nifti1Image(data.astype(np.uint8), img.affine), pred / f"{case}_seg.nii.gz")  # tumor predicted
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--pred", str(pred), "--ref", str(ref), "--out", str(out), "--workers", "1",
+                 "--labels", "liver=5"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "tumor  not scored: the references declare no tumor label (--labels)" in printed
+    table = pd.read_csv(out / "per_case.csv", dtype={"case": str}).set_index("case")
+    assert (table["liver_dice"] == 1.0).all()  # liver = labels 1 and 2 of the prediction
+    for column in ("tumor_dice", "tumor_hd95_mm", "lesions_fp", "lesions_tp", "tumor_burden_pred", "mean_iou"):
+        assert table[column].isna().all(), column
+    raw = (out / "per_case.csv").read_text().splitlines()
+    header, first = raw[0].split(","), raw[1].split(",")
+    assert first[header.index("tumor_dice")] == "" and first[header.index("liver_dice")] == "1.0"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["regions"]["tumor"] is None and summary["not_scored"] == ["tumor"]
+    assert "detection" not in summary and "lesion_detection" not in summary and "tumor_burden" not in summary
+    assert summary["regions"]["liver"]["dice"]["mean"] == 1.0
+    assert (out / "volumes.png").stat().st_size > 0
+    assert main(["evaluate", "--pred", str(pred), "--ref", str(ref), "--out", str(tmp_path / "lits"),
+                 "--labels", "liver=5", "--protocol", "lits2017"]) == 2  # fmt: skip
+    assert "scores tumors, but the references declare no tumor label" in capsys.readouterr().err

@@ -25,7 +25,11 @@ def test_summary_from_hand_built_rows():
     s = summarize(frame)
     liver = s["regions"]["liver"]
     assert liver["dice"]["mean"] == pytest.approx(0.9)
-    assert liver["dice"]["std"] == pytest.approx(np.std([0.9, 0.8, 1.0]))
+    assert liver["dice"]["std"] == pytest.approx(pd.Series([0.9, 0.8, 1.0]).std())  # sample SD, as pandas: 0.1
+    assert liver["dice"]["std"] == pytest.approx(0.1)
+    low, high = liver["dice"]["ci95"]
+    assert 0.8 <= low < 0.9 < high <= 1.0
+    assert s["statistics"]["seed"] == 0 and "percentile bootstrap" in s["statistics"]["ci"]
     assert liver["hd95_mm"]["mean"] == 3.0 and liver["hd95_mm"]["n_nan"] == 1 and liver["hd95_mm"]["n"] == 2
     assert liver["dice_global"] == pytest.approx(2 * 110 / 300)
     det = s["detection"]
