@@ -49,6 +49,8 @@ _EXPORTS = {
     "evaluate_folders": "runner",
     "BootstrapSettings": "statistics",
     "bland_altman": "statistics",
+    "compare_runs": "compare",
+    "CompareSettings": "compare",
     "draw_bland_altman": "report",
     "bootstrap_mean_ci": "statistics",
     "describe": "statistics",
