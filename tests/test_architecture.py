@@ -18,19 +18,23 @@ _RULE_HOMES = ("errors", "labels", "geometry", "utils")
 
 #: Top-level part of ``medseg`` -> the parts it must never import (see docs/architecture.md).
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    **{home: (*_STAGES, "io", "viz", "demo") for home in _RULE_HOMES},
-    "io": (*_STAGES, "viz", "demo"),
-    "data": ("preprocessing", "models", "losses", "runs", "training", "inference", "evaluation", "cli", "demo"),
-    "preprocessing": ("models", "losses", "runs", "training", "inference", "evaluation", "cli", "demo"),
-    "models": ("data", "preprocessing", "losses", "runs", "training", "inference", "evaluation", "cli", "demo"),
-    "losses": ("data", "runs", "training", "inference", "evaluation", "cli", "demo"),
-    "runs": ("losses", "training", "inference", "evaluation", "cli", "demo"),
+    **{home: (*_STAGES, "io", "viz", "demo", "interop") for home in _RULE_HOMES},
+    "io": (*_STAGES, "viz", "demo", "interop"),
+    "data": ("preprocessing", "models", "losses", "runs", "training", "inference", "evaluation", "cli", "demo",
+             "interop"),
+    "preprocessing": ("models", "losses", "runs", "training", "inference", "evaluation", "cli", "demo", "interop"),
+    "models": ("data", "preprocessing", "losses", "runs", "training", "inference", "evaluation", "cli", "demo",
+               "interop"),
+    "losses": ("data", "runs", "training", "inference", "evaluation", "cli", "demo", "interop"),
+    "runs": ("losses", "training", "inference", "evaluation", "cli", "demo", "interop"),
+    # other tools' models (nnU-Net v2 folders): read and build from io alone; inference uses it
+    "interop": (*_STAGES, "viz", "demo", "preview", "outputs", "manifest"),
     "inference": ("losses", "training", "evaluation", "cli", "demo"),
-    "evaluation": ("models", "losses", "runs", "training", "inference", "cli", "demo"),
+    "evaluation": ("models", "losses", "runs", "training", "inference", "cli", "demo", "interop"),
     "training": ("cli", "demo"),
     "viz": ("runs", "training", "inference", "evaluation", "cli", "demo"),
     "preview": ("runs", "training", "inference", "evaluation", "cli", "demo", "outputs"),
-    "manifest": (*_STAGES, "io", "viz", "demo", "preview", "outputs"),
+    "manifest": (*_STAGES, "io", "viz", "demo", "preview", "outputs", "interop"),
     "outputs": ("training", "cli", "demo"),
 }
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from medseg.cli._inputs import add_series_uid_option, fold_list
+from medseg.cli._inputs import add_labels_option, add_series_uid_option, fold_list, labels_from
 
 __all__ = ["register"]
 
@@ -19,6 +19,8 @@ _EPILOG = """examples:
   medseg predict --model runs/liver/fold0/best.pt scan1.nii.gz dicom/patient07 --out predictions --tta
   medseg predict --model runs/liver/fold0 data/cohort --out predictions --skip-existing   # resume
   medseg predict --model runs/liver/fold0 dicom/patient07 --out predictions --format dicom-seg --no-preview
+  medseg predict --model ~/.totalsegmentator/nnunet/results/Dataset291_TotalSegmentator_part1_organs_1559subj/\
+nnUNetTrainerNoMirroring__nnUNetPlans__3d_fullres scan1.nii.gz --out predictions --labels liver=5   # nnU-Net v2
   torchrun --nproc_per_node 4 -m medseg predict --model runs/liver/fold0 data/cohort --out predictions
 
 Writes per scan <case>_seg.nii.gz (uint8: 0 background, 1 liver, 2 tumor; the scan's own shape and
@@ -46,9 +48,14 @@ def register(subparsers) -> None:
                    "or data set folder")
     p.add_argument("--model", required=True, metavar="RUN",
                    help="run folder (uses best.pt, else last.pt), .pt file, or a folder of fold runs "
-                        "(fold<K>/, as `medseg train --fold all` writes): the ensemble of its trained folds")
+                        "(fold<K>/, as `medseg train --fold all` writes): the ensemble of its trained folds; or an "
+                        "nnU-Net v2 trained-model folder (<trainer>__<plans>__<configuration>: its fold_K ensemble, "
+                        "no post-processing unless asked; docs/other-tools.md)")
     p.add_argument("--folds", type=fold_list, default=None, metavar="K,L",
                    help="with a folder of fold runs: ensemble only these folds (default: every trained fold)")
+    p.add_argument("--checkpoint", choices=("final", "best"), default="final",
+                   help="nnU-Net model folders: checkpoint_final.pth (default) or checkpoint_best.pth of each fold")
+    add_labels_option(p, what="model's classes (the label map written is then LiTS')")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--mode", choices=("coarse-to-fine", "full"), default="coarse-to-fine",
                    help="coarse-to-fine: find the liver at half resolution first, then full resolution in its box "
@@ -100,6 +107,8 @@ def _add_compute_options(p) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
     from medseg.inference.batch import collect_inputs, predict_batch, shard, shard_from_env
@@ -122,7 +131,10 @@ def _predict(args: argparse.Namespace) -> int:
     inputs, failures = collect_inputs(args.inputs)
     _check_outputs(args, inputs)
     _check_formats(args, inputs)
-    predictor = Predictor.from_run(args.model, device=device, settings=settings, folds=args.folds)
+    predictor = Predictor.from_run(args.model, device=device, settings=settings, folds=args.folds,
+                                   checkpoint=args.checkpoint)
+    if args.labels is not None:  # another model's classes as liver/tumor
+        predictor = dataclasses.replace(predictor, label_mapping=labels_from(args.labels))
     inputs = shard(inputs, rank=rank, world_size=world_size)
     failures = shard(failures, rank=rank, world_size=world_size)
     where = f" (process {rank} of {world_size})" if world_size > 1 else ""

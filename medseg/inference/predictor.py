@@ -49,11 +49,18 @@ from medseg.inference.ensemble import (
     is_fold_folder,
     read_chosen_postprocessing,
 )
+from medseg.inference.imported import (
+    mapped_scores,
+    nnunet_predictor,
+    prepare_input,
+    restore_labels,
+    restore_probabilities,
+)
 from medseg.inference.postprocess import PostprocessConfig, applies_to, postprocess_labels
-from medseg.inference.restore import restore_argmax
 from medseg.inference.runtime import RUNTIMES, network_input_shape, resolve_runtime
 from medseg.inference.sliding_window import BOX_WINDOWS, WindowSettings, predict_logits
 from medseg.inference.tta import mirrored
+from medseg.io.label_map import apply_label_mapping
 from medseg.io.volume import Volume
 from medseg.labels import lits_labels
 from medseg.runs.device import resolve_device
@@ -187,15 +194,22 @@ class Predictor:
     members: int = 1
     sources: tuple[str, ...] = ()
     compiled: dict = field(default_factory=dict, repr=False, compare=False)
+    label_mapping: Any = None
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, *, device: str | torch.device = "auto",
-                 settings: InferenceSettings | None = None, folds: Sequence[int] | None = None) -> Predictor:
+                 settings: InferenceSettings | None = None, folds: Sequence[int] | None = None,
+                 checkpoint: str = "final") -> Predictor:
         """Load a run folder (``best.pt``, else ``last.pt``), a checkpoint file, or a folder of fold runs
         (``fold<K>/``: the ensemble of every trained fold, or of ``folds``, post-processed as its
-        ``postprocessing.json`` says when ``medseg crossval`` wrote one, else as the first fold's run)."""
+        ``postprocessing.json`` says when ``medseg crossval`` wrote one, else as the first fold's run), or
+        an nnU-Net v2 trained-model folder (``.../DatasetXXX_Name/<trainer>__<plans>__<configuration>``:
+        its ``fold_K`` ensemble, ``checkpoint_<checkpoint>.pth``; :mod:`medseg.inference.imported`)."""
+        from medseg.interop.nnunet import is_nnunet_folder
         from medseg.runs.checkpoint import load_checkpoint
 
+        if is_nnunet_folder(run):
+            return nnunet_predictor(cls, run, device=device, settings=settings, folds=folds, checkpoint=checkpoint)
         if folds is not None or is_fold_folder(run):
             predictor = cls.from_runs(find_fold_runs(run, folds), device=device, settings=settings)
             chosen = read_chosen_postprocessing(run)  # chosen on the cross-validation (medseg crossval)
@@ -280,19 +294,24 @@ class Predictor:
         t0 = time.perf_counter()
         if self.settings.probabilities:
             stats["probability_maps"] = self._probability_maps(logits, record, volume)
-        labels = restore_argmax(logits, record)
+        labels = restore_labels(logits, record)
         del logits
+        names = dict(self.labels)
+        if self.label_mapping is not None:  # another tool's classes as LiTS' (--labels liver=5)
+            labels, names = apply_label_mapping(labels, self.label_mapping), lits_labels()
         config = self.settings.postprocessing or self.postprocessing
-        if applies_to(self.labels):
+        if applies_to(names):
             labels = postprocess_labels(labels, spacing_mm=volume.spacing_mm, config=config)
         stats["restore_postprocess_s"] = time.perf_counter() - t0
-        out = volume.with_array(labels, kind="label", labels=dict(self.labels))
+        out = volume.with_array(labels, kind="label", labels=names)
         return out, stats
 
     def _probability_maps(self, logits: torch.Tensor, record: Any, volume: Volume) -> dict[str, Any]:
         """uint8 liver/tumor/uncertainty maps on the scan's grid (LiTS labels only; else none, logged)."""
         from medseg.inference.probability_maps import probability_maps
 
+        if self.label_mapping is not None:
+            return probability_maps(mapped_scores(logits, self.label_mapping), record)
         if not applies_to(self.labels):
             logger.warning("probability maps need the LiTS labels (liver, tumor); this run has %s", self.labels)
             return {}
@@ -303,12 +322,8 @@ class Predictor:
 
         Memory: ``K * 4`` bytes per scan voxel; use :meth:`__call__` for labels of large scans.
         """
-        from medseg.preprocessing import restore_to_scan
-
         logits, record, _ = self.predict_logits(volume)
-        probabilities = torch.softmax(logits, dim=0)
-        del logits
-        return volume.with_array(restore_to_scan(probabilities, record), kind="probabilities")
+        return volume.with_array(restore_probabilities(logits, record), kind="probabilities")
 
     def _with_tta(self, network: torch.nn.Module):
         """``network`` wrapped for mirroring test-time augmentation when the settings ask for it and the run
@@ -345,8 +360,6 @@ class Predictor:
 
     def predict_logits(self, volume: Volume) -> tuple[torch.Tensor, Any, dict[str, Any]]:
         """Logits ``(K, X, Y, Z)`` on the preprocessed grid, the preprocessing record and statistics."""
-        from medseg.inference.prepare import prepare_scan
-
         if volume.array.ndim != 3:
             raise DataError(f"expected a 3D scan, got shape {volume.shape}", path=volume.meta.get("path"))
         s = self.settings
@@ -356,7 +369,7 @@ class Predictor:
                                  "threads": torch.get_num_threads()}
         t0 = time.perf_counter()
         threshold = s.air_threshold_hu if s.skip_air else None
-        image, record, mask = prepare_scan(volume, self.plan, air_threshold_hu=threshold)
+        image, record, mask = prepare_input(volume, self.plan, air_threshold_hu=threshold)
         image = torch.from_numpy(image)[None]
         stats["preprocess_s"] = time.perf_counter() - t0
         networks = self._runtime_networks(runtime, precision, channels=image.shape[0])
@@ -366,7 +379,8 @@ class Predictor:
         window = WindowSettings(patch_size=self.patch_size, num_classes=self.num_classes, overlap=s.overlap,
                                 batch_size=batch_size, context_slices=self.context_slices, box_windows=s.fine_windows,
                                 device=self.device, amp=s.amp, progress=s.progress,
-                                cpu_bfloat16=precision == "bfloat16" and runtime == "torch")  # fmt: skip
+                                cpu_bfloat16=precision == "bfloat16" and runtime == "torch",
+                                layout=getattr(self.plan, "window_layout", "monai"))  # fmt: skip
         c2f = s.coarse_to_fine() if s.mode == "coarse-to-fine" else None
         box = None
         if c2f is not None:  # one coarse pass, by all the folds together

@@ -67,4 +67,6 @@ def probability_maps(scores: torch.Tensor, record, *, liver: int = 1, tumor: int
         "uncertainty": normalised_entropy(probabilities),
     }
     del probabilities
+    if hasattr(record, "to_scan"):  # an imported model's record (medseg.interop): its own way back
+        return {name: quantise(record.to_scan(maps.pop(name)[None])[0]) for name in MAP_NAMES}
     return {name: quantise(restore_to_scan(maps.pop(name)[None], record)[0]) for name in MAP_NAMES}

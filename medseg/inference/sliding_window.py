@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 from tqdm.auto import tqdm
 
-__all__ = ["BACKGROUND_FILL_LOGIT", "BOX_WINDOWS", "WindowBlend", "WindowSettings", "grid_windows_for_box",
+__all__ = ["BACKGROUND_FILL_LOGIT", "BOX_WINDOWS", "LAYOUTS", "WindowBlend", "WindowSettings", "grid_windows_for_box",
            "plan_windows", "predict_logits"]
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ BACKGROUND_FILL_LOGIT = -20.0
 
 #: How the windows of a run restricted to a box are placed (see :class:`WindowSettings`).
 BOX_WINDOWS = ("centred", "reach", "tile")
+
+#: Window placement and weighting rules (see :class:`WindowSettings`).
+LAYOUTS = ("monai", "nnunet")
 
 Box = tuple[slice, slice, slice]
 Network = Callable[[torch.Tensor], torch.Tensor]
@@ -67,6 +70,9 @@ class WindowSettings:
         amp: Use float16 autocast (CUDA only; ignored on CPU).
         cpu_bfloat16: Use bfloat16 autocast on CPU (:mod:`medseg.inference.cpu`; ignored on CUDA).
         sigma_scale: Gaussian sigma as a fraction of the window size.
+        layout: Window placement and Gaussian weights: ``"monai"`` (medseg's own runs) or ``"nnunet"``
+            (nnU-Net's evenly spread steps and ``scipy`` Gaussian, for imported nnU-Net models:
+            :mod:`medseg.interop.nnunet.windows`).
         progress: Show a tqdm bar over window batches.
     """
 
@@ -81,6 +87,7 @@ class WindowSettings:
     cpu_bfloat16: bool = False
     sigma_scale: float = 0.125
     progress: bool = False
+    layout: str = "monai"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
@@ -94,6 +101,8 @@ class WindowSettings:
             raise ValueError(f"box_windows must be one of {BOX_WINDOWS}, got {self.box_windows!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
 
     @property
     def window(self) -> tuple[int, int, int]:
@@ -114,6 +123,7 @@ def plan_windows(
     *,
     overlap: float,
     mask: np.ndarray | torch.Tensor | None = None,
+    layout: str = "monai",
 ) -> tuple[list[Box], int]:
     """Window positions of a dense sliding window, minus those that hold no ``mask`` voxel.
 
@@ -122,13 +132,19 @@ def plan_windows(
         window: Window size ``(wx, wy, wz)``.
         overlap: Fraction of a window shared with its neighbour along each axis, in ``[0, 1)``.
         mask: Optional ``(X, Y, Z)`` boolean; windows containing no True voxel are dropped.
+        layout: ``"monai"`` or ``"nnunet"`` placement (:class:`WindowSettings`).
 
     Returns:
         The kept windows (tuples of slices) and the number of windows of the dense grid.
     """
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    slices = dense_patch_slices(tuple(image_size), tuple(window), _scan_interval(image_size, window, overlap))
+    if layout == "nnunet":
+        from medseg.interop.nnunet.windows import nnunet_window_slices
+
+        slices = nnunet_window_slices(image_size, window, 1.0 - overlap)
+    else:
+        slices = dense_patch_slices(tuple(image_size), tuple(window), _scan_interval(image_size, window, overlap))
     total = len(slices)
     if mask is not None:
         slices = [s for s in slices if bool(mask[s].any())]
@@ -207,8 +223,7 @@ class WindowBlend:
         self._padded = tuple(image.shape[1:])
         self._sums = torch.zeros((settings.num_classes, *self._padded), dtype=torch.float32, device=self._device)
         self._weights = torch.zeros(self._padded, dtype=torch.float32, device=self._device)
-        weight_map = compute_importance_map(settings.patch_size, mode="gaussian", sigma_scale=settings.sigma_scale,
-                                            device=self._device)
+        weight_map = _importance_map(settings, self._device)
         self._weight_map = weight_map[..., None] if len(settings.patch_size) == 2 else weight_map
         self._done: set[tuple[tuple[int, int], ...]] = set()
         self._box: Box | None = None  # the padded box of the last run (None: the whole image)
@@ -280,6 +295,15 @@ class WindowBlend:
         return tuple(slice(p // 2, p // 2 + s) for p, s in zip(self._pads, self.shape))
 
 
+def _importance_map(settings: WindowSettings, device: torch.device) -> torch.Tensor:
+    """The Gaussian weight of one window (``settings.layout``'s)."""
+    if settings.layout == "nnunet":
+        from medseg.interop.nnunet.windows import nnunet_gaussian
+
+        return nnunet_gaussian(settings.patch_size, sigma_scale=settings.sigma_scale, device=device)
+    return compute_importance_map(settings.patch_size, mode="gaussian", sigma_scale=settings.sigma_scale, device=device)
+
+
 def _pad_to_window(image: torch.Tensor, mask, box: Box | None, window: Sequence[int]):
     """Pad (only where the image is smaller than a window) with the image minimum (air, not tissue),
     half before and half after; ``mask`` and ``box`` follow. Returns them with the pads per axis."""
@@ -305,10 +329,11 @@ def _place_windows(padded: Sequence[int], settings: WindowSettings, mask, box: B
     if box is not None and settings.box_windows == "tile":  # a window grid laid over the box alone
         box = _grow_box(box, padded, window)
         sub_mask = None if mask is None else torch.as_tensor(mask)[box]
-        local, total = plan_windows([b.stop - b.start for b in box], window, overlap=overlap, mask=sub_mask)
+        local, total = plan_windows([b.stop - b.start for b in box], window, overlap=overlap, mask=sub_mask,
+                                    layout=settings.layout)
         windows = [tuple(slice(s.start + b.start, s.stop + b.start) for s, b in zip(w, box)) for w in local]
     else:
-        windows, total = plan_windows(padded, window, overlap=overlap, mask=mask)
+        windows, total = plan_windows(padded, window, overlap=overlap, mask=mask, layout=settings.layout)
         if box is not None:
             windows = grid_windows_for_box(windows, box, window, placement=settings.box_windows)
     logger.debug("sliding window: %d of %d windows", len(windows), total)
