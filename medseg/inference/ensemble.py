@@ -42,6 +42,7 @@ __all__ = [
     "FoldEnsemble",
     "FoldMean",
     "find_fold_runs",
+    "fold_checkpoint",
     "is_fold_folder",
     "read_chosen_postprocessing",
 ]
@@ -190,12 +191,23 @@ def find_fold_runs(root: str | os.PathLike, folds: Sequence[int] | None = None) 
     if folds is None:
         if not found:
             raise DataError("no trained fold here (fold<K>/ with best.pt or last.pt)", path=root)
-        return [found[k] for k in sorted(found)]
+        folds = sorted(found)
     missing = [k for k in folds if k not in found]
     if missing:
         raise DataError(f"--folds: fold {missing[0]} has no trained run (fold{missing[0]}/best.pt or last.pt)",
                         path=root)  # fmt: skip
     return [found[k] for k in folds]
+
+
+def fold_checkpoint(run: str | os.PathLike) -> Path:
+    """The checkpoint a fold run contributes to cross-validation and to the fold ensemble: its final
+    ``last.pt`` (as nnU-Net evaluates and ensembles its folds' final checkpoints), else ``best.pt``.
+
+    ``best.pt`` was selected on the fold's own validation cases: its Dice on them would be optimistic, and
+    the ensemble would not be the model that ``medseg crossval`` measured and chose the post-processing on.
+    """
+    last = Path(run) / "last.pt"
+    return last if last.is_file() else Path(run) / "best.pt"
 
 
 def read_chosen_postprocessing(root: str | os.PathLike) -> dict[str, Any] | None:

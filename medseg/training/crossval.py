@@ -35,7 +35,7 @@ import pandas as pd
 from medseg.data.discovery import Case, discover_dataset
 from medseg.data.naming import prediction_filename
 from medseg.errors import DataError
-from medseg.inference.ensemble import find_fold_runs
+from medseg.inference.ensemble import find_fold_runs, fold_checkpoint
 from medseg.inference.postprocess import PostprocessConfig
 from medseg.inference.predictor import InferenceSettings
 
@@ -143,8 +143,9 @@ def predict_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.Path
     """Each fold's validation cases predicted by that fold's model (no post-processing), written as
     ``pred_dir/<case>_seg.nii.gz`` on the scan's grid; returns case id -> fold.
 
-    The model is the fold's final ``last.pt`` (as nnU-Net's cross-validation uses its final checkpoint):
-    ``best.pt`` was selected on these very cases, so its Dice on them would be optimistic.
+    The model is the fold's final ``last.pt`` (:func:`~medseg.inference.ensemble.fold_checkpoint`, as
+    nnU-Net's cross-validation uses its final checkpoint): ``best.pt`` was selected on these very cases, so
+    its Dice on them would be optimistic. The fold ensemble of ``predict`` uses the same checkpoints.
     """
     from tqdm.auto import tqdm
 
@@ -159,8 +160,7 @@ def predict_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.Path
                disable=not settings.progress)  # fmt: skip
     with bar:
         for part in fold_cases:
-            checkpoint = part.run / "last.pt" if (part.run / "last.pt").is_file() else part.run
-            predictor = Predictor.from_run(checkpoint, device=settings.device, settings=inference)
+            predictor = Predictor.from_run(fold_checkpoint(part.run), device=settings.device, settings=inference)
             for case in part.cases:
                 labels = predictor(read_volume(case.image))
                 write_volume(labels, pred_dir / prediction_filename(case.case_id), label=True)

@@ -13,7 +13,7 @@ import torch
 from medseg.data import make_phantom
 from medseg.errors import DataError
 from medseg.inference import InferenceSettings, Predictor
-from medseg.inference.ensemble import FoldEnsemble, FoldMean, find_fold_runs
+from medseg.inference.ensemble import FoldEnsemble, FoldMean, find_fold_runs, fold_checkpoint
 
 from .conftest import tiny_plan, write_run
 
@@ -121,10 +121,25 @@ def test_coarse_to_fine_ensemble_labels_match_full_inside_the_liver(two_fold_run
 
 def test_folds_subset_and_missing_fold(two_fold_runs):
     single = Predictor.from_run(two_fold_runs, device="cpu", folds=[1])
-    assert single.members == 1 and single.sources[0].endswith("best.pt")
+    assert single.members == 1 and single.sources[0].endswith("fold1/best.pt")  # no last.pt: best.pt
     assert [p.name for p in find_fold_runs(two_fold_runs)] == ["fold0", "fold1"]
     with pytest.raises(DataError, match="fold 4"):
         Predictor.from_run(two_fold_runs, device="cpu", folds=[0, 4])
+
+
+def test_the_ensemble_uses_each_folds_final_checkpoint_as_crossval_does(two_fold_runs, tmp_path):
+    """``last.pt`` over ``best.pt`` (issue #28): the ensemble is the model cross-validation measured."""
+    import shutil
+
+    root = tmp_path / "liver"
+    shutil.copytree(two_fold_runs, root)
+    shutil.copy(root / "fold0" / "best.pt", root / "fold1" / "last.pt")  # fold1's final differs from its best
+    assert fold_checkpoint(root / "fold1") == root / "fold1" / "last.pt"
+    assert fold_checkpoint(root / "fold0") == root / "fold0" / "best.pt"
+    ensemble = Predictor.from_run(root, device="cpu")
+    assert ensemble.sources == (str(root / "fold0" / "best.pt"), str(root / "fold1" / "last.pt"))
+    first, second = (dict(f.named_parameters()) for f in ensemble.network.folds)
+    assert all(torch.equal(first[k], second[k]) for k in first)  # fold1 = the copied final weights
 
 
 def test_runs_with_another_patch_size_or_plan_are_refused(two_fold_runs, tmp_path):
