@@ -135,6 +135,8 @@ def _predict(args: argparse.Namespace) -> int:
                                    checkpoint=args.checkpoint)
     if args.labels is not None:  # another model's classes as liver/tumor
         predictor = dataclasses.replace(predictor, label_mapping=labels_from(args.labels))
+    elif not args.no_volumes:
+        _check_lits_classes(args.model, predictor.labels)
     inputs = shard(inputs, rank=rank, world_size=world_size)
     failures = shard(failures, rank=rank, world_size=world_size)
     where = f" (process {rank} of {world_size})" if world_size > 1 else ""
@@ -205,6 +207,17 @@ def _models_sha256(checkpoints: list) -> str:
 
     shas = [file_sha256(p) for p in checkpoints]
     return shas[0] if len(shas) == 1 else hashlib.sha256(",".join(shas).encode()).hexdigest()
+
+
+def _check_lits_classes(model, labels: dict) -> None:
+    """Volumes read 1 as liver and 2 as tumor: refuse a model with other classes unless --labels maps them."""
+    from medseg.errors import DataError
+    from medseg.labels import is_lits
+
+    if not is_lits(labels):
+        shown = ", ".join(f"{k} {v}" for k, v in list(labels.items())[1:6]) + (", ..." if len(labels) > 6 else "")
+        raise DataError(f"the model's classes are not LiTS' ({shown}): say which are liver and tumor with "
+                        "--labels liver=K [tumor=L], or write label maps only with --no-volumes", path=model)
 
 
 def _check_formats(args: argparse.Namespace, inputs: list) -> None:

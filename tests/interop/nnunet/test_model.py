@@ -100,3 +100,12 @@ def test_other_classes_are_mapped_with_labels(tmp_path):
     np.testing.assert_array_equal(written, out.array)
     report = json.loads((tmp_path / "out" / "scan_volumes.json").read_text())
     assert report  # volumes written from the mapped (LiTS) label map
+
+
+def test_other_classes_without_labels_are_one_line(tmp_path, capsys):
+    dataset = {**SEEDED_DATASET, "labels": {"background": 0, "spleen": 1, "liver": 2}}
+    folder = write_seeded_folder(tmp_path, dataset=dataset)
+    capsys.readouterr()
+    assert main(["predict", "--model", str(folder), str(_scan(tmp_path)), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 spleen, 2 liver" in err[0] and "--labels liver=K" in err[0]
