@@ -46,6 +46,7 @@ from medseg.inference.ensemble import (
     FoldEnsemble,
     FoldMean,
     find_fold_runs,
+    fold_checkpoint,
     is_fold_folder,
     read_chosen_postprocessing,
 )
@@ -211,7 +212,8 @@ class Predictor:
         if is_nnunet_folder(run):
             return nnunet_predictor(cls, run, device=device, settings=settings, folds=folds, checkpoint=checkpoint)
         if folds is not None or is_fold_folder(run):
-            predictor = cls.from_runs(find_fold_runs(run, folds), device=device, settings=settings)
+            predictor = cls.from_runs([fold_checkpoint(r) for r in find_fold_runs(run, folds)], device=device,
+                                      settings=settings)  # the checkpoints crossval evaluated
             chosen = read_chosen_postprocessing(run)  # chosen on the cross-validation (medseg crossval)
             if chosen is None:
                 return predictor
