@@ -48,6 +48,12 @@ def register(subparsers) -> None:
                              "of the fold runs (default: runs/<pipeline>)")  # fmt: skip
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out (from last.pt) with its own config, fold and data")  # fmt: skip
+    parser.add_argument("--splits", metavar="FILE", help="the folds as a JSON list of {train: [...], val: [...]} "
+                        "(nnU-Net's splits_final.json; same as --set data.splits=FILE)")
+    parser.add_argument("--group-by", choices=("case", "patient"), default=None,
+                        help="patient: every case of a patient in one fold (patients from --patients, else the "
+                             "DICOM PatientID; same as --set data.group_by=patient)")
+    parser.add_argument("--patients", metavar="CSV", help="case,patient table for --group-by patient")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the pipeline's device, auto)")
     parser.add_argument("--workers", type=int, metavar="N", help="processes for checking and preprocessing")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -65,6 +71,9 @@ def _fold_arg(text: str) -> int | str | tuple[int, ...]:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    data_flags = {"data.splits": args.splits, "data.group_by": args.group_by, "data.patients_csv": args.patients}
+    args.overrides = [*args.overrides, *(f"{key}={Path(value).resolve() if key != 'data.group_by' else value}"
+                                         for key, value in data_flags.items() if value)]  # fmt: skip
     if isinstance(args.fold, int) or args.fold is None:
         return _run_fold(args, args.fold, Path(args.out) if args.out else None)
     return _run_folds(args)

@@ -69,6 +69,9 @@ class DataConfig:
     labels: dict[str, str] = field(default_factory=lambda: {"0": "background", "1": "liver", "2": "tumor"})
     folds: int = 5
     fold_seed: int = 0
+    group_by: str = "case"
+    patients_csv: str | None = None
+    splits: str | None = None
     cache_dir: str | None = None
     phantom_cases: int = 16
     phantom_size: str = "small"

@@ -1,9 +1,9 @@
 """Everything before the first iteration: the data set (or the built-in phantom), its check, folds,
 the preprocessing plan and the preprocessed cache.
 
-Cross-validation folds follow nnU-Net: a deterministic, seeded K-fold split of the sorted case ids
-(Isensee et al. 2021); they are saved as ``folds.json`` in the run folder so every fold of one data set
-agrees even if files are added later.
+Cross-validation folds (:mod:`medseg.training.splits`) follow nnU-Net: a deterministic, seeded K-fold
+split of the sorted case ids (Isensee et al. 2021), or of the patients, or the user's own split; they are
+saved as ``folds.json`` in the run folder so every fold of one data set agrees even if files are added later.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from medseg.errors import ConfigError, DataError
 from medseg.training.config import PipelineConfig
+from medseg.training.splits import make_folds, split_for
 
 __all__ = ["PreparedData", "cache_dir_for", "default_cache_root", "make_folds", "prepare_data", "resolve_data_root"]
 
@@ -40,24 +39,6 @@ class PreparedData:
 def default_cache_root() -> Path:
     """``~/.cache/medseg``: generated phantom data and preprocessed arrays."""
     return Path.home() / ".cache" / "medseg"
-
-
-def make_folds(case_ids: list[str], *, n_folds: int = 5, seed: int = 0) -> list[dict[str, list[str]]]:
-    """Deterministic K-fold split by case: ``[{"train": [...], "val": [...]}, ...]``.
-
-    The sorted ids are shuffled with ``numpy.random.default_rng(seed)`` and cut into ``n_folds`` nearly
-    equal parts; fold ``k`` validates on part ``k``. Every case is validated exactly once.
-    """
-    ids = sorted(set(case_ids))
-    if len(ids) < n_folds:
-        raise DataError(f"{len(ids)} labelled cases cannot make {n_folds} folds (set data.folds lower)")
-    order = np.random.default_rng(seed).permutation(len(ids))
-    parts = np.array_split(order, n_folds)
-    folds = []
-    for part in parts:
-        val = sorted(ids[i] for i in part)
-        folds.append({"train": [i for i in ids if i not in set(val)], "val": val})
-    return folds
 
 
 def resolve_data_root(config: PipelineConfig, data: str | os.PathLike | None) -> tuple[Path, bool]:
@@ -131,7 +112,7 @@ def prepare_data(
         raise ConfigError(f"--fold must be in 0..{config.data.folds - 1}, got {fold}")
     root, _ = resolve_data_root(config, data)
     cases = _labelled_cases(root, workers=workers)
-    folds = folds or make_folds([c.case_id for c in cases], n_folds=config.data.folds, seed=config.data.fold_seed)
+    folds = folds or split_for(config.data, cases)
     known = {c.case_id for c in cases}
     missing = sorted(set(folds[fold]["train"] + folds[fold]["val"]) - known)
     if missing:

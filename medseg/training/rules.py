@@ -43,6 +43,7 @@ def _one_of(key: str, value: Any, allowed: tuple | list | dict) -> None:
 
 def _check_data(config: PipelineConfig) -> None:
     from medseg.data.phantom import PHANTOM_SIZES
+    from medseg.training.splits import GROUP_BY
 
     d = config.data
     _at_least("data.num_classes", d.num_classes, 2)
@@ -51,6 +52,7 @@ def _check_data(config: PipelineConfig) -> None:
     for key in ("fold_seed", "phantom_seed"):
         _at_least(f"data.{key}", getattr(d, key), 0)
     _one_of("data.phantom_size", d.phantom_size, sorted(PHANTOM_SIZES))
+    _one_of("data.group_by", d.group_by, list(GROUP_BY))
     expected = [str(c) for c in range(d.num_classes)]
     if sorted(d.labels, key=lambda k: (len(k), k)) != expected:
         raise ConfigError(

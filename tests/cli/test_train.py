@@ -51,3 +51,23 @@ def test_fold_out_of_range_and_bad_list(tiny_dataset, tmp_path, capsys):
     assert "--fold 2" in capsys.readouterr().err and not (tmp_path / "r").exists()
     with pytest.raises(SystemExit):
         main(["train", "liver", "--fold", "0,0"])
+
+
+def test_train_with_the_users_splits_and_patient_grouping(tiny_dataset, tmp_path, capsys):
+    """``--splits`` folds are used as given; ``--group-by patient`` keeps a patient's cases in one fold."""
+    split = [{"train": ["0", "3"], "val": ["1", "2"]}, {"train": ["1", "2"], "val": ["0", "3"]}]
+    (tmp_path / "splits.json").write_text(json.dumps(split))
+    sets = [a for s in [*FOLD_TINY, f"data.cache_dir={tmp_path / 'cache'}"] for a in ("--set", s)]
+    common = ["train", "liver", "--data", str(tiny_dataset), "--fold", "0", "--device", "cpu", "--epochs", "1",
+              "--no-progress", *sets]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "given"), "--splits", str(tmp_path / "splits.json")]) == 0
+    saved = json.loads((tmp_path / "given" / "folds.json").read_text())
+    assert saved["folds"] == split
+    (tmp_path / "patients.csv").write_text("case,patient\n0,P1\n1,P2\n2,P1\n3,P2\n")
+    assert main([*common, "--out", str(tmp_path / "grouped"), "--group-by", "patient", "--patients",
+                 str(tmp_path / "patients.csv")]) == 0  # fmt: skip
+    grouped = json.loads((tmp_path / "grouped" / "folds.json").read_text())["folds"]
+    assert sorted(sorted(f["val"]) for f in grouped) == [["0", "2"], ["1", "3"]]  # P1 = {0, 2}, P2 = {1, 3}
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "bad"), "--splits", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
