@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 #: The sub-packages reachable as attributes of ``medseg`` (imported on first access).
-SUBPACKAGES = ("cli", "data", "evaluation", "inference", "io", "losses", "models", "preprocessing",
+SUBPACKAGES = ("cli", "data", "evaluation", "inference", "interop", "io", "losses", "models", "preprocessing",
                "runs", "training", "utils")  # fmt: skip
 
 __all__ = ["SUBPACKAGES", "__version__", *SUBPACKAGES]
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names are 
         data,
         evaluation,
         inference,
+        interop,
         io,
         losses,
         models,
