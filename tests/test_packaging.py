@@ -6,6 +6,7 @@ package list once left ``medseg/runs`` out and every non-editable install failed
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -79,7 +80,9 @@ def wheel_env(wheel, tmp_path_factory) -> Path:
 
 
 def _run(env: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONNOUSERSITE": "1"}
+    """Run a command of the wheel's environment; its home (the OpenVINO model cache, the phantom cache) is
+    ``cwd``, so the user's ``~/.cache/medseg`` is never written by a test."""
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONNOUSERSITE": "1", "HOME": str(cwd)}
     environ.pop("PYTHONPATH", None)
     return subprocess.run([str(env / "bin" / a) if i == 0 else a for i, a in enumerate(args)], cwd=cwd, env=environ,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -116,6 +119,8 @@ def test_installed_wheel_trains_and_predicts_a_tiny_phantom(wheel_env, tmp_path)
     predict = _run(wheel_env, "medseg", "predict", "--model", "run", "data/volume-0.nii.gz", "--out", "pred",
                    "--device", "cpu", "--no-progress", cwd=tmp_path)  # fmt: skip
     assert predict.returncode == 0, predict.stderr[-3000:]
+    run = json.loads((tmp_path / "pred" / "run.json").read_text())
+    assert run["settings"]["compute"]["runtime"] in ("openvino", "torch")  # auto: OpenVINO where installed
     import nibabel as nib
     import numpy as np
 
