@@ -65,6 +65,8 @@ class OutputSettings:
         volumes: Write ``<case>_volumes.json`` and the cohort tables.
         seg: :class:`~medseg.io.dicom_seg_writer.SegSettings` for the DICOM SEG (``None``: defaults).
         rank: This process's rank (file names of the per-run outputs).
+        model: What every output says about the model (``name``, ``sha256``, ``training_data`` records,
+            ``phantom_only``): written into ``<case>_volumes.json`` and the preview caption.
     """
 
     format: str = "auto"
@@ -72,6 +74,7 @@ class OutputSettings:
     volumes: bool = True
     seg: Any = None
     rank: int = 0
+    model: dict | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -127,8 +130,9 @@ class PredictOutputs:
         if self.settings.preview:
             self._step(out, "preview", lambda: self._preview(case_id, scan, labels, report, out))
         if report is not None:  # the JSON last, with every warning of the case
+            model = {"model": self.settings.model} if self.settings.model else {}
             atomic_write_json(self.out_dir / f"{case_id}_volumes.json",
-                              {"case_id": case_id, "input": str(source), **report, "warnings": out.warnings})
+                              {"case_id": case_id, "input": str(source), **report, "warnings": out.warnings, **model})
             out.files.insert(0, str(self.out_dir / f"{case_id}_volumes.json"))
             self._add_rows(case_id, report, out.warnings)
         self._pending[case_id] = out
@@ -193,8 +197,10 @@ class PredictOutputs:
     def _preview(self, case_id: str, scan: Volume, labels: Volume, report, out: CaseFiles) -> Path:
         from medseg.preview import preview_caption, preview_filename, write_preview
 
-        path = write_preview(scan, labels, self.out_dir / preview_filename(case_id),
-                             caption=preview_caption(case_id, report, out.warnings))
+        caption = preview_caption(case_id, report, out.warnings)
+        if self.settings.model and self.settings.model.get("trained_on"):
+            caption += f"\nmodel {self.settings.model.get('name', '')} trained on {self.settings.model['trained_on']}"
+        path = write_preview(scan, labels, self.out_dir / preview_filename(case_id), caption=caption)
         out.files.append(str(path))
         return path
 

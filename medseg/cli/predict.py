@@ -116,6 +116,7 @@ def _predict(args: argparse.Namespace) -> int:
     from medseg.inference.cpu import physical_cores
     from medseg.inference.postprocess import NO_POSTPROCESSING
     from medseg.inference.predictor import InferenceSettings, Predictor
+    from medseg.runs.provenance import PHANTOM_WARNING, phantom_only
 
     rank, world_size, local_rank = shard_from_env()
     device = args.device
@@ -141,6 +142,8 @@ def _predict(args: argparse.Namespace) -> int:
     failures = shard(failures, rank=rank, world_size=world_size)
     where = f" (process {rank} of {world_size})" if world_size > 1 else ""
     logger.info("predicting %d scan(s) on %s%s", len(inputs), predictor.device, where)
+    if phantom_only(predictor.training_data):  # once per run; every output records it (docs/outputs.md)
+        logger.warning("%s: %s", args.model, PHANTOM_WARNING)
     writer = _writer(args, settings, predictor, rank)
     try:
         summary = predict_batch(predictor, inputs, args.out, skip_existing=args.skip_existing,
@@ -167,21 +170,28 @@ def _writer(args: argparse.Namespace, settings, predictor, rank: int):
     from medseg.manifest import RunManifest
     from medseg.outputs import OutputSettings, PredictOutputs
     from medseg.runs.folder import find_checkpoint
+    from medseg.runs.provenance import PHANTOM_WARNING, describe_models, phantom_only
 
+    applied = predictor.applied_postprocessing()
     checkpoints = [Path(p) for p in predictor.sources] or [find_checkpoint(args.model)]
     sha = _models_sha256(checkpoints)
     name = checkpoints[0].name if len(checkpoints) == 1 else f"{Path(args.model).name} ({len(checkpoints)} folds)"
-    seg = SegSettings(algorithm_version=__version__, model_sha256=sha, model_name=name)
+    trained_on = describe_models(predictor.training_data)
+    model = {"name": name, "sha256": sha, "trained_on": trained_on, "phantom_only": phantom_only(
+        predictor.training_data), "training_data": [t.to_dict() for t in predictor.training_data]}
+    seg = SegSettings(algorithm_version=__version__, model_sha256=sha, model_name=name, training_data=trained_on)
     outputs = OutputSettings(format=args.format, preview=not args.no_preview, volumes=not args.no_volumes, seg=seg,
-                             rank=rank)
+                             rank=rank, model=model)
     resolved = {"inference": dataclasses.asdict(settings), "outputs": {
         "format": args.format, "preview": outputs.preview, "volumes": outputs.volumes,
         "skip_existing": args.skip_existing}, "compute": _compute_report(settings, predictor)}
     plan = getattr(predictor, "plan", None)
     pipeline = plan.to_dict() if hasattr(plan, "to_dict") else {}
+    warnings = [PHANTOM_WARNING] if model["phantom_only"] else []
     manifest = RunManifest.start(args.out, command="predict", settings=resolved, checkpoints=checkpoints,
-                                 pipeline={"model": str(args.model), "plan": pipeline}, device=str(predictor.device),
-                                 name=outputs.run_file("run", ".json"))
+                                 pipeline={"model": str(args.model), "plan": pipeline, "postprocessing": applied,
+                                           "training_data": model["training_data"], "warnings": warnings},
+                                 device=str(predictor.device), name=outputs.run_file("run", ".json"))  # fmt: skip
     return PredictOutputs(Path(args.out), outputs, manifest)
 
 

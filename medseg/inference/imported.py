@@ -32,6 +32,7 @@ from medseg.inference.postprocess import NO_POSTPROCESSING
 from medseg.inference.restore import restore_argmax
 from medseg.io.volume import Volume
 from medseg.runs.device import resolve_device
+from medseg.runs.provenance import TrainingData
 
 __all__ = ["mapped_scores", "nnunet_predictor", "prepare_input", "restore_labels", "restore_probabilities"]
 
@@ -46,9 +47,13 @@ def nnunet_predictor(cls: type, path: str | os.PathLike, *, device: str | torch.
     networks = [n.to(device) for n in model.networks]
     network = networks[0] if len(networks) == 1 else FoldEnsemble(networks).eval()
     kwargs = {} if settings is None else {"settings": settings}
+    d = model.description  # dataset.json's name and numTraining, the folder's trainer, plans, configuration
+    trained_on = TrainingData(name=str(d["dataset"]), n_cases=d.get("n_training"), framework="nnunet",
+                              trainer=f"{d['trainer']}__{d['plans']}__{d['configuration']}")
     return cls(network=network, plan=model.plan, patch_size=model.plan.patch_size, num_classes=model.num_classes,
                mirror_axes=model.mirror_axes, labels=dict(model.labels), postprocessing=NO_POSTPROCESSING,
-               device=device, members=len(networks), sources=model.sources, **kwargs)
+               device=device, members=len(networks), sources=model.sources,
+               training_data=(trained_on,) * len(networks), **kwargs)
 
 
 def prepare_input(volume: Volume, plan: Any, *, air_threshold_hu: float | None):

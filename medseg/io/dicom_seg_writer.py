@@ -66,6 +66,8 @@ class SegSettings:
         model_sha256: SHA-256 of the model checkpoint, stored as an algorithm parameter.
         model_name: Name of the model (checkpoint file or run), stored as the algorithm source.
         manufacturer_model_name: ManufacturerModelName of the SEG.
+        training_data: What the model was trained on (one line), stored as an algorithm parameter so a
+            PACS reader sees it (:func:`medseg.runs.provenance.describe_models`).
     """
 
     series_description: str = "medseg liver/tumor"
@@ -74,6 +76,7 @@ class SegSettings:
     model_sha256: str = ""
     model_name: str = ""
     manufacturer_model_name: str = "medseg"
+    training_data: str = ""
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,8 @@ def _segment(number: int, label: str, settings: SegSettings):
 
     from medseg import __version__
 
-    parameters = {"checkpoint_sha256": settings.model_sha256} if settings.model_sha256 else None
+    parameters = {key: value for key, value in (("checkpoint_sha256", settings.model_sha256),
+                                                 ("training_data", settings.training_data)) if value} or None
     algorithm = hd.AlgorithmIdentificationSequence(
         name="medseg", family=codes.ARTIFICIAL_INTELLIGENCE, version=settings.algorithm_version or __version__,
         source=settings.model_name or None, parameters=parameters,

@@ -19,6 +19,8 @@ _EXPORTS = {
     "find_checkpoint": "folder",
     "find_run_folder": "folder",
     "RunRecord": "record",
+    "PHANTOM_WARNING": "provenance",
+    "TrainingData": "provenance",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -23,6 +23,7 @@ from typing import Any
 from medseg.errors import DataError, MedsegError
 from medseg.labels import LITS_LABELS
 from medseg.preprocessing.plan import PreprocessingPlan
+from medseg.runs.provenance import UNKNOWN, TrainingData
 
 __all__ = ["RunRecord"]
 
@@ -46,6 +47,8 @@ class RunRecord:
         postprocessing: The run's ``postprocessing`` section as saved, read-only (default: empty, i.e.
             the defaults of :class:`~medseg.inference.postprocess.PostprocessConfig`, which parses it).
         source: The checkpoint file it was read from (``None`` for an in-memory checkpoint).
+        training_data: What the model was trained on (:class:`~medseg.runs.provenance.TrainingData`;
+            :data:`~medseg.runs.provenance.UNKNOWN` for checkpoints written before the record existed).
     """
 
     model_config: Mapping[str, Any]
@@ -58,6 +61,7 @@ class RunRecord:
     labels: Mapping[str, str] = field(default_factory=lambda: LITS_LABELS)
     postprocessing: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: Path | None = None
+    training_data: TrainingData = UNKNOWN
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Mapping[str, Any], *, source: str | os.PathLike | None = None
@@ -99,6 +103,7 @@ class RunRecord:
             labels=MappingProxyType({str(k): str(v) for k, v in labels.items()}),
             postprocessing=MappingProxyType(dict(postprocessing)),
             source=None if source is None else Path(source),
+            training_data=TrainingData.from_dict(checkpoint.get("training_data")),
         )
 
 

@@ -24,6 +24,7 @@ import math
 import os
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,10 @@ def _write_run_start(run_dir: Path, config: PipelineConfig, *, data, resume: boo
     from medseg.training.prepare import cache_dir_for
     from medseg.training.run_files import write_data_record
 
-    write_run_config(run_dir, config)
     root = data if data is not None else config.data.root
+    if not resume and root is not None:  # the config records the data set it trains on, not ``null``
+        config = replace(config, data=replace(config.data, root=str(Path(root).resolve())))
+    write_run_config(run_dir, config)
     if not resume and root is not None:
         write_data_record(run_dir, root, cache_dir_for(config, root))
 

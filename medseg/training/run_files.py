@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import ConfigError, DataError, MedsegError
+from medseg.runs.provenance import TrainingData
 from medseg.training.config import PipelineConfig, config_from_dict
 from medseg.training.overrides import apply_overrides
 from medseg.utils.atomic import atomic_write_json, atomic_write_text
@@ -32,6 +33,7 @@ __all__ = [
     "read_data_record",
     "read_folds",
     "read_plan",
+    "training_data_of",
     "write_data_record",
     "write_prepared",
     "write_run_config",
@@ -164,10 +166,18 @@ def write_data_record(run_dir: Path, root: str | os.PathLike, cache_dir: str | o
 
 
 def write_prepared(run_dir: Path, prepared: Any, *, fold: int, fold_seed: int) -> None:
-    """Write ``plan.json``, ``folds.json`` and ``data.json`` of prepared data (``PreparedData``)."""
+    """Write ``plan.json``, ``folds.json`` and ``data.json`` (with what the run trains on,
+    :func:`training_data_of`) of prepared data (``PreparedData``)."""
     atomic_write_json(run_dir / "plan.json", prepared.plan.to_dict())
     atomic_write_json(run_dir / "folds.json", {"fold": fold, "seed": fold_seed, "folds": prepared.folds})
-    write_data_record(run_dir, prepared.root, prepared.cache_dir)
+    atomic_write_json(run_dir / "data.json", {"root": str(prepared.root), "cache_dir": str(prepared.cache_dir),
+                                              "training_data": training_data_of(prepared).to_dict()})
+
+
+def training_data_of(prepared: Any) -> TrainingData:
+    """What a run trains on: its data set folder (name, absolute path, phantom or not) and the number of
+    training cases of its fold (``PreparedData``)."""
+    return TrainingData.from_dataset(prepared.root, n_cases=len(prepared.train_ids))
 
 
 def _section(config: PipelineConfig, key: str) -> Any:

@@ -101,5 +101,5 @@ def test_split_for_the_pipeline_settings(tmp_path):
     path = tmp_path / "splits.json"
     path.write_text(json.dumps(grouped))
     assert split_for(DataConfig(folds=3, splits=str(path)), cases) == grouped
-    with pytest.raises(ConfigError, match="leave data.group_by at case"):
+    with pytest.raises(ConfigError, match=r"leave data\.group_by at case"):
         split_for(DataConfig(folds=3, splits=str(path), group_by="patient"), cases)

@@ -101,6 +101,10 @@ def _configuration_name(root: Path) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def load_nnunet_model(path: str | os.PathLike, *, folds: Sequence[int] | None = None,
                       checkpoint: str = "final") -> NnUNetModel:
     """Read an nnU-Net v2 trained-model folder and build its fold networks (no pickled code runs).
@@ -140,6 +144,7 @@ def load_nnunet_model(path: str | os.PathLike, *, folds: Sequence[int] | None = 
             mirror_axes = tuple(int(a) for a in state.get("inference_allowed_mirroring_axes") or ())
     description = {"format": "nnU-Net v2", "dataset": str(dataset.get("name") or root.parent.name),
                    "trainer": trainer, "plans": plans_name, "configuration": configuration,
-                   "checkpoint": CHECKPOINTS[checkpoint], "folds": [f.parent.name for f in files]}
+                   "checkpoint": CHECKPOINTS[checkpoint], "folds": [f.parent.name for f in files],
+                   "n_training": _count(dataset.get("numTraining"))}
     return NnUNetModel(networks=tuple(networks), plan=plan, labels=labels, mirror_axes=mirror_axes or (),
                        sources=tuple(str(f) for f in files), description=description)
