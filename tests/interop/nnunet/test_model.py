@@ -109,3 +109,17 @@ def test_other_classes_without_labels_are_one_line(tmp_path, capsys):
     assert main(["predict", "--model", str(folder), str(_scan(tmp_path)), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1 spleen, 2 liver" in err[0] and "--labels liver=K" in err[0]
+
+
+def test_an_nnunet_model_says_what_it_was_trained_on(seeded_folder):
+    """``dataset.json``'s name and ``numTraining`` and the folder's trainer: the record on every output."""
+    from medseg.inference import Predictor
+    from medseg.runs.provenance import TrainingData
+
+    predictor = Predictor.from_run(seeded_folder, device="cpu")
+    dataset = json.loads((seeded_folder / "dataset.json").read_text())
+    expected_name = dataset.get("name") or seeded_folder.parent.name
+    assert predictor.training_data == (TrainingData(name=expected_name, n_cases=dataset["numTraining"],
+                                                    framework="nnunet",
+                                                    trainer="nnUNetTrainer__nnUNetPlans__3d_fullres"),)
+    assert predictor.applied_postprocessing()["keep_largest_liver"] is False  # nnU-Net's raw output
