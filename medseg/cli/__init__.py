@@ -36,7 +36,7 @@ _EPILOG = """examples:
   medseg train liver --data data/phantom --epochs 50
   medseg predict --model runs/liver/fold0 data/new_scans --out predictions
   medseg evaluate --pred predictions --ref data/phantom --out evaluation
-  medseg volumes predictions/volume-3_seg.nii.gz --image data/phantom/volume-3.nii.gz
+  medseg volumes predictions/3_seg.nii.gz --image data/phantom/volume-3.nii.gz
 """
 
 

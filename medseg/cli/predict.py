@@ -113,7 +113,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from medseg.inference.batch import collect_inputs, predict_batch, shard, shard_from_env
     from medseg.inference.checks import ScanChecks
-    from medseg.inference.cpu import physical_cores
+    from medseg.inference.cpu import cpu_threads
     from medseg.inference.postprocess import NO_POSTPROCESSING
     from medseg.inference.predictor import InferenceSettings, Predictor
     from medseg.runs.provenance import PHANTOM_WARNING, phantom_only
@@ -123,7 +123,7 @@ def _predict(args: argparse.Namespace) -> int:
     if world_size > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{local_rank % torch.cuda.device_count()}"
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        torch.set_num_threads(max(1, physical_cores() // world_size))  # one per physical core (SMT: slower)
+        torch.set_num_threads(cpu_threads(world_size))  # one per physical core, at most OMP_NUM_THREADS
     settings = InferenceSettings(mode=args.mode, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                                  skip_air=args.skip_air, progress=bool(args.progress),
                                  probabilities=args.save_probabilities, precision=args.precision,

@@ -98,10 +98,9 @@ def volumes_table(rows: Iterable[Mapping]) -> pd.DataFrame:
 
 
 def lesions_table(rows: Iterable[Mapping]) -> pd.DataFrame:
-    """``lesions.csv`` as a DataFrame; ``hu_mean``/``hu_std`` only when some lesion has them."""
-    rows = list(rows)
-    columns = [c for c in LESION_COLUMNS if c not in ("hu_mean", "hu_std") or any(c in r for r in rows)]
-    return pd.DataFrame(rows, columns=columns)
+    """``lesions.csv`` as a DataFrame in :data:`LESION_COLUMNS` order, every column always present (so a
+    cohort without lesions has the same header); ``hu_mean``/``hu_std`` are empty when no scan was given."""
+    return pd.DataFrame(list(rows), columns=list(LESION_COLUMNS))
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:

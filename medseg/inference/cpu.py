@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PRECISIONS", "cpu_bf16_flags", "physical_cores", "resolve_precision"]
+__all__ = ["PRECISIONS", "cpu_bf16_flags", "cpu_threads", "physical_cores", "resolve_precision"]
 
 #: Values of ``InferenceSettings.precision`` / ``medseg predict --precision``.
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -86,3 +86,14 @@ def physical_cores() -> int:
         except OSError:
             cores.add(("cpu", str(cpu)))
     return max(1, len(cores))
+
+
+def cpu_threads(world_size: int = 1) -> int:
+    """Threads for CPU inference: one per physical core (SMT siblings slow convolutions down), shared by
+    the ``world_size`` processes of one machine, and never more than ``OMP_NUM_THREADS`` when the user set
+    it (a Slurm job or a shared workstation limits a process that way)."""
+    threads = max(1, physical_cores() // max(1, world_size))
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        threads = min(threads, int(limit))
+    return threads

@@ -61,13 +61,13 @@ def test_dicom_input_gets_a_seg_equal_to_the_nifti(trained_run, scans, tmp_path,
     assert run["status"] == "complete" and run["command"] == "predict" and run["finished"]
     assert run["checkpoints"][0]["sha256"] == file_sha256(trained_run / "best.pt")
     assert run["settings"]["inference"]["mode"] == "coarse-to-fine" and run["device"] == "cpu"
-    from medseg.inference.cpu import cpu_bf16_flags, physical_cores, resolve_precision
+    from medseg.inference.cpu import cpu_bf16_flags, cpu_threads, resolve_precision
 
     expected = resolve_precision("auto", "cpu")  # its rules: tests/inference/test_cpu.py
     assert run["settings"]["inference"]["precision"] == "auto"  # --precision's default, resolved below
     assert run["settings"]["inference"]["runtime"] == "auto"  # resolves to torch in tests (tests/conftest.py)
     assert run["settings"]["compute"] == {"runtime": "torch", "openvino": None, "precision": expected,
-                                          "threads": physical_cores(),
+                                          "threads": cpu_threads(),
                                           "cpu_bf16_flags": list(cpu_bf16_flags())}
     cases = {c["case_id"]: c for c in run["cases"]}
     dicom = cases["patient3"]

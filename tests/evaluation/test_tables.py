@@ -50,7 +50,9 @@ def test_lesion_rows_start_with_case_and_split_the_centroid(report):
     rows = lesion_rows("case7", report["lesions"])
     assert [tuple(r)[:2] for r in rows] == [("case", "lesion")] * 2
     frame = lesions_table(rows)
-    assert tuple(frame.columns) == tuple(c for c in LESION_COLUMNS if not c.startswith("hu_"))
+    assert tuple(frame.columns) == tuple(LESION_COLUMNS)  # every column, also without a scan (issue #28)
+    assert frame["hu_mean"].isna().all()  # no scan given: HU not measured, empty cells
+    assert tuple(lesions_table([]).columns) == tuple(LESION_COLUMNS)  # a cohort without lesions: same header
     first = report["lesions"][0]
     assert frame.loc[0, ["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].tolist() == [
         round(c, 2) for c in first["centroid_mm"]]

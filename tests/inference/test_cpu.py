@@ -10,7 +10,7 @@ import torch
 
 from medseg.data import make_phantom
 from medseg.inference import cpu
-from medseg.inference.cpu import physical_cores, resolve_precision
+from medseg.inference.cpu import cpu_threads, physical_cores, resolve_precision
 from medseg.inference.predictor import InferenceSettings, Predictor
 
 
@@ -42,6 +42,18 @@ def test_bad_precision_is_refused():
 
 def test_physical_cores_within_the_affinity():
     assert 1 <= physical_cores() <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("env", "world", "expected"), [
+    (None, 1, lambda cores: cores), ("1", 1, lambda cores: 1), ("64", 1, lambda cores: cores),
+    ("junk", 1, lambda cores: cores), (None, 64, lambda cores: 1), ("0", 1, lambda cores: cores)])  # fmt: skip
+def test_cpu_threads_honour_omp_num_threads(monkeypatch, env, world, expected):
+    """``OMP_NUM_THREADS=1`` caps predict's threads (issue #28: run.json showed 2)."""
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    assert cpu_threads(world) == expected(physical_cores())
 
 
 def test_cpu_bfloat16_autocast_is_in_effect_and_returns_float32():
