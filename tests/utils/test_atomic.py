@@ -229,3 +229,12 @@ def test_json_is_strict_not_a_number_is_null(tmp_path):
     with pytest.raises(TypeError, match="object of type object is not JSON serialisable"):
         atomic.atomic_write_json(tmp_path / "bad.json", {"x": object()})
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_csv_floats_without_binary_noise(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"case": ["a", "b"], "dice": [0.1 + 0.2, float("nan")], "voxels": [12, 7]})
+    path = atomic.atomic_write_csv(tmp_path / "t.csv", frame)
+    assert path.read_text().splitlines() == ["case,dice,voxels", "a,0.3,12", "b,,7"]  # repr: 0.30000000000000004
+    assert pd.read_csv(path)["dice"][0] == pytest.approx(0.1 + 0.2, rel=1e-10)
