@@ -18,6 +18,9 @@ _EPILOG = """examples:
   medseg train liver --data data/LiTS --fold all --out runs/liver --resume   # continue each fold on its own
   CUDA_VISIBLE_DEVICES=1 medseg train liver --data data/LiTS --fold 1 --out runs/liver/fold1  # one fold per GPU
   medseg train my_pipeline.yaml --epochs 100
+  medseg train liver --data data/LiTS --init-from runs/liver/fold0 --epochs 50      # fine-tune a medseg run
+  medseg train liver --data data/LiTS --init-fold 0 \
+      --init-from nnUNet_results/Dataset003_Liver/nnUNetTrainer__nnUNetPlans__3d_fullres   # an nnU-Net model
   torchrun --nproc_per_node=4 -m medseg train liver --data data/LiTS   # 4 GPUs (docs/training.md)
 
 Pipelines: liver (3D), liver-2d (2.5D), or a path to a YAML file (keys: docs/pipelines.md).
@@ -54,6 +57,11 @@ def register(subparsers) -> None:
                         help="patient: every case of a patient in one fold (patients from --patients, else the "
                              "DICOM PatientID; same as --set data.group_by=patient)")
     parser.add_argument("--patients", metavar="CSV", help="case,patient table for --group-by patient")
+    parser.add_argument("--init-from", metavar="MODEL",
+                        help="fine-tune: start from a medseg run folder or checkpoint, or an nnU-Net v2 results "
+                             "folder (its network, weights and plan; same as --set training.init_from=MODEL)")
+    parser.add_argument("--init-fold", type=int, metavar="K",
+                        help="the fold of --init-from to start from (nnU-Net fold_K, medseg fold<K>; default 0)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the pipeline's device, auto)")
     parser.add_argument("--workers", type=int, metavar="N", help="processes for checking and preprocessing")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -71,9 +79,16 @@ def _fold_arg(text: str) -> int | str | tuple[int, ...]:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    data_flags = {"data.splits": args.splits, "data.group_by": args.group_by, "data.patients_csv": args.patients}
+    from medseg.errors import ConfigError
+
+    if args.resume and (args.init_from or args.init_fold is not None):
+        raise ConfigError("--init-from/--init-fold start a new run; --resume continues the run's own")
+    data_flags = {"data.splits": args.splits, "data.group_by": args.group_by, "data.patients_csv": args.patients,
+                  "training.init_from": args.init_from}
     args.overrides = [*args.overrides, *(f"{key}={Path(value).resolve() if key != 'data.group_by' else value}"
                                          for key, value in data_flags.items() if value)]  # fmt: skip
+    if args.init_fold is not None:
+        args.overrides.append(f"training.init_fold={args.init_fold}")
     if isinstance(args.fold, int) or args.fold is None:
         return _run_fold(args, args.fold, Path(args.out) if args.out else None)
     return _run_folds(args)

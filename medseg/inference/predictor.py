@@ -66,6 +66,7 @@ from medseg.io.volume import Volume
 from medseg.labels import lits_labels
 from medseg.runs.device import resolve_device
 from medseg.runs.folder import find_checkpoint
+from medseg.runs.provenance import TrainingData
 from medseg.runs.record import RunRecord
 from medseg.utils.memory import release_freed_memory
 
@@ -196,6 +197,7 @@ class Predictor:
     sources: tuple[str, ...] = ()
     compiled: dict = field(default_factory=dict, repr=False, compare=False)
     label_mapping: Any = None
+    training_data: tuple[TrainingData, ...] = ()
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, *, device: str | torch.device = "auto",
@@ -246,7 +248,8 @@ class Predictor:
             return first
         network = FoldEnsemble([p.network for p in singles]).eval()
         return replace(first, network=network, members=len(singles),
-                       sources=tuple(s for p in singles for s in p.sources))
+                       sources=tuple(s for p in singles for s in p.sources),
+                       training_data=tuple(t for p in singles for t in p.training_data))
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any], *, device: str | torch.device = "auto",
@@ -254,12 +257,14 @@ class Predictor:
                         ) -> Predictor:
         """Build from a checkpoint dict (the training format: ``model``, ``model_config``, ``plan``,
         ``inference``; read and checked by :meth:`medseg.runs.RunRecord.from_checkpoint`)."""
+        from medseg.interop.nnunet import NNUNET_MODEL_NAME, build_trainable_network
         from medseg.models import build_model
 
         record = RunRecord.from_checkpoint(checkpoint, source=source)
         try:
             postprocessing = PostprocessConfig.from_dict(record.postprocessing)
-            network = build_model(record.model_config)
+            fine_tuned_nnunet = record.model_config["name"] == NNUNET_MODEL_NAME  # medseg.training.finetune
+            network = (build_trainable_network if fine_tuned_nnunet else build_model)(record.model_config)
         except ConfigError as exc:
             raise DataError(f"checkpoint: {exc}", path=source) from None
         device = resolve_device(device)
@@ -279,7 +284,16 @@ class Predictor:
             postprocessing=postprocessing,
             settings=settings or InferenceSettings(),
             device=device,
+            training_data=(record.training_data,),
         )
+
+    def applied_postprocessing(self) -> dict[str, Any] | None:
+        """The post-processing every prediction gets (the settings' override, else the run's, or the one
+        ``medseg crossval`` chose), as recorded in ``run.json``; ``None`` when none applies (classes other
+        than liver and tumor without a ``label_mapping``)."""
+        if self.label_mapping is None and not applies_to(self.labels):
+            return None
+        return (self.settings.postprocessing or self.postprocessing).to_dict()
 
     def with_settings(self, **changes: Any) -> Predictor:
         """A predictor sharing this one's network with some settings changed."""

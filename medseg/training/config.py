@@ -208,7 +208,12 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Loop settings. ``patch_size`` has 3 entries for a 3D model, 2 for a 2D one."""
+    """Loop settings. ``patch_size`` has 3 entries for a 3D model, 2 for a 2D one.
+
+    Fine-tuning (:mod:`medseg.training.finetune`): ``init_from`` a medseg run or checkpoint or an nnU-Net v2
+    results folder (its fold ``init_fold``); ``init_plan`` ``model`` (the pretrained plan) or ``data``;
+    ``freeze_encoder_epochs`` epochs with the encoder frozen first.
+    """
 
     epochs: int = 1000
     iterations_per_epoch: int = 250
@@ -221,6 +226,10 @@ class TrainingConfig:
     workers: int | None = None
     deterministic: bool = False
     deep_supervision_weights: str = "exp"
+    init_from: str | None = None
+    init_fold: int = 0
+    init_plan: str = "model"
+    freeze_encoder_epochs: int = 0
 
 
 @dataclass(frozen=True)

@@ -64,18 +64,24 @@ class Session:
     best: float = -float("inf")
     history: list[dict[str, Any]] = field(default_factory=list)
     last_dice: float | None = None
+    model_config: dict[str, Any] = field(default_factory=dict)
+    init: dict[str, Any] | None = None
+    init_plan: Any = None
 
 
 def make_session(config: PipelineConfig, run_dir: Path, *, fold: int, info, device: torch.device) -> Session:
-    """Seed, then build the model, the loss (once), the optimiser and the schedule: every setting they
-    check fails here, before any data is read."""
-    from medseg.models import build_model
+    """Seed, then build the model (or read the pretrained one, :mod:`medseg.training.finetune`), the loss
+    (once), the optimiser and the schedule: every setting they check fails here, before any data is read."""
+    from medseg.training.finetune import build_network, encoder_modules
     from medseg.training.loop import build_optimizer, build_scheduler, seed_everything
     from medseg.training.objective import build_objective
 
     t = config.training
     seed_everything(t.seed + info.rank, t.deterministic)
-    model = build_model(config.model_config()).to(device)
+    model, model_config, init, init_plan = build_network(config)
+    model = model.to(device)
+    if t.freeze_encoder_epochs:
+        encoder_modules(model)  # a model without a known encoder fails here
     loss_fn = build_objective(config, model)
     optimizer = build_optimizer(config, model.parameters())
     use_amp = t.amp and device.type == "cuda"
@@ -85,12 +91,14 @@ def make_session(config: PipelineConfig, run_dir: Path, *, fold: int, info, devi
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     return Session(config, run_dir, fold, info, device, model, net, loss_fn, optimizer,
-                   build_scheduler(config, optimizer), scaler, use_amp)  # fmt: skip
+                   build_scheduler(config, optimizer), scaler, use_amp, model_config=model_config, init=init,
+                   init_plan=init_plan)  # fmt: skip
 
 
 def prepare_session_data(session: Session, *, data, resume: bool, workers: int | None) -> Session:
     """Check, split and preprocess the data (rank 0, which writes ``plan.json``, ``folds.json`` and
-    ``data.json``; a resume reuses the saved split and plan); give distance losses the plan's spacing."""
+    ``data.json``, and ``init.json`` when fine-tuning; a resume reuses the saved split and plan, a new
+    fine-tuning run the pretrained plan); give distance losses the plan's spacing."""
     from medseg.training.objective import use_plan_spacing
     from medseg.training.prepare import PreparedData, prepare_data
     from medseg.training.run_files import read_data_record, read_folds, read_plan, write_prepared
@@ -98,10 +106,14 @@ def prepare_session_data(session: Session, *, data, resume: bool, workers: int |
     config, run_dir = session.config, session.run_dir
     if session.info.is_main:
         saved = read_folds(run_dir, config.data.folds) if resume else None
-        plan = read_plan(run_dir) if resume else None
+        plan = (read_plan(run_dir) if resume else None) or session.init_plan  # fine-tuning: the pretrained plan
         prepared = prepare_data(config, data=data, fold=session.fold, folds=saved[1] if saved else None, plan=plan,
                                 workers=workers)  # fmt: skip
         write_prepared(run_dir, prepared, fold=session.fold, fold_seed=config.data.fold_seed)
+        if session.init is not None:
+            from medseg.training.finetune import write_init_record
+
+            write_init_record(run_dir, session.init)
     ddp.barrier(session.info)
     if not session.info.is_main:
         record, (_, folds) = read_data_record(run_dir), read_folds(run_dir, config.data.folds)
@@ -226,6 +238,10 @@ def train_one_epoch(session: Session, loader, epoch: int, bar) -> dict[str, Any]
     epoch's row ``{epoch, train_loss, lr, seconds}``."""
     if hasattr(session.loss_fn, "set_epoch"):
         session.loss_fn.set_epoch(epoch)
+    if session.config.training.freeze_encoder_epochs:
+        from medseg.training.finetune import set_encoder_frozen
+
+        set_encoder_frozen(session.model, epoch < session.config.training.freeze_encoder_epochs)
     loader.sampler.set_epoch(epoch)
     started, losses = time.perf_counter(), []
     session.net.train()
@@ -275,13 +291,15 @@ def _inference_info(config: PipelineConfig) -> dict[str, Any]:
 
 def _checkpoint_state(session: Session) -> dict[str, Any]:
     from medseg.runs.checkpoint import capture_rng_state
+    from medseg.training.run_files import training_data_of
 
     s = session
-    return {"model_config": s.config.model_config(), "plan": s.prepared.plan.to_dict(), "config": s.config.to_dict(),
+    init = {} if s.init is None else {"init": s.init}
+    return {**init, "model_config": s.model_config, "plan": s.prepared.plan.to_dict(), "config": s.config.to_dict(),
             "inference": _inference_info(s.config), "fold": s.fold, "model": s.model.state_dict(), "epoch": s.epoch,
             "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
             "scaler": s.scaler.state_dict(), "rng": capture_rng_state(), "best_metric": s.best,
-            "history": s.history}  # fmt: skip
+            "history": s.history, "training_data": training_data_of(s.prepared).to_dict()}  # fmt: skip
 
 
 def commit_epoch(session: Session, row: dict[str, Any], tensorboard) -> None:

@@ -167,8 +167,22 @@ def _check_training(config: PipelineConfig) -> None:
     _at_least("training.seed", t.seed, 0)
     _at_least("training.workers", t.workers, 0, optional=True)
     _one_of("training.deep_supervision_weights", t.deep_supervision_weights, ("exp", "equal"))
+    _check_init(config)
     if not 0.0 <= config.sampling.foreground_fraction <= 1.0:
         raise ConfigError(f"sampling.foreground_fraction must be in [0, 1], got {config.sampling.foreground_fraction}")
+
+
+def _check_init(config: PipelineConfig) -> None:
+    """Fine-tuning keys (:mod:`medseg.training.finetune`); the model itself is read when the loop starts."""
+    t = config.training
+    if t.init_from is not None and not str(t.init_from).strip():
+        raise ConfigError("training.init_from must be a run folder, checkpoint or nnU-Net results folder, or null")
+    _at_least("training.init_fold", t.init_fold, 0)
+    _one_of("training.init_plan", t.init_plan, ("model", "data"))
+    _at_least("training.freeze_encoder_epochs", t.freeze_encoder_epochs, 0)
+    if t.freeze_encoder_epochs and t.init_from is None:
+        raise ConfigError(f"training.freeze_encoder_epochs={t.freeze_encoder_epochs} needs training.init_from "
+                          "(a warm-up keeps pretrained encoder weights)")  # fmt: skip
 
 
 def _check_validation(config: PipelineConfig) -> None:

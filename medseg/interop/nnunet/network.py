@@ -8,7 +8,7 @@ is resolved only from allow-lists: the U-Nets of ``dynamic_network_architectures
 (:data:`ARCHITECTURES`; the package nnU-Net itself builds them with, never a copy) and the ``torch.nn``
 layers of :data:`LAYERS`. Anything else is one :class:`~medseg.errors.DataError` line.
 
-The network is built without deep supervision (as nnU-Net predicts), so it maps ``(B, C, *patch)`` to
+The network is built without deep supervision unless asked (as nnU-Net predicts), so it maps ``(B, C, *patch)`` to
 logits ``(B, K, *patch)``, a plain ``torch.nn.Module`` that runtimes can wrap.
 """
 
@@ -55,7 +55,7 @@ def _layer(name: Any, key: str, source) -> type | None:
 
 
 def build_nnunet_network(architecture: Mapping[str, Any], *, in_channels: int, num_classes: int,
-                         source: str | os.PathLike | None = None) -> torch.nn.Module:
+                         source: str | os.PathLike | None = None, deep_supervision: bool = False) -> torch.nn.Module:
     """Build the (untrained) network of an nnU-Net v2 configuration's ``architecture`` section.
 
     Args:
@@ -63,6 +63,8 @@ def build_nnunet_network(architecture: Mapping[str, Any], *, in_channels: int, n
         in_channels: Input channels (``dataset.json``'s ``channel_names``).
         num_classes: Output channels (segmentation heads: the labels, background included).
         source: ``plans.json``, for messages.
+        deep_supervision: Build the decoder's auxiliary outputs (for training: :mod:`.trainable`); the
+            parameters are the same either way.
 
     Raises:
         DataError: An architecture or layer outside the allow-lists, or arguments the class rejects.
@@ -74,7 +76,7 @@ def build_nnunet_network(architecture: Mapping[str, Any], *, in_channels: int, n
     kwargs = dict(architecture.get("arch_kwargs") or {})
     for key in architecture.get("_kw_requires_import") or ():
         kwargs[key] = _layer(kwargs.get(key), key, source)
-    kwargs["deep_supervision"] = False
+    kwargs["deep_supervision"] = deep_supervision
     try:
         return network_class(input_channels=in_channels, num_classes=num_classes, **kwargs)
     except (TypeError, ValueError, AssertionError, KeyError) as exc:
