@@ -7,6 +7,10 @@ holder removes the file before unlocking it; a process that then obtains the loc
 sees that the path no longer names it and locks the new file instead, so no two processes ever hold
 one lock. A file left by a killed holder is simply locked again by the next process.
 
+The lock file is opened with ``O_NOFOLLOW`` and must be a regular file: a symbolic link (or a FIFO, a
+device) planted under the lock's name in a shared folder is refused with :class:`UnsafeLockFileError`,
+so medseg never truncates or writes the file a link points to, and never removes the link.
+
 Uses: ``medseg evaluate`` holds ``.medseg-evaluate.lock`` for its whole run (a second ``evaluate`` into
 the same folder is refused); ``medseg predict`` holds ``.medseg-predict.lock`` only while it writes one
 case's files, so several ``predict`` processes (or ``torchrun`` ranks) share a folder safely and each
@@ -16,9 +20,11 @@ case's label map and volumes JSON come from the same process.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -32,13 +38,37 @@ try:  # POSIX
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["FolderLockedError", "folder_lock", "holder_text", "lock_path"]
+__all__ = ["FolderLockedError", "UnsafeLockFileError", "folder_lock", "holder_text", "lock_path", "open_lock_file"]
 
 _held: set[tuple[int, str]] = set()  # (pid, lock file) held by this process
 
 
 class FolderLockedError(MedsegError):
     """Another process holds the folder's lock."""
+
+
+class UnsafeLockFileError(MedsegError):
+    """The lock file's name is taken by a symbolic link or something else than a regular file."""
+
+
+def open_lock_file(path: Path) -> int:
+    """``os.open`` of the lock file ``path`` for reading and writing, created if missing, never through a link.
+
+    Raises:
+        UnsafeLockFileError: ``path`` is a symbolic link, a FIFO, a device or a folder (nothing is written).
+    """
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise UnsafeLockFileError(f"{path.name} is a symbolic link or not a regular file: medseg does not write "
+                                      "through it; remove it and run again", path=path.parent) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeLockFileError(f"{path.name} is not a regular file: remove it and run again", path=path.parent)
+    return fd
 
 
 def lock_path(folder: str | os.PathLike, purpose: str) -> Path:
@@ -49,7 +79,12 @@ def lock_path(folder: str | os.PathLike, purpose: str) -> Path:
 def holder_text(path: Path) -> str:
     """Who holds the lock file ``path``: ``"PID 12 on host (medseg train)"``, or ``"another process"``."""
     try:
-        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        try:
+            text = os.read(fd, 4096).decode("utf-8") if stat.S_ISREG(os.fstat(fd).st_mode) else ""
+        finally:
+            os.close(fd)
+        info = json.loads(text or "{}")
     except (OSError, ValueError):
         return "another process"
     if not isinstance(info, dict) or "pid" not in info:
@@ -130,7 +165,7 @@ def folder_lock(folder: str | os.PathLike, purpose: str, *, wait: bool = False) 
 def _acquire(path: Path, folder: str | os.PathLike, *, wait: bool) -> int:
     """Open and lock ``path``; retry when the file was removed by its previous holder meanwhile."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = open_lock_file(path)
         try:
             if not _lock(fd, wait=wait):
                 raise FolderLockedError(f"folder is in use by {holder_text(path)}: wait for it to finish or "

@@ -238,3 +238,17 @@ def test_csv_floats_without_binary_noise(tmp_path):
     path = atomic.atomic_write_csv(tmp_path / "t.csv", frame)
     assert path.read_text().splitlines() == ["case,dice,voxels", "a,0.3,12", "b,,7"]  # repr: 0.30000000000000004
     assert pd.read_csv(path)["dice"][0] == pytest.approx(0.1 + 0.2, rel=1e-10)
+
+
+def test_an_output_name_taken_by_a_symlink_replaces_the_link_not_its_target(tmp_path):
+    """Issue #29.1: writing ``volumes.csv`` where a link was planted leaves the linked file as it was."""
+    from medseg.utils.atomic import atomic_write_text
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious data\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "volumes.csv").symlink_to(victim)
+    atomic_write_text(out / "volumes.csv", "case\n")
+    assert victim.read_text() == "precious data\n"
+    assert not (out / "volumes.csv").is_symlink() and (out / "volumes.csv").read_text() == "case\n"

@@ -60,3 +60,34 @@ def test_waiting_holder_gets_the_lock_after_release(tmp_path):
         released = time.time()
     got = float(proc.communicate(timeout=30)[0])
     assert proc.returncode == 0 and got >= released
+
+
+@pytest.mark.parametrize("purpose", ["predict", "evaluate", "train"])
+def test_a_planted_symlink_is_refused_and_its_target_untouched(tmp_path, purpose):
+    """Issue #29.1: a link under the lock's name must not make medseg truncate/overwrite what it points to."""
+    from medseg.utils.lock import UnsafeLockFileError
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious data\n")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    link = lock_path(folder, purpose)
+    link.symlink_to(victim)
+    with pytest.raises(UnsafeLockFileError, match="symbolic link"), folder_lock(folder, purpose):
+        pass
+    assert victim.read_text() == "precious data\n"
+    assert link.is_symlink()  # not removed either: the user sees what was planted
+    dangling = lock_path(tmp_path / "other", purpose)
+    dangling.parent.mkdir()
+    dangling.symlink_to(tmp_path / "would-be-created")
+    with pytest.raises(UnsafeLockFileError), folder_lock(dangling.parent, purpose):
+        pass
+    assert not (tmp_path / "would-be-created").exists()
+
+
+def test_a_fifo_under_the_lock_name_is_refused(tmp_path):
+    from medseg.utils.lock import UnsafeLockFileError
+
+    os.mkfifo(lock_path(tmp_path, "predict"))
+    with pytest.raises(UnsafeLockFileError, match="not a regular file"), folder_lock(tmp_path, "predict"):
+        pass
