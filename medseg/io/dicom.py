@@ -404,10 +404,11 @@ def _series_values(items: list[tuple[Path, Dataset]]) -> np.ndarray:
     """``(columns, rows, slices)`` rescaled values of single-frame files, in the given order.
 
     SimpleITK (GDCM) reads the files about 5x faster than pydicom; it is used when every slice shares one
-    rescale (it types its output from the first file), and pydicom slice by slice otherwise or if it fails.
+    rescale (it types its output from the first file) and GDCM returns the stored values as pydicom does
+    (:func:`_gdcm_reads_values`), and pydicom slice by slice otherwise or if it fails.
     """
     rescales = {(str(ds.get("RescaleSlope", "1")), str(ds.get("RescaleIntercept", "0"))) for _, ds in items}
-    if len(rescales) == 1 and all("ModalityLUTSequence" not in ds for _, ds in items):
+    if len(rescales) == 1 and all(_gdcm_reads_values(ds) for _, ds in items):
         try:
             import SimpleITK as sitk
 
@@ -418,6 +419,17 @@ def _series_values(items: list[tuple[Path, Dataset]]) -> np.ndarray:
         except RuntimeError as exc:  # fall back to pydicom, which names the failing file
             logger.debug("SimpleITK could not read the series (%s); using pydicom", _short(exc))
     return np.stack([_slice_hu(path).T for path, _ in items], axis=-1)
+
+
+def _gdcm_reads_values(ds: Dataset) -> bool:
+    """Whether SimpleITK (GDCM) returns the same modality values as pydicom for this file.
+
+    Not for a modality LUT sequence (GDCM applies only Rescale Slope/Intercept), nor for MONOCHROME1: GDCM
+    inverts MONOCHROME1 pixels to MONOCHROME2 before the rescale (a -1024..427 HU series reads as
+    63060..64511), while the photometric interpretation is a display rule that does not change HU (the
+    modality LUT, PS3.3 C.11.1, applies to the stored values).
+    """
+    return "ModalityLUTSequence" not in ds and str(ds.get("PhotometricInterpretation", "MONOCHROME2")) != "MONOCHROME1"
 
 
 def _slice_hu(path: Path, ds: Dataset | None = None) -> np.ndarray:
@@ -431,6 +443,9 @@ def _slice_hu(path: Path, ds: Dataset | None = None) -> np.ndarray:
         return np.asarray(apply_modality_lut(ds.pixel_array, ds), dtype=np.float64)
     except Exception as exc:  # no pydicom decoder for this transfer syntax: let GDCM (SimpleITK) try
         first = _short(exc)
+    if not _gdcm_reads_values(ds):
+        raise DataError(f"cannot decode pixel data ({first}; SimpleITK would read this "
+                        f"{ds.get('PhotometricInterpretation', '')} image with other values)", path=path)
     try:
         import SimpleITK as sitk
 

@@ -191,3 +191,21 @@ def test_simpleitk_fallback_for_undecodable_pixels(monkeypatch):
 
     monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_decoder))
     np.testing.assert_array_equal(read_dicom_file(path).array, expected)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_photometric_interpretation_never_changes_hu(series, tiny_case, photometric):
+    """Issue #29.2: HU are the modality LUT of the stored values, whatever the display rule; GDCM inverted
+    MONOCHROME1 (-1024 read as 64511). Checked against pydicom's modality LUT of every file, and the scan."""
+    from pydicom.pixels import apply_modality_lut
+
+    for path in sorted(series.iterdir()):
+        _edit(path, PhotometricInterpretation=photometric)
+    vol = read_dicom_series(series)
+    files = sorted((pydicom.dcmread(p) for p in series.iterdir()), key=lambda d: float(d.ImagePositionPatient[2]))
+    assert {ds.PhotometricInterpretation for ds in files} == {photometric}
+    independent = {float(v) for ds in files for v in np.unique(apply_modality_lut(ds.pixel_array, ds))}
+    assert set(np.unique(vol.array).astype(float)) == independent
+    assert vol.array.min() == tiny_case.image.array.min() == -1024
+    assert vol.array.max() == tiny_case.image.array.max()
+    assert vol.shape == tiny_case.image.shape
