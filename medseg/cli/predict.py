@@ -112,7 +112,6 @@ def _predict(args: argparse.Namespace) -> int:
     import torch
 
     from medseg.inference.batch import collect_inputs, predict_batch, shard, shard_from_env
-    from medseg.inference.checks import ScanChecks
     from medseg.inference.cpu import cpu_threads
     from medseg.inference.postprocess import NO_POSTPROCESSING
     from medseg.inference.predictor import InferenceSettings, Predictor
@@ -128,7 +127,8 @@ def _predict(args: argparse.Namespace) -> int:
                                  skip_air=args.skip_air, progress=bool(args.progress),
                                  probabilities=args.save_probabilities, precision=args.precision,
                                  runtime=args.runtime, cache_dir=args.cache_dir,
-                                 postprocessing=NO_POSTPROCESSING if args.no_postprocessing else None)
+                                 postprocessing=NO_POSTPROCESSING if args.no_postprocessing else None,
+                                 strict=args.strict)  # the Predictor runs the scan checks
     inputs, failures = collect_inputs(args.inputs)
     _check_outputs(args, inputs)
     _check_formats(args, inputs)
@@ -147,8 +147,7 @@ def _predict(args: argparse.Namespace) -> int:
     writer = _writer(args, settings, predictor, rank)
     try:
         summary = predict_batch(predictor, inputs, args.out, skip_existing=args.skip_existing,
-                                progress=args.progress, writer=writer, series_uid=args.series_uid,
-                                checks=ScanChecks(plan=predictor.plan, strict=args.strict))
+                                progress=args.progress, writer=writer, series_uid=args.series_uid)
     except BaseException as exc:
         writer.manifest.finish("interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed")
         raise

@@ -187,12 +187,12 @@ def predict_batch(
             volume = read_volume(path, series_uid=series_uid)
             timings = {"read": time.perf_counter() - t0}
             findings = checks.before(volume, path) if checks is not None else []
-            labels, stats = predictor.predict(volume)
+            labels, stats = predictor.predict(volume)  # a Predictor runs its own scan checks (settings)
             if checks is not None:
                 findings += checks.after(volume, labels, path)
-                stats = {**stats, "warnings": [*stats.get("warnings", ()), *findings]}
-                for finding in findings:
-                    logger.warning("%s: %s", case_id, finding)
+            stats = {**stats, "warnings": [*stats.get("warnings", ()), *findings]}
+            for finding in stats["warnings"]:
+                logger.warning("%s: %s", case_id, finding)
             timings["predict"] = time.perf_counter() - t0 - timings["read"]
             volumes = {"case_id": case_id, "input": str(path), **report(labels, volume)} if report else None
             with folder_lock(out_dir, "predict", wait=True):  # this case's files come from one process

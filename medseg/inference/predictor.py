@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from medseg.errors import ConfigError, DataError
+from medseg.inference.checks import ScanChecks
 from medseg.inference.coarse_to_fine import CoarseToFineSettings, locate_box, refine_or_predict
 from medseg.inference.cpu import PRECISIONS, resolve_precision
 from medseg.inference.ensemble import (
@@ -113,6 +114,9 @@ class InferenceSettings:
         progress: Show a progress bar over window batches.
         probabilities: :meth:`Predictor.predict` also returns the liver, tumor and uncertainty maps on the
             scan's grid as uint8 (``stats["probability_maps"]``, :mod:`medseg.inference.probability_maps`).
+        scan_checks: Run ``medseg predict``'s scan checks (:class:`~medseg.inference.checks.ScanChecks`):
+            unusable scans refused, scans unlike the training data reported in ``stats["warnings"]``.
+        strict: The checks' findings are errors (``--strict``).
     """
 
     mode: str = "coarse-to-fine"
@@ -132,6 +136,8 @@ class InferenceSettings:
     postprocessing: PostprocessConfig | None = None
     progress: bool = False
     probabilities: bool = False
+    scan_checks: bool = True
+    strict: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -301,11 +307,30 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------------
     def __call__(self, volume: Volume) -> Volume:
-        """uint8 label map of ``volume`` on its own grid (same shape and affine)."""
-        return self.predict(volume)[0]
+        """uint8 label map of ``volume`` on its own grid (same shape and affine); the scan checks' findings
+        are logged as warnings (:meth:`predict` returns them)."""
+        labels, stats = self.predict(volume)
+        for finding in stats["warnings"]:
+            logger.warning("%s: %s", volume.meta.get("path", "scan"), finding)
+        return labels
 
     def predict(self, volume: Volume) -> tuple[Volume, dict[str, Any]]:
-        """Label map and run statistics (seconds per step, windows run, the liver box)."""
+        """Label map and run statistics (seconds per step, windows run, the liver box), with the scan
+        checks' findings in ``stats["warnings"]`` (the checks of ``medseg predict``).
+
+        Raises:
+            DataError: An unusable scan (NaN/inf voxels, a label map given as a scan), or with ``strict`` a
+                scan unlike the training data; one line naming the scan.
+        """
+        checks = ScanChecks(plan=self.plan, strict=self.settings.strict) if self.settings.scan_checks else None
+        findings = checks.before(volume) if checks is not None else []
+        labels, stats = self._predict_labels(volume)
+        if checks is not None:
+            findings += checks.after(volume, labels)
+        stats["warnings"] = [*stats.get("warnings", ()), *findings]
+        return labels, stats
+
+    def _predict_labels(self, volume: Volume) -> tuple[Volume, dict[str, Any]]:
         logits, record, stats = self.predict_logits(volume)
         t0 = time.perf_counter()
         if self.settings.probabilities:

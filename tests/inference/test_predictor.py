@@ -212,3 +212,25 @@ def test_bad_checkpoint_contents_name_the_file(untrained_run):
     wrong_weights = {**good, "model_config": {**good["model_config"], "base_filters": 4}}
     with pytest.raises(DataError, match=r"best\.pt: weights do not fit the model config"):
         Predictor.from_checkpoint(wrong_weights, device="cpu", source=path)
+
+
+def test_the_api_runs_the_scan_checks_of_the_cli(trained, caplog):
+    """A notebook gets the warnings ``medseg predict`` gives (issue #28): same checks, same words."""
+    import logging
+
+    from medseg.inference.checks import ScanChecks
+
+    case = make_phantom(size="tiny", seed=0, index=1)
+    fine = Volume(case.image.array, case.image.affine @ np.diag([0.25, 0.25, 0.25, 1.0]), {"path": "fine.nii.gz"})
+    labels, stats = trained.predict(fine)
+    expected = ScanChecks(plan=trained.plan).before(fine) + ScanChecks(plan=trained.plan).after(fine, labels)
+    assert stats["warnings"] == expected and any(w.startswith("spacing: voxel size") for w in expected)
+    with caplog.at_level(logging.WARNING):
+        trained(fine)
+    assert any(r.getMessage().startswith("fine.nii.gz: spacing: voxel size") for r in caplog.records)
+    with pytest.raises(DataError, match=r"^fine\.nii\.gz: --strict: spacing"):
+        trained.with_settings(strict=True).predict(fine)
+    assert trained.with_settings(scan_checks=False).predict(fine)[1]["warnings"] == []
+    as_scan = Volume(case.label.array, case.label.affine, {"path": "segmentation-1.nii.gz"})
+    with pytest.raises(DataError, match="this is a label map"):
+        trained.predict(as_scan)
