@@ -89,6 +89,17 @@ def preview_slices(labels: np.ndarray, ornt: np.ndarray | None = None) -> dict[s
     return picks
 
 
+_WORLD_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # the canonical (R, A, S) axis each plane cuts
+
+
+def _stored_index(ornt: np.ndarray, shape: Sequence[int], world: int, index: int) -> tuple[int, int]:
+    """``(file axis, index along it)`` of canonical slice ``index`` along world axis ``world``: the slice
+    number a viewer shows for the file (0-based), not the reoriented grid's (issue #28: axial 10 was index 9
+    of a file stored inferior to superior flipped)."""
+    axis = int(np.flatnonzero(np.asarray(ornt)[:, 0] == world)[0])
+    return axis, (index if ornt[axis][1] > 0 else shape[axis] - 1 - index)
+
+
 def _centre_of_mass(mask: np.ndarray) -> list[float]:
     """Centre of mass (voxel indices) of a 3D boolean mask from its projections (two passes)."""
     plane = mask.sum(axis=2, dtype=np.int64)
@@ -178,7 +189,8 @@ def preview_figure(image: Volume, labels: Volume, *, caption: str = "",
         for mask, colour in ((np.isin(view, (1, 2)), liver_colour), (view == 2, tumor_colour)):
             if mask.any() and not mask.all():
                 ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1.2)
-        ax.set_title(f"{title}, slice {index}", fontsize=9, y=1.0)  # fixed y: no tick layout pass
+        axis, stored = _stored_index(_orientation(labels), labels.shape, _WORLD_AXIS[plane], index)
+        ax.set_title(f"{title}, slice {stored} (file axis {axis})", fontsize=9, y=1.0)  # fixed y: no tick layout
         ax.set_axis_off()
     handles = [Line2D([], [], color=liver_colour, lw=2, label="liver"),
                Line2D([], [], color=tumor_colour, lw=2, label="tumor")]

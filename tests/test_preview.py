@@ -93,3 +93,20 @@ def test_slices_from_the_stored_order_equal_the_canonical_ones(case):
     stored = preview_slices(case.label.array, io_orientation(case.label.affine))
     assert stored == preview_slices(to_canonical(case.label)[0].array)
     assert stored["lesion"] is not None
+
+
+def test_panel_titles_number_slices_as_the_file_does(tiny_case):
+    """A viewer shows the file's slice numbers: the sagittal slice of an 'ALS' file is counted along its flipped
+    L axis (issue #28: sagittal 335 was index 176 of the file)."""
+    from nibabel.orientations import aff2axcodes, io_orientation
+
+    assert aff2axcodes(tiny_case.label.affine) == ("A", "L", "S")
+    fig = preview_figure(tiny_case.image, tiny_case.label)
+    titles = [ax.get_title() for ax in fig.axes]
+    picks = preview_slices(tiny_case.label.array, io_orientation(tiny_case.label.affine))
+    file_index = tiny_case.label.shape[1] - 1 - picks["sagittal"]  # R index counted from the L end
+    assert titles[2] == f"sagittal (liver), slice {file_index} (file axis 1)"
+    assert titles[0] == f"axial (liver), slice {picks['axial']} (file axis 2)"  # S stored as is
+    shown = np.take(tiny_case.image.array, file_index, axis=1)  # the file's slice holds the shown pixels
+    displayed = fig.axes[2].images[0].get_array()
+    assert sorted(np.asarray(displayed).ravel().tolist()) == sorted(shown.ravel().tolist())
