@@ -102,3 +102,23 @@ def test_touches_border():
         edge = np.zeros_like(mask)
         edge[index] = True
         assert touches_border(edge) and touches_border(np.asfortranarray(edge)), index
+
+
+def test_voxel_volume_of_a_tilted_and_a_sheared_affine_is_the_determinant():
+    """Issue #29.3: a 25° gantry tilt (slice step 2.5 mm along a tilted axis) and a 30° sheared sform; the
+    analytic volume of the parallelepiped is the in-plane area times the step's component normal to it."""
+    from medseg.geometry import axis_skew_deg, voxel_volume_ml
+
+    tilt = np.radians(25.0)
+    tilted = np.eye(4)
+    tilted[:3, :3] = [[0.7, 0, 0], [0, 0.7, 2.5 * np.sin(tilt)], [0, 0, 2.5 * np.cos(tilt)]]
+    assert voxel_volume_ml((0.7, 0.7, 2.5), affine=tilted) == pytest.approx(0.7 * 0.7 * 2.5 * np.cos(tilt) / 1000)
+    assert voxel_volume_ml((0.7, 0.7, 2.5)) / voxel_volume_ml((0.7, 0.7, 2.5), affine=tilted) == pytest.approx(
+        1.1034, abs=1e-4)  # the +10.3% of the issue
+    assert axis_skew_deg(tilted) == pytest.approx(25.0)
+    shear = np.radians(30.0)
+    sheared = np.diag([1.0, 1.0, 1.0, 1.0])
+    sheared[0, 1] = np.tan(shear)  # y axis leans 30° towards x: column norms 1, 1/cos(30°), 1
+    assert voxel_volume_ml((1.0, 1 / np.cos(shear), 1.0), affine=sheared) == pytest.approx(1e-3)
+    assert axis_skew_deg(sheared) == pytest.approx(30.0)
+    assert axis_skew_deg(np.diag([0.7, 0.8, 5.0, 1.0])) == 0.0

@@ -6,7 +6,9 @@ of the marching-cubes (3D) or marching-squares (2D) surface at level 0.5, which 
 ``Maximum3DDiameter`` and ``Maximum2DDiameterSlice`` (van Griethuysen et al., Cancer Research 2017), so
 values are comparable with radiomics tables; a single voxel measures one voxel width along its longest
 axis. The farthest pair of points lies on their convex hull (``scipy.spatial.ConvexHull``), so only hull
-vertices are compared. Voxel axes are assumed orthogonal (true for CT); spacing comes from the caller.
+vertices are compared. Voxel axes are orthogonal with ``spacing_mm``, unless the caller passes ``axes_mm``
+(the affine's 3x3): then distances are the true ones on a gantry-tilted or sheared grid (points mapped by
+:func:`medseg.geometry.metric_axes_mm`, which keeps distances), and an axial slice is the acquired slice.
 
 RECIST 1.1 (Eisenhauer et al., Eur J Cancer 2009) measures a lesion by its longest diameter in the axial
 plane and, in that same slice, the longest diameter perpendicular to it (the short axis).
@@ -26,15 +28,21 @@ import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
 
+from medseg.geometry import metric_axes_mm
+
 __all__ = ["RecistAxes", "axial_diameter_mm", "boundary_points_mm", "max_diameter_mm", "recist_axes_mm"]
 
 
-def boundary_points_mm(mask: np.ndarray, *, spacing_mm: Sequence[float]) -> np.ndarray:
+def boundary_points_mm(
+    mask: np.ndarray, *, spacing_mm: Sequence[float], axes_mm: np.ndarray | None = None
+) -> np.ndarray:
     """Centres (mm, relative to voxel ``(0, ..., 0)``) of all faces between ``mask`` and its background.
 
     Args:
         mask: ``(H, W[, D])`` boolean mask; the array border counts as background.
         spacing_mm: Voxel size along each axis, in mm.
+        axes_mm: Optional ``(k, ndim)`` world step of each array axis (columns; the affine's 3x3 or some of
+            its columns): the points then keep the true distances of a non-orthogonal grid.
 
     Returns:
         ``(N, ndim)`` float array (duplicates removed).
@@ -53,7 +61,8 @@ def boundary_points_mm(mask: np.ndarray, *, spacing_mm: Sequence[float]) -> np.n
                 points.append(faces + direction * step)
     if not points:
         return np.zeros((0, mask.ndim))
-    return np.unique(np.concatenate(points), axis=0) * spacing
+    index = np.unique(np.concatenate(points), axis=0)
+    return index * spacing if axes_mm is None else index @ metric_axes_mm(axes_mm).T
 
 
 def _hull(points: np.ndarray) -> np.ndarray:
@@ -83,9 +92,10 @@ def _farthest_pair(points: np.ndarray) -> tuple[float, np.ndarray]:
     return length, diff[i, j] / length if length > 0 else np.array([1.0, 0.0])
 
 
-def max_diameter_mm(mask: np.ndarray, *, spacing_mm: Sequence[float]) -> float:
-    """Maximal diameter (mm) of the object in ``mask`` (``(H, W[, D])``); 0 for an empty mask."""
-    return _diameter(boundary_points_mm(mask, spacing_mm=spacing_mm))
+def max_diameter_mm(mask: np.ndarray, *, spacing_mm: Sequence[float], axes_mm: np.ndarray | None = None) -> float:
+    """Maximal diameter (mm) of the object in ``mask`` (``(H, W[, D])``); 0 for an empty mask; ``axes_mm``:
+    see :func:`boundary_points_mm`."""
+    return _diameter(boundary_points_mm(mask, spacing_mm=spacing_mm, axes_mm=axes_mm))
 
 
 def axial_diameter_mm(mask: np.ndarray, *, spacing_mm: Sequence[float], axial_axis: int = 2) -> float:
@@ -128,23 +138,28 @@ def _short_axis_mm(points: np.ndarray, direction: np.ndarray, bin_mm: float) -> 
     return float(np.max(np.maximum.reduceat(across, starts) - np.minimum.reduceat(across, starts)))
 
 
-def recist_axes_mm(mask: np.ndarray, *, spacing_mm: Sequence[float], axial_axis: int = 2) -> RecistAxes:
+def recist_axes_mm(
+    mask: np.ndarray, *, spacing_mm: Sequence[float], axial_axis: int = 2, axes_mm: np.ndarray | None = None
+) -> RecistAxes:
     """Long and short axis (mm) of the object in ``mask``, RECIST-style (see module docstring).
 
     Args:
         mask: ``(H, W, D)`` boolean mask of one lesion.
         spacing_mm: Voxel size along each array axis, in mm.
         axial_axis: The array axis closest to the patient's superior-inferior direction.
+        axes_mm: Optional ``(3, 3)`` voxel-to-world matrix (the affine's 3x3): in-slice distances from its
+            two in-slice columns (exact for a sheared slice; a gantry tilt leaves the slice itself square).
 
     Returns:
         :class:`RecistAxes`; ``(0, 0, -1)`` for an empty mask, one voxel width for a single voxel.
     """
     mask = np.moveaxis(np.asarray(mask, dtype=bool), axial_axis, 0)
     in_plane = [float(s) for a, s in enumerate(spacing_mm) if a != axial_axis]
+    plane_axes = None if axes_mm is None else np.delete(np.asarray(axes_mm, dtype=float)[:3, :3], axial_axis, axis=1)
     best = RecistAxes(0.0, 0.0, -1)
     best_direction, best_points = None, None
     for k in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)):
-        points = boundary_points_mm(mask[k], spacing_mm=in_plane)
+        points = boundary_points_mm(mask[k], spacing_mm=in_plane, axes_mm=plane_axes)
         length, direction = _farthest_pair(points)
         if length > best.long_axis_mm:
             best, best_direction, best_points = RecistAxes(length, 0.0, int(k)), direction, points

@@ -18,6 +18,7 @@ from medseg.evaluation.detection import cohort_detection, probability_files
 from medseg.evaluation.matching import CasePair, check_pair_geometry, match_cases
 from medseg.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol, summarize_protocol
 from medseg.evaluation.report import mark_incomplete, write_report
+from medseg.geometry import axis_skew_deg
 from medseg.io.label_map import LabelMapping
 from medseg.utils.lock import folder_lock
 from medseg.utils.parallel import map_with_progress
@@ -62,6 +63,12 @@ def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFA
         ref = read_label_map(pair.ref, labels=labels)
         pred = None if pair.pred is None else read_label_map(pair.pred, labels=pred_labels, like=ref)
     pred_array = np.zeros(ref.shape, dtype=np.uint8) if pred is None else pred.array
+    skew = axis_skew_deg(ref.affine)
+    if skew > 0.01:  # overlap metrics are exact on any grid; millimetre ones are not
+        logger.warning("%s: voxel axes are %.1f° from orthogonal (gantry tilt or sheared affine): evaluate's "
+                       "volumes and surface distances assume orthogonal axes (volumes over by up to %.1f%%); "
+                       "`medseg volumes` measures this grid exactly", pair.case, skew,
+                       100 * (np.prod(ref.spacing_mm) / 1000 / ref.voxel_volume_ml - 1))
     probability = (probabilities or {}).get(pair.case) if pred is not None else None
     result = evaluate_case(
         pred_array, ref.array, spacing_mm=ref.spacing_mm, case=pair.case, config=config, protocol=protocol,

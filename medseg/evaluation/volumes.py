@@ -1,9 +1,11 @@
 """Tissue and lesion volumes of a liver/tumor label map: what a clinical report needs.
 
 Regions follow LiTS: liver = labels {1, 2} (the tumor is part of the liver), parenchyma = {1},
-tumor = {2}. Volumes are voxel counts times the voxel volume from the spacing (exact for the voxel
-model; no partial-volume correction). Tumor burden ``= 100 * tumor_ml / liver_ml`` (percent of the
-liver, tumor included), 0 when both are empty and NaN for tumor without liver.
+tumor = {2}. Volumes are voxel counts times the voxel volume (exact for the voxel model; no partial-volume
+correction): with an affine, ``|det|`` of its 3x3, so a gantry-tilted or sheared grid is measured right
+(:func:`medseg.geometry.voxel_volume_ml`), and diameters use the true axis geometry too. Tumor burden
+``= 100 * tumor_ml / liver_ml`` (percent of the liver, tumor included), 0 when both are empty and NaN
+for tumor without liver.
 
 A structure that touches the border of the scan may continue outside the field of view: it is measured
 as seen and flagged ``truncated: true``, never dropped or zeroed.
@@ -29,7 +31,7 @@ from scipy import ndimage
 
 from medseg.evaluation.diameters import max_diameter_mm, recist_axes_mm
 from medseg.evaluation.lesions import label_lesions
-from medseg.geometry import bounding_box, check_spacing, touches_border, voxel_volume_ml
+from medseg.geometry import axis_skew_deg, bounding_box, check_spacing, touches_border, voxel_volume_ml
 from medseg.io.volume import Volume
 from medseg.labels import REGION_LABELS, region_masks, tumor_burden_percent
 
@@ -43,6 +45,11 @@ def _axial_axis(affine: np.ndarray | None, ndim: int) -> int:
     directions = np.asarray(affine, dtype=float)[:3, :3]
     directions = directions / np.linalg.norm(directions, axis=0, keepdims=True)
     return int(np.argmax(np.abs(directions[2])))
+
+
+def _skewed_axes(affine: np.ndarray | None) -> np.ndarray | None:
+    """The affine's 3x3 when its axes are not orthogonal (diameters then need it), else ``None``."""
+    return None if affine is None or axis_skew_deg(affine) < 1e-3 else np.asarray(affine, dtype=float)[:3, :3]
 
 
 def _hu_stats(image: np.ndarray | None, mask: np.ndarray) -> dict[str, float] | None:
@@ -85,7 +92,7 @@ def measure_volumes(
         raise ValueError(f"image shape {np.shape(image)} does not match labels shape {labels.shape}")
     if affine is not None and not np.allclose(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0), spacing, rtol=1e-4):
         raise ValueError(f"spacing_mm {tuple(spacing)} does not match the affine's voxel size")
-    voxel_ml = voxel_volume_ml(spacing)
+    voxel_ml = voxel_volume_ml(spacing, affine=affine)
     window = bounding_box(labels) or tuple(slice(0, 0) for _ in labels.shape)  # views: no whole-map masks
     origin = np.array([w.start for w in window], dtype=int)
     masks = region_masks(labels[window])
@@ -129,8 +136,9 @@ def _measure_lesions(
         return []
     offset = np.array([s.start for s in box], dtype=int)  # in the crop
     lesion_labels, count = label_lesions(tumor[box], connectivity=connectivity)
-    voxel_ml = voxel_volume_ml(spacing)
+    voxel_ml = voxel_volume_ml(spacing, affine=affine)
     axial = _axial_axis(affine, 3)
+    axes = _skewed_axes(affine)
     sizes = np.bincount(lesion_labels.ravel(), minlength=count + 1)
     centroids = np.asarray(ndimage.center_of_mass(lesion_labels > 0, lesion_labels, range(1, count + 1)), dtype=float)
     centroids = centroids.reshape(count, 3) + offset + origin
@@ -144,12 +152,12 @@ def _measure_lesions(
         mask = lesion_labels[lesion_box] == index
         touches = any(sl.start + lo + o == 0 or sl.stop + lo + o == n
                       for sl, lo, o, n in zip(lesion_box, offset, origin, shape))  # fmt: skip
-        recist = recist_axes_mm(mask, spacing_mm=spacing, axial_axis=axial)
+        recist = recist_axes_mm(mask, spacing_mm=spacing, axial_axis=axial, axes_mm=axes)
         lesion = {
             "volume_ml": float(sizes[index]) * voxel_ml,
             "axial_diameter_mm": recist.long_axis_mm,
             "short_axis_mm": recist.short_axis_mm,
-            "max_diameter_mm": max_diameter_mm(mask, spacing_mm=spacing),
+            "max_diameter_mm": max_diameter_mm(mask, spacing_mm=spacing, axes_mm=axes),
             "centroid_mm": [float(c) for c in centroids[index - 1]],
             "truncated": bool(touches),
         }

@@ -83,8 +83,9 @@ class Volume:
 
     @property
     def voxel_volume_ml(self) -> float:
-        """Volume of one voxel in mL (:func:`medseg.geometry.voxel_volume_ml` of :attr:`spacing_mm`)."""
-        return voxel_volume_ml(self.spacing_mm)
+        """Volume of one voxel in mL: ``|det|`` of the affine's 3x3 (:func:`medseg.geometry.voxel_volume_ml`),
+        exact for tilted and sheared grids too."""
+        return voxel_volume_ml(self.spacing_mm, affine=self.affine)
 
     def with_array(self, array: np.ndarray, **meta: Any) -> Volume:
         """A new Volume with the same geometry and ``array`` (same shape), meta updated by ``meta``."""

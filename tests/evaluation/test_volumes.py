@@ -111,3 +111,35 @@ def test_fortran_ordered_map_is_measured_without_whole_map_masks():
     assert report["liver_truncated"] and not report["tumor_truncated"]
     assert report["lesions"][0]["centroid_mm"] == pytest.approx([124.5 * 0.8, 104.5 * 0.8, 24.5 * 2.0])
     assert report["liver_ml"] == pytest.approx(60 * 60 * 40 * 0.8 * 0.8 * 2.0 / 1000)
+
+
+def _ball_on_tilted_grid(tilt_deg: float, radius_mm: float, tumor_mm: float):
+    """A liver ball with a concentric tumor ball, rasterised on a gantry-tilted grid (1 x 1 mm pixels, 1.5 mm
+    slice step along an axis tilted by ``tilt_deg``): voxel centres within the radius in world mm."""
+    from medseg.io.volume import Volume
+
+    t = np.radians(tilt_deg)
+    affine = np.eye(4)
+    affine[:3, :3] = [[1.0, 0, 0], [0, 1.0, 1.5 * np.sin(t)], [0, 0, 1.5 * np.cos(t)]]
+    shape = (48, 60, 32)
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+    distance = np.linalg.norm(index @ affine[:3, :3].T - [24.0, 37.0, 22.5], axis=1).reshape(shape)
+    labels = (distance < radius_mm).astype(np.uint8)
+    labels[distance < tumor_mm] = 2
+    return Volume(labels, affine)
+
+
+def test_tilted_grid_volumes_and_diameters_are_true_world_values():
+    """Issue #29.3: |det| voxel volume (product of axis lengths: +10.4%) and diameters on the true geometry
+    (orthogonal spacing: 40.4 mm for a 30 mm ball); analytic 4/3 pi r^3 and 2 r."""
+    from medseg.evaluation.volumes import volumes_report
+
+    label = _ball_on_tilted_grid(25.0, 15.0, 6.0)
+    report = volumes_report(label)
+    assert report["liver_ml"] == pytest.approx(4 / 3 * np.pi * 15.0**3 / 1000, rel=0.005)  # 14.147 vs 14.137
+    assert report["tumor_ml"] == pytest.approx(4 / 3 * np.pi * 6.0**3 / 1000, rel=0.03)  # 0.888 vs 0.905
+    lesion = report["lesions"][0]
+    # face centres of a voxelised ball: 2 r plus at most one slice step (1.5 mm)
+    assert 12.0 <= lesion["max_diameter_mm"] <= 12.0 + 1.5
+    assert 12.0 - 1.0 <= lesion["axial_diameter_mm"] <= 12.0 + 1.0  # in the acquired (square) slice
+    assert 12.0 - 1.0 <= lesion["short_axis_mm"] <= 12.0 + 1.0
