@@ -20,7 +20,7 @@ _EVALUATE_EPILOG = """examples:
   medseg evaluate --pred predictions --ref data/lits --out eval-lits2017 --protocol lits2017
 
 writes per_case.csv (one row per case: liver_dice, tumor_hd95_mm, ..., lesions_tp/fp/fn,
-tumor_burden_pred/ref, pixel_accuracy, mean_iou, ...), lesions.csv, summary.json, boxplots.png,
+tumor_burden_pred_percent/ref, pixel_accuracy, mean_iou, ...), lesions.csv, summary.json, boxplots.png,
 volumes.png and froc.png. summary.json adds pixel accuracy, mean and frequency-weighted IoU of the
 summed confusion matrix (confusion) and lesion AP at IoU > 0.5 with the FROC curve (lesion_detection):
 lesions ranked by their maximum tumor probability from <case>_prob_tumor.nii.gz (in --probabilities,

@@ -3,8 +3,8 @@
 The result row is the ``per_case.csv`` contract: ``case``, then ``<region>_<metric>`` for the regions
 ``liver`` (labels {1, 2}) and ``tumor`` ({2}) and every key of
 :data:`~medseg.evaluation.binary.BINARY_METRIC_KEYS`, then ``lesions_tp``, ``lesions_fp``,
-``lesions_fn``, ``lesions_pred``, ``lesions_ref``, ``tumor_burden_pred``, ``tumor_burden_ref``,
-``tumor_burden_error`` (percent of liver volume; error = pred - ref) and, for pooled (global) Dice,
+``lesions_fn``, ``lesions_pred``, ``lesions_ref``, ``tumor_burden_pred_percent``, ``tumor_burden_ref_percent``,
+``tumor_burden_error_percent`` (percent of liver volume; error = pred - ref) and, for pooled (global) Dice,
 ``<region>_pred_voxels``, ``<region>_ref_voxels``, ``<region>_intersection_voxels``, then the
 confusion-matrix metrics of the three classes (:mod:`medseg.evaluation.confusion`: ``pixel_accuracy``,
 ``mean_class_accuracy``, ``mean_iou``, ``frequency_weighted_iou`` and the counts ``cm_<ref>_<pred>``).
@@ -172,9 +172,9 @@ def _count_columns(pred_masks: dict[str, np.ndarray], ref_masks: dict[str, np.nd
         p, r = pred_masks[region], ref_masks[region]
         counts[region] = (int(np.count_nonzero(p)), int(np.count_nonzero(r)), int(np.count_nonzero(p & r)))
         row[f"{region}_pred_voxels"], row[f"{region}_ref_voxels"], row[f"{region}_intersection_voxels"] = counts[region]
-    row["tumor_burden_pred"] = tumor_burden_percent(counts["liver"][0], counts["tumor"][0])
-    row["tumor_burden_ref"] = tumor_burden_percent(counts["liver"][1], counts["tumor"][1])
-    row["tumor_burden_error"] = row["tumor_burden_pred"] - row["tumor_burden_ref"]
+    row["tumor_burden_pred_percent"] = tumor_burden_percent(counts["liver"][0], counts["tumor"][0])
+    row["tumor_burden_ref_percent"] = tumor_burden_percent(counts["liver"][1], counts["tumor"][1])
+    row["tumor_burden_error_percent"] = row["tumor_burden_pred_percent"] - row["tumor_burden_ref_percent"]
     return row
 
 

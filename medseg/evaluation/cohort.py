@@ -11,7 +11,7 @@
 * References: how many hold a tumor (``tumor_ref_voxels > 0``) and how many are tumor-free, so a tumor
   Dice averaged over tumor-free references (1 for an empty prediction, 0 for any false positive) is not
   misread.
-* Tumor burden: RMSE and maximal absolute error of ``tumor_burden_pred - tumor_burden_ref`` (percent).
+* Tumor burden: RMSE and maximal absolute error of ``tumor_burden_pred_percent - tumor_burden_ref_percent`` (percent).
 * Confusion (``confusion``): pixel accuracy, mean class accuracy, per-class IoU/F1, mean and
   frequency-weighted IoU of the confusion matrix summed over cases (``pooled``), and per-case statistics
   (:mod:`medseg.evaluation.confusion`).
@@ -92,8 +92,8 @@ def summarize(per_case: pd.DataFrame | Iterable[CaseResult | Mapping], *, not_sc
         precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
         f1 = _ratio(2 * tp, 2 * tp + fp + fn)
         summary["detection"] = {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
-    if "tumor" not in not_scored and "tumor_burden_error" in frame.columns:
-        error = pd.to_numeric(frame["tumor_burden_error"], errors="coerce").astype(float)
+    if "tumor" not in not_scored and "tumor_burden_error_percent" in frame.columns:
+        error = pd.to_numeric(frame["tumor_burden_error_percent"], errors="coerce").astype(float)
         defined = error[np.isfinite(error)]
         summary["tumor_burden"] = {
             "rmse_percent": float(np.sqrt(np.mean(defined**2))) if len(defined) else math.nan,

@@ -26,7 +26,7 @@ __all__ = ["COMPARED_METRICS", "CompareSettings", "Comparison", "compare_runs"]
 #: The per-case columns compared (when both evaluations have them and the region is scored).
 COMPARED_METRICS = ("liver_dice", "liver_hd95_mm", "liver_assd_mm", "liver_nsd", "tumor_dice", "tumor_hd95_mm",
                     "tumor_assd_mm", "lesions_tp", "lesions_fp", "lesions_fn", "liver_pred_volume_ml",
-                    "tumor_pred_volume_ml", "tumor_burden_pred")  # fmt: skip
+                    "tumor_pred_volume_ml", "tumor_burden_pred_percent")  # fmt: skip
 
 
 @dataclass(frozen=True)

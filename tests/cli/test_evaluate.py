@@ -30,13 +30,14 @@ def test_evaluate_writes_contract_and_counts_missing(tiny_dataset, predictions, 
     assert code == 0
     table = pd.read_csv(out / "per_case.csv", dtype={"case": str}).set_index("case")
     assert list(table.index) == ["0", "1", "2", "3"]
-    for column in ("liver_dice", "tumor_hd95_mm", "lesions_tp", "lesions_fp", "lesions_fn", "tumor_burden_pred"):
+    for column in ("liver_dice", "tumor_hd95_mm", "lesions_tp", "lesions_fp", "lesions_fn",
+                   "tumor_burden_pred_percent"):
         assert column in table.columns
     manifest = {c["case_id"]: c for c in json.loads((tiny_dataset / "manifest.json").read_text())["cases"]}
     assert table.loc["0", "liver_dice"] == 1.0 and table.loc["2", "liver_hd95_mm"] == 0.0
     assert table.loc["3", "liver_dice"] == 0.0 and bool(table.loc["3", "prediction_missing"])
     assert table.loc["1", "lesions_fn"] == manifest["1"]["lesion_count"]
-    assert table.loc["1", "tumor_burden_ref"] == pytest.approx(manifest["1"]["tumor_burden_percent"])
+    assert table.loc["1", "tumor_burden_ref_percent"] == pytest.approx(manifest["1"]["tumor_burden_percent"])
     assert table.loc["0", "liver_ref_volume_ml"] == pytest.approx(manifest["0"]["liver_ml"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["missing"] == ["3"]

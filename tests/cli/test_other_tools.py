@@ -206,11 +206,11 @@ def test_a_reference_without_tumor_label_leaves_tumor_not_scored(tiny_dataset, t
     assert "tumor  not scored: the references declare no tumor label (--labels)" in printed
     table = pd.read_csv(out / "per_case.csv", dtype={"case": str}).set_index("case")
     assert (table["liver_dice"] == 1.0).all()  # liver = labels 1 and 2 of the prediction
-    for column in ("tumor_dice", "tumor_hd95_mm", "lesions_fp", "lesions_tp", "tumor_burden_pred", "mean_iou"):
+    for column in ("tumor_dice", "tumor_hd95_mm", "lesions_fp", "lesions_tp", "tumor_burden_pred_percent", "mean_iou"):
         assert table[column].isna().all(), column
     raw = (out / "per_case.csv").read_text().splitlines()
     header, first = raw[0].split(","), raw[1].split(",")
-    assert first[header.index("tumor_dice")] == "" and first[header.index("liver_dice")] == "1.0"
+    assert first[header.index("tumor_dice")] == "" and first[header.index("liver_dice")] == "1"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["regions"]["tumor"] is None and summary["not_scored"] == ["tumor"]
     assert "detection" not in summary and "lesion_detection" not in summary and "tumor_burden" not in summary

@@ -22,8 +22,8 @@ def test_case_row_contract(tiny_case):
     assert row["tumor_dice"] == 0.0 and math.isnan(row["tumor_hd95_mm"])
     n = tiny_case.info["lesion_count"]
     assert (row["lesions_tp"], row["lesions_fp"], row["lesions_fn"]) == (0, 0, n)
-    assert row["tumor_burden_pred"] == 0.0
-    assert row["tumor_burden_ref"] == pytest.approx(tiny_case.info["tumor_burden_percent"])
+    assert row["tumor_burden_pred_percent"] == 0.0
+    assert row["tumor_burden_ref_percent"] == pytest.approx(tiny_case.info["tumor_burden_percent"])
     assert row["tumor_ref_volume_ml"] == pytest.approx(tiny_case.info["tumor_ml"])
     assert len(to_dataframe([result])) == 1
 
@@ -39,15 +39,16 @@ def test_burden_and_voxel_counts_hand_computed():
     row = evaluate_case(pred, ref, spacing_mm=(1.0, 1.0, 2.0), case="h").row
     assert (row["liver_pred_voxels"], row["liver_ref_voxels"], row["liver_intersection_voxels"]) == (16, 20, 16)
     assert (row["tumor_pred_voxels"], row["tumor_ref_voxels"], row["tumor_intersection_voxels"]) == (4, 5, 4)
-    assert row["tumor_burden_pred"] == pytest.approx(25.0) and row["tumor_burden_ref"] == pytest.approx(25.0)
-    assert row["tumor_burden_error"] == pytest.approx(0.0)
+    assert row["tumor_burden_pred_percent"] == pytest.approx(25.0)
+    assert row["tumor_burden_ref_percent"] == pytest.approx(25.0)
+    assert row["tumor_burden_error_percent"] == pytest.approx(0.0)
     assert row["liver_dice"] == pytest.approx(2 * 16 / 36) and row["tumor_dice"] == pytest.approx(2 * 4 / 9)
     assert row["tumor_ref_volume_ml"] == pytest.approx(5 * 2.0 / 1000)
     empty = evaluate_case(np.zeros_like(ref), np.zeros_like(ref), spacing_mm=(1, 1, 1)).row
-    assert empty["tumor_burden_pred"] == 0.0 and empty["liver_dice"] == 1.0
+    assert empty["tumor_burden_pred_percent"] == 0.0 and empty["liver_dice"] == 1.0
     all_tumor = np.where(ref > 0, 2, 0).astype(np.uint8)  # the whole liver is tumor: burden 100 %
     row = evaluate_case(pred, all_tumor, spacing_mm=(1, 1, 1)).row
-    assert row["tumor_burden_ref"] == 100.0 and row["tumor_burden_error"] == pytest.approx(25.0 - 100.0)
+    assert row["tumor_burden_ref_percent"] == 100.0 and row["tumor_burden_error_percent"] == pytest.approx(25.0 - 100.0)
 
 
 def _nifti_ordered_pair(shape=(320, 300, 160)):

@@ -18,7 +18,7 @@ def test_summary_from_hand_built_rows():
             "lesions_tp": [2, 1, 0],
             "lesions_fp": [1, 0, 1],
             "lesions_fn": [0, 2, 0],
-            "tumor_burden_error": [1.0, -3.0, math.nan],
+            "tumor_burden_error_percent": [1.0, -3.0, math.nan],
         }
     )
     s = summarize(frame)
