@@ -60,21 +60,49 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     hints = typing.get_type_hints(PipelineConfig)
     for item in overrides:
         path, value = parse_override(item)
-        if not path or path[0] not in hints:
-            section = path[0] if path else ""
-            raise ConfigError(f"--set {item!r}: unknown section {section!r}; valid: {', '.join(hints)}")
-        hint = hints[path[0]]
-        if dataclasses.is_dataclass(hint) and len(path) >= 2:
-            valid = [f.name for f in dataclasses.fields(hint)]
-            if path[1] not in valid and path[1] not in _extra_keys(path[0]):
-                raise ConfigError(f"--set {item!r}: unknown key {path[0]}.{path[1]}; valid keys: {', '.join(valid)}")
-        node = data
-        for key in path[:-1]:
-            if not isinstance(node.get(key), dict):
-                node[key] = {}
-            node = node[key]
-        node[path[-1]] = value
+        for leaf_path, leaf in _leaves(item, path, value, hints):
+            _set_one(data, item, leaf_path, leaf, hints)
     return data
+
+
+def _leaves(item: str, path: list[str], value: Any, hints: dict) -> list[tuple[list[str], Any]]:
+    """``--set training={epochs: 2}`` as ``training.epochs=2``: a mapping given to a section is merged key by
+    key, never replaces the section (which would drop the rest of it, a device profile's values included).
+    A key's own mapping value (``loss={name: dice_focal, params: {gamma: 1.5}}``) replaces that key's value.
+
+    Raises:
+        ConfigError: An empty mapping (sets nothing), or a typed section given a number, list, boolean or
+            null (a name, ``loss=dice_ce``, is the section's shorthand and is checked when bound).
+    """
+    section = len(path) == 1 and path[0] in hints and dataclasses.is_dataclass(hints[path[0]])
+    if not section:
+        return [(path, value)]
+    if isinstance(value, dict):
+        if not value:
+            raise ConfigError(f"--set {item!r}: an empty mapping sets nothing; use section.key=value")
+        return [([*path, str(key)], sub) for key, sub in value.items()]
+    if not isinstance(value, str):
+        raise ConfigError(f"--set {item!r}: {path[0]} is a section; set its keys ({path[0]}.key=value or "
+                          f"{path[0]}={{key: value}})")
+    return [(path, value)]
+
+
+def _set_one(data: dict[str, Any], item: str, path: list[str], value: Any, hints: dict) -> None:
+    """Set one ``path=value`` in ``data``, checking the section and the key of a typed section."""
+    if not path or path[0] not in hints:
+        section = path[0] if path else ""
+        raise ConfigError(f"--set {item!r}: unknown section {section!r}; valid: {', '.join(hints)}")
+    hint = hints[path[0]]
+    if dataclasses.is_dataclass(hint) and len(path) >= 2:
+        valid = [f.name for f in dataclasses.fields(hint)]
+        if path[1] not in valid and path[1] not in _extra_keys(path[0]):
+            raise ConfigError(f"--set {item!r}: unknown key {path[0]}.{path[1]}; valid keys: {', '.join(valid)}")
+    node = data
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[path[-1]] = value
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

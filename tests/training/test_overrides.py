@@ -40,3 +40,23 @@ def test_merge_profile_merges_sections_key_by_key():
         merge_profile(raw, {"cpu": [1]}, "cpu")
     with pytest.raises(ConfigError, match=r"profiles\.cpu may not set device or profiles"):
         merge_profile(raw, {"cpu": {"device": "cuda"}}, "cpu")
+
+
+def test_a_section_given_a_mapping_is_merged_key_by_key_and_a_scalar_refused():
+    """Issue #29.11: ``training={epochs: 2}`` replaced the section (the CPU profile's patch size lost);
+    ``training=5`` and ``model={}`` were accepted."""
+    from medseg.training.config import load_pipeline
+
+    raw = {"training": {"epochs": 10, "batch_size": 2}}
+    assert apply_overrides(raw, ["training={epochs: 3}"]) == {"training": {"epochs": 3, "batch_size": 2}}
+    with pytest.raises(ConfigError, match=r"unknown key training\.epoch;"):
+        apply_overrides(raw, ["training={epoch: 3}"])  # keys inside the mapping are checked like section.key
+    with pytest.raises(ConfigError, match=r"--set 'training=5': training is a section"):
+        apply_overrides(raw, ["training=5"])
+    with pytest.raises(ConfigError, match=r"--set 'model=\{\}': an empty mapping sets nothing"):
+        apply_overrides(raw, ["model={}"])
+    plain = load_pipeline("liver", device="cpu")
+    merged = load_pipeline("liver", device="cpu", overrides=["training={epochs: 2}"])
+    assert merged.training.epochs == 2
+    assert merged.training.patch_size == plain.training.patch_size  # the CPU profile's, not the file's 128^3
+    assert merged.model == plain.model
