@@ -9,6 +9,7 @@ saved as ``folds.json`` in the run folder so every fold of one data set agrees e
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from medseg.errors import ConfigError, DataError
 from medseg.training.config import PipelineConfig
 from medseg.training.splits import make_folds, split_for
 
-__all__ = ["PreparedData", "cache_dir_for", "default_cache_root", "make_folds", "prepare_data", "resolve_data_root"]
+__all__ = ["PreparedData", "cache_dir_for", "default_cache_root", "make_folds", "plan_cache_dir", "prepare_data",
+           "resolve_data_root"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ def prepare_data(
         plan = plan_from_fingerprint(
             fingerprint, normalization=p.normalization, target_spacing_mm=p.target_spacing_mm, window_hu=p.window_hu
         )
-    cache_dir = cache_dir_for(config, root)
+    cache_dir = plan_cache_dir(cache_dir_for(config, root), plan)
     preprocess_dataset(cases, cache_dir, plan, workers=workers)
     return PreparedData(
         root=root, cache_dir=cache_dir, plan=plan, folds=folds, train_ids=folds[fold]["train"],
@@ -132,9 +134,32 @@ def prepare_data(
 
 
 def cache_dir_for(config: PipelineConfig, root: str | os.PathLike) -> Path:
-    """The preprocessed cache of data set ``root``: ``data.cache_dir``, else one per data set folder under
-    ``~/.cache/medseg/preprocessed``."""
-    return Path(config.data.cache_dir) if config.data.cache_dir else _default_cache_dir(Path(root))
+    """The preprocessed caches of data set ``root``: ``data.cache_dir``, else one per data set folder under
+    ``~/.cache/medseg/preprocessed``; each plan has its own sub-folder in it (:func:`plan_cache_dir`).
+
+    Raises:
+        ConfigError: ``data.cache_dir`` is the data set folder or inside it: the cache index
+            (``dataset.json``) and the arrays would be written among the input files.
+    """
+    if not config.data.cache_dir:
+        return _default_cache_dir(Path(root))
+    cache, data = Path(config.data.cache_dir).resolve(), Path(root).resolve()
+    where = ("is the data set folder" if cache == data
+             else "is inside the data set folder" if data in cache.parents else "")
+    if where:
+        raise ConfigError(f"data.cache_dir {config.data.cache_dir} {where} {data}: the preprocessed cache is never "
+                          "written among the input files; choose a folder outside it")
+    return Path(config.data.cache_dir)
+
+
+def plan_cache_dir(base: str | os.PathLike, plan: Any) -> Path:
+    """``base/plan-<12 hex>``: the cache of one preprocessing plan (a SHA-256 of :meth:`PreprocessingPlan.to_dict`).
+
+    Two trainings on one data set with different plans (normalisation, spacing, window) never share files,
+    so one cannot overwrite the arrays the other trains and validates on; the same plan shares its cache.
+    """
+    text = json.dumps(plan.to_dict(), sort_keys=True, default=str)
+    return Path(base) / f"plan-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def _default_cache_dir(root: Path) -> Path:

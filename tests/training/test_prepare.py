@@ -69,3 +69,38 @@ def test_region_dice_hand_computed():
     empty = np.zeros_like(ref)
     assert region_dice(empty, empty)["tumor"] == 1.0  # absent in both: 1 (LiTS per-case convention)
     assert region_dice(pred, empty)["tumor"] == 0.0
+
+
+def test_two_plans_on_one_data_set_never_share_cache_files(tiny_dataset, tmp_path):
+    """Issue #29.4: a second training with another normalisation overwrote the first one's cached arrays
+    (one ``<case>.image.npy`` per data set); now each plan has its own folder and the first is untouched."""
+    import hashlib
+
+    from medseg.training.prepare import prepare_data
+
+    def run(normalization):
+        config = load_pipeline("liver", device="cpu", overrides=[
+            f"preprocessing.normalization={normalization}", f"data.cache_dir={tmp_path / 'cache'}", "data.folds=2"])
+        return prepare_data(config, data=tiny_dataset, fold=0, workers=1)
+
+    def digests(folder):
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.npy"))}
+
+    first = run("ct_zscore")
+    before = digests(first.cache_dir)
+    second = run("window")
+    assert first.cache_dir != second.cache_dir and first.cache_dir.parent == second.cache_dir.parent
+    assert digests(first.cache_dir) == before and before  # the first run's arrays are as they were
+    assert set(digests(second.cache_dir)) == set(before) and digests(second.cache_dir) != before
+    assert run("ct_zscore").cache_dir == first.cache_dir  # the same plan shares its cache
+
+
+@pytest.mark.parametrize("inside", ["", "sub/cache"])
+def test_cache_dir_in_the_data_set_folder_is_refused(tiny_dataset, inside):
+    """Issue #29.5: data.cache_dir=<the data set> replaced its dataset.json with the cache index."""
+    from medseg.errors import ConfigError
+    from medseg.training.prepare import cache_dir_for
+
+    config = load_pipeline("liver", device="cpu", overrides=[f"data.cache_dir={tiny_dataset / inside}"])
+    with pytest.raises(ConfigError, match=r"data\.cache_dir .* the data set folder .*never written among the input"):
+        cache_dir_for(config, tiny_dataset)
