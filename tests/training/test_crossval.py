@@ -63,3 +63,15 @@ def test_a_case_in_two_validation_folds_is_refused(crossval_run, tmp_path):
     (root / "fold1" / "folds.json").write_text(json.dumps(record))
     with pytest.raises(DataError, match="validation case of folds 0 and 0"):
         out_of_fold_cases(root)
+
+
+def test_every_json_crossval_writes_is_strict(crossval_run):
+    """No ``NaN`` token in any JSON of a cross-validation (issue #28): a strict reader parses them all."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    files = sorted(crossval_run.rglob("*.json"))
+    assert any(p.name == "postprocessing.json" for p in files) and any(p.name == "summary.json" for p in files)
+    for path in files:
+        json.loads(path.read_text(), parse_constant=refuse)
