@@ -60,7 +60,7 @@ def register(subparsers) -> None:
     p.add_argument("--mode", choices=("coarse-to-fine", "full"), default="coarse-to-fine",
                    help="coarse-to-fine: find the liver at half resolution first, then full resolution in its box "
                         "(default); full: whole scan at full resolution")
-    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
+    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 0.75] (default 0.5)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                    help="mirroring test-time augmentation along the axes mirrored in training "
                         "(up to 8x slower in 3D; default off)")

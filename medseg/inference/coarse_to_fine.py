@@ -40,7 +40,7 @@ from scipy import ndimage
 
 from medseg.geometry import voxel_volume_ml
 from medseg.inference.restore import argmax_classes
-from medseg.inference.sliding_window import WindowBlend, WindowSettings, predict_logits
+from medseg.inference.sliding_window import MAX_OVERLAP, WindowBlend, WindowSettings, predict_logits
 
 __all__ = [
     "CoarseToFineSettings",
@@ -95,8 +95,8 @@ class CoarseToFineSettings:
     def __post_init__(self) -> None:
         if not self.factor >= 1.0:
             raise ValueError(f"factor must be >= 1, got {self.factor}")
-        if not 0.0 <= self.overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if not 0.0 <= self.overlap <= MAX_OVERLAP:
+            raise ValueError(f"overlap must be in [0, {MAX_OVERLAP}], got {self.overlap}")
         if not self.margin_mm >= 0:
             raise ValueError(f"margin_mm must be >= 0, got {self.margin_mm}")
         if self.guard_mm is None:

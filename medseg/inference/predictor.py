@@ -60,7 +60,7 @@ from medseg.inference.imported import (
 )
 from medseg.inference.postprocess import PostprocessConfig, applies_to, postprocess_labels
 from medseg.inference.runtime import RUNTIMES, network_input_shape, resolve_runtime
-from medseg.inference.sliding_window import BOX_WINDOWS, WindowSettings, predict_logits
+from medseg.inference.sliding_window import BOX_WINDOWS, MAX_OVERLAP, WindowSettings, predict_logits
 from medseg.inference.tta import mirrored
 from medseg.io.label_map import apply_label_mapping
 from medseg.io.volume import Volume
@@ -144,8 +144,8 @@ class InferenceSettings:
             raise ConfigError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
         for name in ("overlap", "coarse_overlap"):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {value}")
+            if not 0.0 <= value <= MAX_OVERLAP:  # more is a hang, not a better result (sliding_window.MAX_OVERLAP)
+                raise ConfigError(f"{name} must be in [0, {MAX_OVERLAP}], got {value}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.coarse_factor >= 1.0:

@@ -123,13 +123,22 @@ def _parse_values(raw, region: str) -> tuple[int | str, ...]:
         if isinstance(item, bool) or (isinstance(item, float) and not float(item).is_integer()):
             raise ConfigError(f"--labels {region}: {item!r} is not an integer label value or a segment label")
         if isinstance(item, int | float | np.integer):
-            out.append(int(item))
+            out.append(_positive(int(item), region))
             continue
         text = str(item).strip().strip("\"'").strip()
         if not text:
             raise ConfigError(f"--labels {region}= needs a value (e.g. {region}=5)")
-        out.append(int(text) if text.lstrip("-").isdigit() else text)
+        out.append(_positive(int(text), region) if text.lstrip("-").isdigit() else text)
     return tuple(out)
+
+
+def _positive(value: int, region: str) -> int:
+    """``value`` when it is a label value a region can have: 0 is the background (``liver=0`` counted every
+    background voxel as liver), negative values are no label (and no DICOM SEG segment number)."""
+    if value < 1:
+        raise ConfigError(f"--labels {region}={value}: label values of a region are positive integers "
+                          "(0 is the background)")
+    return value
 
 
 def label_value_problems(array: np.ndarray, *, allowed: Sequence[int] | None = _LITS_VALUES) -> list[str]:

@@ -190,8 +190,10 @@ def _check_validation(config: PipelineConfig) -> None:
     _at_least("validation.every_n_epochs", v.every_n_epochs, 1)
     _at_least("validation.batch_size", v.batch_size, 1)
     _at_least("validation.max_cases", v.max_cases, 1, optional=True)
-    if not 0.0 <= v.overlap < 1.0:
-        raise ConfigError(f"validation.overlap must be in [0, 1), got {v.overlap}")
+    from medseg.inference.sliding_window import MAX_OVERLAP
+
+    if not 0.0 <= v.overlap <= MAX_OVERLAP:
+        raise ConfigError(f"validation.overlap must be in [0, {MAX_OVERLAP}], got {v.overlap}")
     _one_of("validation.metric", v.metric, tuple(_METRICS))
     if config.data.num_classes < _METRICS[v.metric]:
         raise ConfigError(f"validation.metric {v.metric} needs data.num_classes >= {_METRICS[v.metric]}, "

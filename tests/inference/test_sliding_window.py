@@ -239,3 +239,19 @@ def test_bad_arguments_name_the_problem(net3d):
         WindowSettings((16, 16, 16), 3, context_slices=1)
     with pytest.raises(ValueError, match="patch_size"):
         WindowSettings((16,), 3)
+
+
+def test_overlap_is_bounded_where_the_window_count_stays_reasonable():
+    """Issue #29.15: --overlap 0.99 was accepted (about 10^5 windows, a hang); the bound is 0.75, whose
+    window count is at most 4 per axis-window, against MONAI's count formula."""
+    from medseg.errors import ConfigError
+    from medseg.inference.predictor import InferenceSettings
+    from medseg.inference.sliding_window import MAX_OVERLAP
+
+    _, total = plan_windows((64, 64, 64), (16, 16, 16), overlap=MAX_OVERLAP)
+    assert total == 13**3  # interval int(16 * 0.25) = 4: ceil((64 - 16) / 4) + 1 = 13 positions per axis
+    for bad in (0.99, 0.76, -0.1):
+        with pytest.raises(ValueError, match=r"overlap must be in \[0, 0.75\]"):
+            plan_windows((64, 64, 64), (16, 16, 16), overlap=bad)
+        with pytest.raises(ConfigError, match=rf"overlap must be in \[0, 0.75\], got {bad}"):
+            InferenceSettings(overlap=bad)

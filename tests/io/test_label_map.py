@@ -34,6 +34,9 @@ def test_parse(specs, liver, tumor):
 @pytest.mark.parametrize(("specs", "text"), [
     (["spleen=1"], "unknown region"), (["liver"], "REGION=VALUES"), (["liver=1", "tumor=1"], "both liver and tumor"),
     (["liver="], "needs a value"), ({"liver": 1.5}, "not an integer"),
+    # issue #29.15: liver=0 counted the background as liver (31,860 mL), liver=-1 gave 0 mL
+    (["liver=0"], r"liver=0: label values of a region are positive integers \(0 is the background\)"),
+    (["liver=-1"], "liver=-1: label values"), ({"tumor": [2, 0]}, "tumor=0"), ({"liver": -3}, "liver=-3"),
 ])
 def test_parse_refuses(specs, text):
     with pytest.raises(ConfigError, match=text):
