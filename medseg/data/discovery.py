@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medseg.data.naming import case_id_from_path
+from medseg.data.naming import case_id_from_path, is_output_name
 from medseg.errors import DataError
 from medseg.io.dicom import is_dicom_file
 from medseg.io.nifti import is_nifti
@@ -124,6 +124,8 @@ def discover_images(paths: Iterable[str | os.PathLike]) -> list[tuple[str, Path]
         if path.is_file():
             if not (is_nifti(path) or is_dicom_file(path)):
                 raise DataError("not a NIfTI (.nii, .nii.gz) or DICOM file", path=path)
+            if is_nifti(path) and is_output_name(path.name) and not _LABEL_NAME.match(path.name):
+                raise DataError("a probability or uncertainty map written by medseg predict, not a CT scan", path=path)
             found.append((case_id_from_path(path), path))
             continue
         found.extend(_images_in_folder(path))
@@ -205,7 +207,8 @@ def _images_in_folder(folder: Path) -> list[tuple[str, Path]]:
     if ((folder / "dataset.json").is_file() or (folder / "imagesTr").is_dir()
             or _has_lits_images(_visible_files(folder))):  # also a LiTS root holding "Training Batch N/" folders
         return [(c.case_id, c.image) for c in discover_dataset(folder)]
-    entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    # medseg predict's own outputs (an earlier run into this folder) are never scans
+    entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".") and not is_output_name(p.name)]
     if any(p.is_file() and is_dicom_file(p) for p in entries):
         return [(folder.name, folder)]  # the folder itself is a series
     found = [(case_id_from_path(p), p) for p in entries

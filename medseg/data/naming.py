@@ -21,11 +21,13 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["case_id_from_path", "prediction_filename"]
+__all__ = ["case_id_from_path", "is_output_name", "prediction_filename"]
 
 _EXTENSIONS = (".nii.gz", ".nii", ".dcm")
 _PREFIXES = re.compile(r"^(test-)?(volume|segmentation)-", re.IGNORECASE)
 _SUFFIXES = re.compile(r"(_seg|_0000)$", re.IGNORECASE)
+#: What ``medseg predict`` writes per case: label map, DICOM SEG, probability and uncertainty maps.
+_OUTPUTS = re.compile(r"^.+_(seg\.nii(\.gz)?|seg\.dcm|prob_[a-z]+\.nii(\.gz)?|uncertainty\.nii(\.gz)?)$", re.IGNORECASE)
 
 
 def case_id_from_path(path: str | os.PathLike) -> str:
@@ -42,3 +44,9 @@ def case_id_from_path(path: str | os.PathLike) -> str:
 def prediction_filename(case_id: str) -> str:
     """File name of the label map that ``medseg predict`` writes for ``case_id``."""
     return f"{case_id}_seg.nii.gz"
+
+
+def is_output_name(name: str) -> bool:
+    """Whether ``name`` is a file ``medseg predict`` writes per case (``<case>_seg.nii.gz``, ``<case>_seg.dcm``,
+    ``<case>_prob_liver.nii.gz``, ``<case>_uncertainty.nii.gz``...): never a CT scan to predict."""
+    return bool(_OUTPUTS.match(name))

@@ -161,3 +161,21 @@ def test_unreadable_subfolder_is_reported_not_skipped_silently(tmp_path, monkeyp
     assert [c.case_id for c in cases] == ["0"]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(str(locked) in w and "cannot read folder (Permission denied)" in w for w in warnings), warnings
+
+
+def test_predicts_own_outputs_in_a_folder_are_never_scans(tmp_path):
+    """Issue #29.7: `predict` on a folder holding its earlier outputs predicted the ``_prob_*`` and
+    ``_uncertainty`` maps as CT scans; a ``_seg.dcm`` made the folder look like a DICOM series."""
+    from medseg.data.naming import is_output_name
+    from medseg.outputs import map_filename, seg_filename
+
+    folder = tmp_path / "scans"
+    _touch(folder / "a.nii.gz")
+    for name in ("a_seg.nii.gz", seg_filename("a"), map_filename("a", "liver"), map_filename("a", "tumor"),
+                 map_filename("a", "uncertainty")):
+        assert is_output_name(name)
+        _touch(folder / name, PREAMBLE if name.endswith(".dcm") else b"x")
+    assert discover_images([folder]) == [("a", folder / "a.nii.gz")]
+    with pytest.raises(DataError, match="probability or uncertainty map written by medseg predict"):
+        discover_images([folder / map_filename("a", "tumor")])
+    assert not is_output_name("liver_7_0000.nii.gz") and not is_output_name("prob_scan.nii.gz")
