@@ -12,6 +12,11 @@ numpy, highdicom, ...), ``host``, ``pid``, ``device``, ``checkpoints`` (``[{path
 ISO 8601), and ``cases``: one entry per case with at least ``case_id``, ``input``, ``status``; predict adds
 ``seconds`` (per step in ``timings_s``), ``warnings``, ``outputs`` and, for DICOM input, ``study_uid`` /
 ``series_uid``. A ``status`` of ``"running"`` whose ``pid`` is gone on ``host`` means the run was killed.
+
+A ``shared`` manifest (``medseg predict``, whose processes may share a folder) keeps the cases other
+processes recorded: every write re-reads the file while holding the folder's predict lock and keeps the
+entries of cases this process has not recorded, so ``cases`` lists every case predicted into the folder;
+the other keys describe the process that wrote last.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class RunManifest:
 
     path: Path
     data: dict[str, Any] = field(default_factory=dict)
+    shared: bool = False
 
     @classmethod
     def start(
@@ -86,6 +92,7 @@ class RunManifest:
         device: str | None = None,
         argv: Sequence[str] | None = None,
         name: str = MANIFEST_NAME,
+        shared: bool = False,
     ) -> RunManifest:
         """Write a ``"running"`` manifest into ``out_dir`` (created) and return it.
 
@@ -98,6 +105,9 @@ class RunManifest:
             device: Where the model runs.
             argv: The command line (``sys.argv`` when ``None``).
             name: File name (``run.json``; one per process under ``torchrun``, e.g. ``run.rank1.json``).
+            shared: Keep the cases other processes record in the same file (module docstring).
+
+        Many parameters: one keyword per recorded field, all keyword-only.
         """
         from medseg import __version__
 
@@ -111,14 +121,21 @@ class RunManifest:
             "pipeline": dict(pipeline or {}), "settings": dict(settings or {}),
             "started": now, "updated": now, "finished": None, "cases": [],
         }
-        manifest = cls(Path(out_dir) / name, data)
+        manifest = cls(Path(out_dir) / name, data, shared)
         manifest.write()
         return manifest
 
     def write(self) -> Path:
         """Rewrite the file atomically (``updated`` set to now)."""
         self.data["updated"] = _now()
-        return atomic_write_json(self.path, self.data)
+        if not self.shared:
+            return atomic_write_json(self.path, self.data)
+        from medseg.utils.lock import folder_lock
+
+        with folder_lock(self.path.parent, "predict", wait=True):
+            mine = {c.get("case_id") for c in self.data["cases"]}
+            others = [c for c in _recorded_cases(self.path) if c.get("case_id") not in mine]
+            return atomic_write_json(self.path, {**self.data, "cases": [*others, *self.data["cases"]]})
 
     def add_case(self, entry: Mapping[str, Any]) -> None:
         """Record a finished case (replacing an earlier entry of the same ``case_id``) and rewrite."""
@@ -140,3 +157,14 @@ class RunManifest:
         self.write()
 
 
+
+
+def _recorded_cases(path: Path) -> list[dict]:
+    """The ``cases`` of the manifest at ``path`` as it is on disk (none when missing or unreadable)."""
+    import json
+
+    try:
+        cases = json.loads(path.read_text(encoding="utf-8")).get("cases")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [c for c in cases if isinstance(c, dict)] if isinstance(cases, list) else []

@@ -5,10 +5,12 @@ plus ``warnings``), ``<case>_seg.dcm`` (DICOM SEG, :mod:`medseg.io.dicom_seg_wri
 ``<case>_preview.png`` (:mod:`medseg.preview`), with ``--save-probabilities`` the uint8 maps
 ``<case>_prob_liver.nii.gz``, ``<case>_prob_tumor.nii.gz`` and ``<case>_uncertainty.nii.gz``
 (:mod:`medseg.inference.probability_maps`). A fold ensemble's agreement (``stats["uncertainty"]``) goes
-into the volumes JSON (``uncertainty``) and the cohort table. Per run: ``run.json`` (:mod:`medseg.manifest`),
-``volumes.csv`` and ``lesions.csv`` (:mod:`medseg.evaluation.tables`), rewritten atomically after every case.
-Under ``torchrun`` each process writes its own ``run.rank<R>.json``, ``volumes.rank<R>.csv`` and
-``lesions.rank<R>.csv`` (rank 0 the plain names), so no two processes write one file.
+into the volumes JSON (``uncertainty``) and the cohort table. Per run: ``run.json`` (:mod:`medseg.manifest`;
+under ``torchrun`` each process writes its own ``run.rank<R>.json``, rank 0 the plain name). Per folder:
+``volumes.csv`` and ``lesions.csv`` (:mod:`medseg.evaluation.tables`). The per-case files are the source of
+truth: after every case the two tables are rebuilt from every ``<case>_volumes.json`` in the folder while
+holding the folder's predict lock (:func:`rebuild_cohort_tables`), so several ``predict`` processes (runs,
+``torchrun`` ranks, array jobs) writing into one folder end with tables holding all their cases.
 
 Output formats (``--format``): ``auto`` = NIfTI for NIfTI input, NIfTI and DICOM SEG for DICOM input;
 ``nifti``; ``dicom-seg`` (no NIfTI); ``both``. A failed output step never fails the case: it becomes a
@@ -23,6 +25,7 @@ with each outcome.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +36,8 @@ from medseg.io.volume import Volume
 from medseg.manifest import RunManifest
 from medseg.utils.atomic import atomic_write_json
 
-__all__ = ["FORMATS", "CaseFiles", "OutputSettings", "PredictOutputs", "map_filename", "seg_filename", "wants_seg"]
+__all__ = ["FORMATS", "CaseFiles", "OutputSettings", "PredictOutputs", "map_filename", "rebuild_cohort_tables",
+           "seg_filename", "wants_seg"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +107,7 @@ class PredictOutputs:
     out_dir: Path
     settings: OutputSettings
     manifest: RunManifest | None = None
-    _volume_rows: dict[str, dict] = field(default_factory=dict)
-    _lesion_rows: dict[str, list[dict]] = field(default_factory=dict)
+    _reports: dict[str, tuple] = field(default_factory=dict)  # parsed case JSONs (rebuild_cohort_tables' cache)
     _pending: dict[str, CaseFiles] = field(default_factory=dict)
 
     def write_case(self, case_id: str, source: Path, scan: Volume, labels: Volume, stats: dict) -> CaseFiles:
@@ -134,17 +137,14 @@ class PredictOutputs:
             atomic_write_json(self.out_dir / f"{case_id}_volumes.json",
                               {"case_id": case_id, "input": str(source), **report, "warnings": out.warnings, **model})
             out.files.insert(0, str(self.out_dir / f"{case_id}_volumes.json"))
-            self._add_rows(case_id, report, out.warnings)
         self._pending[case_id] = out
         return out
 
     def case_done(self, outcome) -> None:
         """Record ``outcome`` (a :class:`~medseg.inference.batch.CaseOutcome`) in the manifest and tables."""
         extra = self._pending.pop(outcome.case_id, CaseFiles())
-        if outcome.status == "skipped" and self.settings.volumes:
-            self._rows_from_earlier_run(outcome.case_id)
         if outcome.status in ("ok", "skipped") and self.settings.volumes:
-            self._write_tables()
+            rebuild_cohort_tables(self.out_dir, cache=self._reports)
         if self.manifest is None:
             return
         files = list(extra.files) + ([outcome.output] if outcome.output and extra.write_label_map else [])
@@ -204,29 +204,62 @@ class PredictOutputs:
         out.files.append(str(path))
         return path
 
-    def _add_rows(self, case_id: str, report: dict, warnings: list[str]) -> None:
-        from medseg.evaluation.tables import lesion_rows, volume_row
 
-        self._volume_rows[case_id] = volume_row(case_id, report, warnings)
-        self._lesion_rows[case_id] = lesion_rows(case_id, report["lesions"])
+def rebuild_cohort_tables(out_dir: str | os.PathLike, *, cache: dict | None = None) -> tuple[Path, Path]:
+    """Rewrite ``volumes.csv`` and ``lesions.csv`` of ``out_dir`` from every ``<case>_volumes.json`` in it.
 
-    def _rows_from_earlier_run(self, case_id: str) -> None:
-        """A resumed (skipped) case keeps its rows in the tables, from its earlier ``<case>_volumes.json``."""
-        import json
+    The per-case files are the source of truth; the tables are derived, rebuilt while holding the folder's
+    ``.medseg-predict.lock`` (waiting for it), so processes that predict into one folder never drop each
+    other's rows: the last rebuild sees every case written so far. Cases in case-id order; a JSON that is
+    not a readable volumes report (a symbolic link, unparsable) is left out with a warning.
 
-        path = self.out_dir / f"{case_id}_volumes.json"
-        try:
+    Args:
+        out_dir: A ``medseg predict`` output folder.
+        cache: Optional dict kept between calls: a file whose size and modification time are unchanged
+            is not parsed again (a cohort of N cases costs N reads in all, not N per case).
+
+    Returns:
+        The paths of ``volumes.csv`` and ``lesions.csv``.
+    """
+    from medseg.evaluation.tables import lesion_rows, lesions_table, volume_row, volumes_table, write_table
+    from medseg.utils.lock import folder_lock
+
+    folder = Path(out_dir)
+    cache = {} if cache is None else cache
+    with folder_lock(folder, "predict", wait=True):
+        reports = []
+        for path in sorted(folder.glob(f"*{_VOLUMES_SUFFIX}")):
+            report = _case_report(path, cache)
+            if report is not None:
+                reports.append((str(report.get("case_id") or path.name[: -len(_VOLUMES_SUFFIX)]), report))
+        reports.sort(key=lambda item: item[0])
+        volumes = volumes_table(volume_row(case, r, r.get("warnings") or []) for case, r in reports)
+        lesions = lesions_table([row for case, r in reports for row in lesion_rows(case, r.get("lesions") or [])])
+        return write_table(volumes, folder / "volumes.csv"), write_table(lesions, folder / "lesions.csv")
+
+
+_VOLUMES_SUFFIX = "_volumes.json"
+
+
+def _case_report(path: Path, cache: dict) -> dict | None:
+    """The parsed ``<case>_volumes.json`` at ``path`` (from ``cache`` when unchanged), ``None`` if unusable."""
+    import json
+    import stat
+
+    try:
+        st = path.lstat()
+        if path.name.startswith(".") or not stat.S_ISREG(st.st_mode):
+            return None
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if cache.get(path.name, (None,))[0] != key:
             report = json.loads(path.read_text(encoding="utf-8"))
-            self._add_rows(case_id, report, report.get("warnings", []))
-        except (OSError, ValueError, KeyError, TypeError):
-            logger.warning("%s: no usable volumes JSON from the earlier run; not in the tables", case_id)
-
-    def _write_tables(self) -> None:
-        from medseg.evaluation.tables import lesions_table, volumes_table, write_table
-
-        write_table(volumes_table(self._volume_rows.values()), self.out_dir / self.settings.run_file("volumes", ".csv"))
-        lesions = [row for rows in self._lesion_rows.values() for row in rows]
-        write_table(lesions_table(lesions), self.out_dir / self.settings.run_file("lesions", ".csv"))
+            if not isinstance(report, dict) or not isinstance(report.get("lesions", []), list):
+                raise ValueError("not a volumes report")
+            cache[path.name] = (key, report)
+        return cache[path.name][1]
+    except (OSError, ValueError) as exc:
+        logger.warning("%s: not used for the cohort tables (%s)", path, exc)
+        return None
 
 
 def _rounded_uncertainty(agreement: dict) -> dict:

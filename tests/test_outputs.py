@@ -81,3 +81,29 @@ def test_resumed_case_keeps_its_table_rows(tmp_path, tiny_case):
     table = pd.read_csv(out / "volumes.csv", dtype={"case": str})
     assert table["case"].tolist() == ["a"] and table.loc[0, "warnings"] == "spacing far from the plan"
     assert json.loads((out / "run.json").read_text())["cases"][0]["status"] == "skipped"
+
+
+def test_two_predicts_into_one_folder_keep_each_others_cases(tmp_path, tiny_case):
+    """Issue #29.6: two `medseg predict` into one folder ended with only the second run's cases in
+    volumes.csv, lesions.csv and run.json; the tables are rebuilt from every <case>_volumes.json."""
+    from medseg.outputs import rebuild_cohort_tables
+
+    scan = tiny_case.image.with_array(tiny_case.image.array, format="nifti")
+    out = tmp_path / "out"
+    settings = OutputSettings(format="nifti", preview=False)
+    first = PredictOutputs(out, settings, RunManifest.start(out, command="predict", shared=True))
+    second = PredictOutputs(out, settings, RunManifest.start(out, command="predict", shared=True))
+    empty = scan.with_array(np.zeros(scan.shape, np.uint8))
+    for writer, case, labels in ((first, "a", tiny_case.label), (second, "b", empty), (first, "c", tiny_case.label)):
+        writer.write_case(case, tmp_path / f"{case}.nii.gz", scan, labels, {})
+        writer.case_done(CaseOutcome(case, f"{case}.nii.gz", "ok", output=str(out / f"{case}_seg.nii.gz")))
+    table = pd.read_csv(out / "volumes.csv", dtype={"case": str})
+    assert table["case"].tolist() == ["a", "b", "c"]
+    lesions = pd.read_csv(out / "lesions.csv", dtype={"case": str})
+    count = tiny_case.info["lesion_count"]
+    assert lesions["case"].tolist() == ["a"] * count + ["c"] * count
+    assert table.set_index("case").loc["b", "liver_ml"] == 0
+    assert sorted(c["case_id"] for c in json.loads((out / "run.json").read_text())["cases"]) == ["a", "b", "c"]
+    (out / "c_volumes.json").unlink()  # the per-case files are the source of truth
+    rebuild_cohort_tables(out)
+    assert pd.read_csv(out / "volumes.csv", dtype={"case": str})["case"].tolist() == ["a", "b"]

@@ -29,8 +29,8 @@ affine), <case>_seg.dcm (DICOM SEG referencing the source series; DICOM input, s
 picture); per run volumes.csv, lesions.csv and run.json (model checksum, settings, versions, per-case
 timings, warnings and files; updated after every case). A scan that cannot be predicted is reported on one
 line and skipped; the exit code is 2 when any scan failed. Under torchrun every process predicts its
-share of the scans (every WORLD_SIZE-th, on GPU LOCAL_RANK) and writes run.rank<R>.json,
-volumes.rank<R>.csv and lesions.rank<R>.csv (rank 0: the plain names).
+share of the scans (every WORLD_SIZE-th, on GPU LOCAL_RANK) and writes run.rank<R>.json (rank 0:
+run.json); volumes.csv and lesions.csv are rebuilt from every <case>_volumes.json in the folder.
 """
 
 
@@ -190,7 +190,8 @@ def _writer(args: argparse.Namespace, settings, predictor, rank: int):
     manifest = RunManifest.start(args.out, command="predict", settings=resolved, checkpoints=checkpoints,
                                  pipeline={"model": str(args.model), "plan": pipeline, "postprocessing": applied,
                                            "training_data": model["training_data"], "warnings": warnings},
-                                 device=str(predictor.device), name=outputs.run_file("run", ".json"))  # fmt: skip
+                                 device=str(predictor.device), name=outputs.run_file("run", ".json"),
+                                 shared=True)  # fmt: skip
     return PredictOutputs(Path(args.out), outputs, manifest)
 
 
