@@ -4,7 +4,8 @@ Stages, in the order data flows through them: :mod:`medseg.io` (CT files <-> :cl
 :mod:`medseg.data` (data sets, integrity checks, the synthetic phantom), :mod:`medseg.preprocessing`,
 :mod:`medseg.models`, :mod:`medseg.losses`, :mod:`medseg.training`, :mod:`medseg.inference` and
 :mod:`medseg.evaluation`. Sub-packages are imported on first use (PEP 562), so ``import medseg`` stays light
-and ``medseg.evaluation.binary_metrics(...)`` works after a bare ``import medseg``::
+and ``medseg.evaluation.binary_metrics(...)`` works after a bare ``import medseg``; ``__init__.pyi`` names them
+for IDEs and type checkers (a stub, so the package imports none of its sub-packages, not even for typing)::
 
     import medseg
 
@@ -14,7 +15,7 @@ and ``medseg.evaluation.binary_metrics(...)`` works after a bare ``import medseg
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -23,22 +24,6 @@ SUBPACKAGES = ("cli", "data", "evaluation", "inference", "interop", "io", "losse
                "runs", "training", "utils")  # fmt: skip
 
 __all__ = ["SUBPACKAGES", "__version__", *SUBPACKAGES]
-
-if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names are imported on first use
-    from medseg import (  # noqa: F401
-        cli,
-        data,
-        evaluation,
-        inference,
-        interop,
-        io,
-        losses,
-        models,
-        preprocessing,
-        runs,
-        training,
-        utils,
-    )
 
 
 def __getattr__(name: str) -> Any:

@@ -38,3 +38,12 @@ def test_import_medseg_loads_no_subpackage_and_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "[]"
     assert out[1] == "True"
+
+
+def test_the_stub_names_every_subpackage():
+    """``__init__.pyi`` (what IDEs and type checkers read) lists exactly the lazily reached sub-packages."""
+    import ast
+
+    stub = ast.parse((PACKAGE / "__init__.pyi").read_text())
+    named = {alias.asname for node in stub.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert named == set(medseg.SUBPACKAGES)

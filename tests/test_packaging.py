@@ -59,6 +59,7 @@ def test_wheel_contains_every_package_and_pipeline_recipe(wheel):
     assert not missing, f"packages missing from the wheel: {missing}"
     modules = {str(p.relative_to(REPO)) for p in (REPO / "medseg").rglob("*.py") if "__pycache__" not in p.parts}
     assert modules <= names, sorted(modules - names)[:5]
+    assert "medseg/__init__.pyi" in names  # what IDEs see of the lazily reached sub-packages
     assert any(n.endswith("entry_points.txt") for n in names)
 
 

@@ -16,23 +16,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from medseg.evaluation.binary import BINARY_METRIC_KEYS, binary_metrics
 from medseg.evaluation.confusion import confusion_matrix, confusion_row
-from medseg.evaluation.detection import LesionScores, score_lesions
+from medseg.evaluation.detection import score_lesions
 from medseg.evaluation.lesions import match_lesions
-from medseg.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol
+from medseg.evaluation.result import REGIONS, CaseResult
 from medseg.geometry import grow_box, joint_bounding_box
-from medseg.labels import REGION_LABELS, region_masks, tumor_burden_percent
+from medseg.labels import region_masks, tumor_burden_percent
 
 __all__ = ["REGIONS", "CaseResult", "EvaluationConfig", "evaluate_case", "not_scored"]
-
-#: Regions evaluated per case, in report order (:data:`medseg.labels.REGION_LABELS`).
-REGIONS = tuple(REGION_LABELS)
-
 
 @dataclass(frozen=True)
 class EvaluationConfig:
@@ -58,16 +54,6 @@ class EvaluationConfig:
             raise ValueError(f"connectivity must be 1, 2 or 3, got {self.connectivity!r}")
 
 
-@dataclass
-class CaseResult:
-    """The evaluation of one case: a flat ``row`` (``per_case.csv``) and per-reference-lesion rows."""
-
-    case: str
-    row: dict[str, float | int | str]
-    lesions: list[dict] = field(default_factory=list)
-    detections: LesionScores | None = None
-
-
 def evaluate_case(
     pred: np.ndarray,
     ref: np.ndarray,
@@ -75,33 +61,23 @@ def evaluate_case(
     spacing_mm: Sequence[float],
     case: str = "",
     config: EvaluationConfig | None = None,
-    protocol: str = DEFAULT_PROTOCOL,
     tumor_probability: np.ndarray | None = None,
 ) -> CaseResult:
-    """All metrics of one predicted LiTS label map against its reference.
+    """All metrics of one predicted LiTS label map against its reference, under medseg's conventions (the
+    ``medseg`` protocol; :func:`medseg.evaluation.protocols.score_case` chooses between protocols).
 
     Args:
         pred: ``(X, Y, Z)`` predicted label map (0 background, 1 liver, 2 tumor).
         ref: Reference label map, same shape and grid.
         spacing_mm: Voxel size along each array axis, in mm.
         case: Case id stored in the row.
-        config: Metric settings of the ``medseg`` protocol (:class:`EvaluationConfig` defaults when ``None``).
-        protocol: ``"medseg"`` or ``"lits2017"`` (the LiTS 2017 scorer's fixed conventions and names,
-            :func:`medseg.evaluation.lits2017.evaluate_case_lits2017`; ``config`` must then be ``None``
-            or the defaults).
+        config: Metric settings (:class:`EvaluationConfig` defaults when ``None``).
         tumor_probability: Optional tumor probability map (same shape) giving each predicted lesion its
             confidence for AP/FROC (its maximum); ``None``: confidence 1 (argmax).
 
     Returns:
-        A :class:`CaseResult`; see the module docstring (or :mod:`medseg.evaluation.lits2017`) for the
-        row's columns.
+        A :class:`~medseg.evaluation.result.CaseResult`; see the module docstring for the row's columns.
     """
-    if check_protocol(protocol) != DEFAULT_PROTOCOL:
-        if config not in (None, EvaluationConfig()):
-            raise ValueError(f"config {config!r} does not apply to protocol {protocol!r}: its conventions are fixed")
-        from medseg.evaluation.lits2017 import evaluate_case_lits2017  # it builds on CaseResult
-
-        return evaluate_case_lits2017(pred, ref, spacing_mm=spacing_mm, case=case)
     config = config or EvaluationConfig()
     pred, ref = np.asarray(pred), np.asarray(ref)
     if pred.shape != ref.shape:

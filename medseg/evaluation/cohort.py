@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from medseg.evaluation.binary import BINARY_METRIC_KEYS
-from medseg.evaluation.case import REGIONS, CaseResult
 from medseg.evaluation.confusion import summarize_confusion
+from medseg.evaluation.result import REGIONS, CaseResult
 from medseg.evaluation.statistics import DEFAULT_BOOTSTRAP, BootstrapSettings, describe
 from medseg.labels import LITS_LABELS
 

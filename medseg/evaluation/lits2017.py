@@ -52,8 +52,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from medseg.evaluation.case import CaseResult
 from medseg.evaluation.lesions import label_lesions
+from medseg.evaluation.result import CaseResult
 from medseg.evaluation.surface import crop_pair, distance_metrics, surface_distances
 from medseg.geometry import check_spacing
 from medseg.labels import region_masks
@@ -220,7 +220,7 @@ def evaluate_case_lits2017(
         case: Case id stored in the row.
 
     Returns:
-        A :class:`~medseg.evaluation.case.CaseResult` whose row holds ``case``, ``liver_<score>`` for
+        A :class:`~medseg.evaluation.result.CaseResult` whose row holds ``case``, ``liver_<score>`` for
         :data:`SEGMENTATION_KEYS`, ``liver_exists``, ``lesion_dice_per_case``, ``TP``, ``FP``, ``FN``
         (IoU > 0.5) and ``TP_greater_zero``, ``FP_greater_zero``, ``FN_greater_zero`` (IoU > 0),
         ``n_predicted``, ``n_reference``, ``tumor_burden_diff`` (ref - pred, fractions) and the global-Dice

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medseg.evaluation.case import REGIONS
+from medseg.evaluation.result import REGIONS
 from medseg.utils.atomic import atomic_path, atomic_write_csv, atomic_write_json
 
 __all__ = ["REPORT_FILES", "draw_bland_altman", "mark_incomplete", "plot_boxplots", "plot_volume_agreement",

@@ -12,12 +12,19 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import DataError
-from medseg.evaluation.case import CaseResult, EvaluationConfig, evaluate_case, not_scored
+from medseg.evaluation.case import EvaluationConfig, not_scored
 from medseg.evaluation.cohort import lesions_dataframe, to_dataframe
 from medseg.evaluation.detection import cohort_detection, probability_files
 from medseg.evaluation.matching import CasePair, check_pair_geometry, match_cases
-from medseg.evaluation.protocols import DEFAULT_PROTOCOL, check_protocol, summarize_protocol
+from medseg.evaluation.protocols import (
+    DEFAULT_PROTOCOL,
+    check_protocol,
+    protocol_config,
+    score_case,
+    summarize_protocol,
+)
 from medseg.evaluation.report import mark_incomplete, write_report
+from medseg.evaluation.result import CaseResult
 from medseg.geometry import axis_skew_deg
 from medseg.io.label_map import LabelMapping
 from medseg.utils.lock import folder_lock
@@ -70,8 +77,8 @@ def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFA
                        "`medseg volumes` measures this grid exactly", pair.case, skew,
                        100 * (np.prod(ref.spacing_mm) / 1000 / ref.voxel_volume_ml - 1))
     probability = (probabilities or {}).get(pair.case) if pred is not None else None
-    result = evaluate_case(
-        pred_array, ref.array, spacing_mm=ref.spacing_mm, case=pair.case, config=config, protocol=protocol,
+    result = score_case(
+        protocol, pred_array, ref.array, spacing_mm=ref.spacing_mm, case=pair.case, config=config,
         tumor_probability=None if probability is None else _read_probability(probability, ref),
     )  # fmt: skip
     result.row["prediction_missing"] = pair.pred is None
@@ -206,17 +213,8 @@ def _report(out_dir, results: list[CaseResult], missing: list[str], config: Eval
     summary = summarize_protocol(protocol, per_case, lesions, not_scored=not_scored)
     summary["missing"] = missing
     summary.update(extra or {})
-    if protocol == DEFAULT_PROTOCOL:
-        summary["config"] = {
-            "nsd_tolerance_mm": config.nsd_tolerance_mm,
-            "iou_threshold": config.iou_threshold,
-            "connectivity": config.connectivity,
-        }
-    else:
-        from medseg.evaluation.lits2017 import CONVENTIONS
-
-        summary["config"] = dict(CONVENTIONS)
-        figures = False  # the box and volume plots are drawn from medseg's columns
+    summary["config"] = protocol_config(protocol, config)
+    figures = figures and protocol == DEFAULT_PROTOCOL  # the box and volume plots are drawn from medseg's columns
     detection = None
     if protocol == DEFAULT_PROTOCOL and not not_scored:  # lesion AP and FROC (medseg.evaluation.detection)
         scored = [r.detections for r in results if r.detections is not None]

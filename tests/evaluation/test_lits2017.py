@@ -18,6 +18,7 @@ from medseg.evaluation.lits2017 import (
     segmentation_scores,
     summarize_lits2017,
 )
+from medseg.evaluation.protocols import score_case
 
 SPACING = (0.7, 1.3, 2.5)
 
@@ -215,11 +216,12 @@ def test_cohort_lesion_scores_average_detected_lesions():
 
 def test_protocol_argument():
     ref = _liver()
-    assert "TP" in evaluate_case(ref, ref, spacing_mm=SPACING, protocol="lits2017").row
+    assert "TP" in score_case("lits2017", ref, ref, spacing_mm=SPACING).row
+    assert score_case("medseg", ref, ref, spacing_mm=SPACING).row == evaluate_case(ref, ref, spacing_mm=SPACING).row
     with pytest.raises(ValueError, match="protocol"):
-        evaluate_case(ref, ref, spacing_mm=SPACING, protocol="lits2018")
+        score_case("lits2018", ref, ref, spacing_mm=SPACING)
     with pytest.raises(ValueError, match="does not apply"):
-        evaluate_case(ref, ref, spacing_mm=SPACING, protocol="lits2017", config=EvaluationConfig(connectivity=1))
+        score_case("lits2017", ref, ref, spacing_mm=SPACING, config=EvaluationConfig(connectivity=1))
     with pytest.raises(ValueError, match="3D"):
         evaluate_case_lits2017(ref[..., 0], ref[..., 0], spacing_mm=(1, 1))
     assert isinstance(to_dataframe([_score(ref, ref)]), pd.DataFrame)
