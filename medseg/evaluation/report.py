@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medseg.errors import DataError
 from medseg.evaluation.result import REGIONS
 from medseg.utils.atomic import atomic_path, atomic_write_csv, atomic_write_json
 
-__all__ = ["REPORT_FILES", "draw_bland_altman", "mark_incomplete", "plot_boxplots", "plot_volume_agreement",
-           "write_report"]
+__all__ = ["REPORT_FILES", "draw_bland_altman", "earlier_report_files", "mark_incomplete", "plot_boxplots",
+           "plot_volume_agreement", "write_report"]
 
 #: Every file an evaluation may write, ``summary.json`` last.
 REPORT_FILES = ("per_case.csv", "lesions.csv", "boxplots.png", "volumes.png", "froc.png", "summary.json")
@@ -154,8 +155,8 @@ def write_report(
         from medseg.evaluation.detection import plot_froc
 
         written["froc"] = plot_froc(detection, out / "froc.png")
-    for name in REPORT_FILES[:-1]:  # an earlier run's file that this run does not rewrite would mislead
-        if out / name not in written.values():
+    for name in earlier_report_files(out):  # an earlier evaluate's file this run does not rewrite would mislead
+        if name in REPORT_FILES[:-1] and out / name not in written.values():
             (out / name).unlink(missing_ok=True)
     files = [*sorted(p.name for p in written.values()), "summary.json"]
     written["summary"] = atomic_write_json(out / "summary.json", {"status": "complete", "files": files, **summary})
@@ -169,12 +170,37 @@ def mark_incomplete(out_dir: str | os.PathLike) -> Path:
     :func:`write_report` writes ``summary.json`` with ``"status": "complete"`` (and the list of files)
     last, so a run killed at any moment leaves either a complete set or a folder whose summary says
     ``incomplete``: the other files may be from this run or an earlier one.
+
+    Raises:
+        DataError: A report file name (``lesions.csv``, a figure...) is taken by a file no earlier
+            ``evaluate`` wrote (``medseg predict``'s ``lesions.csv``, the user's own): nothing is overwritten.
     """
-    return atomic_write_json(Path(out_dir) / "summary.json", {
+    out = Path(out_dir)
+    earlier = earlier_report_files(out)
+    foreign = [name for name in REPORT_FILES[:-1] if (out / name).exists() and name not in earlier]
+    if (out / "summary.json").exists() and _status(out / "summary.json") is None:
+        foreign.append("summary.json")
+    if foreign:
+        raise DataError(f"{', '.join(foreign)} here not written by medseg evaluate: not overwritten; choose an empty "
+                        "--out folder", path=out)
+    return atomic_write_json(out / "summary.json", {
         "status": "incomplete",
         "note": "evaluation started but did not finish; the other files here may be partial or from an earlier run",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "earlier_files": sorted(earlier),
     })
+
+
+def earlier_report_files(out_dir: str | os.PathLike) -> set[str]:
+    """Names of the report files an earlier ``evaluate`` wrote into ``out_dir``: the ``files`` of a complete
+    ``summary.json``, or those an interrupted run's marker carried over (``earlier_files``); only these may
+    be replaced or removed (issue #29.9: ``--no-figures`` removed figures it never wrote)."""
+    try:
+        summary = json.loads((Path(out_dir) / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    names = (summary.get("files") or summary.get("earlier_files") or []) if isinstance(summary, dict) else []
+    return {str(n) for n in names if isinstance(n, str)} | ({"summary.json"} if names else set())
 
 
 def _status(path: Path) -> str | None:

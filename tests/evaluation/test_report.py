@@ -23,7 +23,9 @@ def _per_case():
 
 def test_files_summary_and_stale_files(tmp_path):
     lesions = pd.DataFrame({"case": ["a"], "lesion": [1], "volume_ml": [1.5]})
-    (tmp_path / "boxplots.png").write_bytes(PNG)  # from an earlier run with figures
+    (tmp_path / "boxplots.png").write_bytes(PNG)  # from an earlier run with figures, which its summary lists
+    earlier = {"status": "complete", "files": ["boxplots.png", "summary.json"]}
+    (tmp_path / "summary.json").write_text(json.dumps(earlier))
     written = write_report(tmp_path, _per_case(), {"cases": 3}, lesions=lesions, figures=False)
     assert set(written) == {"per_case", "lesions", "summary"}
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -51,3 +53,25 @@ def test_incomplete_marker(tmp_path):
     mark_incomplete(tmp_path)
     marker = json.loads((tmp_path / "summary.json").read_text())
     assert marker["status"] == "incomplete" and "did not finish" in marker["note"]
+
+
+def test_files_no_evaluate_wrote_are_neither_removed_nor_overwritten(tmp_path):
+    """Issue #29.9: `evaluate --no-figures` deleted figures it never wrote and overwrote a lesions.csv there."""
+    from medseg.errors import DataError
+
+    (tmp_path / "volumes.png").write_bytes(PNG)  # the user's own, no summary.json: not evaluate's
+    with pytest.raises(DataError, match=r"volumes\.png here not written by medseg evaluate"):
+        write_report(tmp_path, _per_case(), {}, figures=False)
+    (tmp_path / "volumes.png").unlink()
+    (tmp_path / "lesions.csv").write_text("case,lesion\npredict's,1\n")  # medseg predict's cohort table
+    with pytest.raises(DataError, match=r"lesions\.csv here not written"):
+        mark_incomplete(tmp_path)
+    assert (tmp_path / "lesions.csv").read_text() == "case,lesion\npredict's,1\n"
+    assert not (tmp_path / "summary.json").exists()
+    (tmp_path / "lesions.csv").unlink()
+    (tmp_path / "froc.png").write_bytes(PNG)
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "complete", "files": ["froc.png", "summary.json"]}))
+    mark_incomplete(tmp_path)  # a killed run carries the earlier run's list over
+    assert json.loads((tmp_path / "summary.json").read_text())["earlier_files"] == ["froc.png", "summary.json"]
+    write_report(tmp_path, _per_case(), {}, figures=False)
+    assert not (tmp_path / "froc.png").exists()  # evaluate's own earlier figure: removed
