@@ -261,8 +261,7 @@ def _volumes(args: argparse.Namespace) -> int:
 
     from medseg.errors import DataError
     from medseg.evaluation.volumes import volumes_report
-    from medseg.io.label_map import read_label_map
-    from medseg.io.reader import read_volume
+    from medseg.io.reader import read_label_map, read_volume
     from medseg.utils.atomic import atomic_write_csv, atomic_write_json
     from medseg.utils.paths import check_outputs
 

@@ -55,13 +55,13 @@ def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFA
     gives the case's predicted lesions their confidence for AP/FROC; a case without one scores its lesions
     with confidence 1 (argmax).
 
-    Both are read with :func:`medseg.io.label_map.read_label_map`: values checked, ``labels`` (reference)
+    Both are read with :func:`medseg.io.reader.read_label_map`: values checked, ``labels`` (reference)
     and ``pred_labels`` (prediction) mappings applied, the prediction brought onto the reference's voxel
     order when it is the same grid stored differently (a DICOM SEG reference is placed on the prediction's
     grid instead).
     """
     from medseg.io.dicom_seg_reader import is_dicom_seg
-    from medseg.io.label_map import read_label_map
+    from medseg.io.reader import read_label_map
 
     if pair.pred is not None and is_dicom_seg(pair.ref):
         pred = read_label_map(pair.pred, labels=pred_labels)

@@ -176,7 +176,7 @@ def volumes_report(label: Volume, image: Volume | None = None, *, connectivity: 
     """:func:`measure_volumes` for a label :class:`~medseg.io.volume.Volume` (and optional scan Volume).
 
     Args:
-        label: The label map (read with :func:`medseg.io.label_map.read_label_map` to map another tool's
+        label: The label map (read with :func:`medseg.io.reader.read_label_map` to map another tool's
             values; its ``meta["label_mapping"]`` is recorded).
         image: The scan, for HU statistics. A label map on the same world grid stored in another voxel
             order (e.g. LAS against the series' L,P,I) is reoriented onto it exactly.

@@ -2,7 +2,7 @@
 
 from medseg.io.dicom import SeriesInfo, is_dicom_file, list_dicom_series, read_dicom_file, read_dicom_series
 from medseg.io.dicom_writer import write_dicom_series
-from medseg.io.label_map import LabelMapping, read_label_map
+from medseg.io.label_map import LabelMapping
 from medseg.io.orientation import (
     CANONICAL_AXCODES,
     Reorientation,
@@ -14,7 +14,7 @@ from medseg.io.orientation import (
     reorient_like,
     to_canonical,
 )
-from medseg.io.reader import read_volume, write_volume
+from medseg.io.reader import read_label_map, read_volume, write_volume
 from medseg.io.volume import Volume, affine_from_geometry
 
 __all__ = [

@@ -18,21 +18,16 @@ Examples of mappings (``--labels`` on the command line, ``labels=`` in the API):
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from medseg.errors import ConfigError, DataError
 from medseg.geometry import bounding_box
-from medseg.io.orientation import align_to
-from medseg.io.volume import Volume
 from medseg.labels import BACKGROUND, LIVER, TUMOR
 
-__all__ = ["LITS_MAPPING", "LabelMapping", "apply_label_mapping", "label_value_problems", "looks_like_label_map",
-           "read_label_map"]
+__all__ = ["LITS_MAPPING", "LabelMapping", "apply_label_mapping", "label_value_problems", "looks_like_label_map"]
 
 logger = logging.getLogger(__name__)
 
@@ -242,43 +237,6 @@ def apply_label_mapping(array: np.ndarray, mapping: LabelMapping = LITS_MAPPING,
     out[np.isin(values, list(mapping.liver))] = LIVER
     out[np.isin(values, list(mapping.tumor))] = TUMOR
     return out
-
-
-def read_label_map(
-    path: str | os.PathLike,
-    *,
-    labels: LabelMapping | Sequence[str] | Mapping | str | None = None,
-    like: Volume | None = None,
-    series_uid: str | None = None,
-) -> Volume:
-    """Read a label map (NIfTI, DICOM SEG, or a DICOM folder) as a LiTS label map, checked and mapped.
-
-    Args:
-        path: The label map file (or folder).
-        labels: A :class:`LabelMapping` or what :meth:`LabelMapping.parse` takes; ``None``: LiTS values.
-            DICOM SEG segments map by code/label by default (see :mod:`medseg.io.dicom_seg_reader`).
-        like: A volume (the scan, or the other label map) whose grid the result must share; the map is
-            flipped/transposed onto its voxel order when it is the same grid stored differently (a DICOM
-            SEG is placed on it frame by frame).
-        series_uid: For a DICOM folder holding several series.
-
-    Returns:
-        A ``uint8`` :class:`Volume` with values 0, 1, 2; ``meta["label_mapping"]`` records the mapping.
-
-    Raises:
-        DataError: Unreadable file, bad values, or a grid that differs from ``like``'s.
-    """
-    from medseg.io.dicom_seg_reader import is_dicom_seg, read_dicom_seg
-    from medseg.io.reader import read_volume
-
-    path = Path(path)
-    mapping = LabelMapping.parse(labels)
-    if path.is_file() and is_dicom_seg(path):
-        return read_dicom_seg(path, labels=mapping if mapping.explicit else None, like=like)
-    volume = read_volume(path, series_uid=series_uid)
-    array = apply_label_mapping(volume.array, mapping, path=path)
-    volume = volume.with_array(array, label_mapping=mapping.to_json())
-    return volume if like is None else align_to(volume, like)
 
 
 def _present_values(values: np.ndarray) -> list[float]:

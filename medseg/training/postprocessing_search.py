@@ -144,8 +144,8 @@ def choose_postprocessing(root: str | os.PathLike, fold_cases: Sequence[Any], *,
     from tqdm.auto import tqdm
 
     from medseg.data.naming import prediction_filename
-    from medseg.io.label_map import read_label_map
     from medseg.io.orientation import align_to
+    from medseg.io.reader import read_label_map
     from medseg.utils.atomic import atomic_write_json
 
     pred_dir = Path(root) / "crossval" / "predictions"
