@@ -33,13 +33,13 @@ def check_spacing(spacing_mm: Sequence[float], ndim: int | Sequence[int], *, nam
     """
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     count = " or ".join(str(n) for n in allowed)
-    message = f"{name} must be {count} positive finite numbers (one per array axis), got {spacing_mm!r}"
     try:
         spacing = np.asarray(spacing_mm, dtype=float).ravel()
     except (TypeError, ValueError):
-        raise ValueError(message) from None
-    if spacing.size not in allowed or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise ValueError(message)
+        spacing = None
+    if spacing is None or spacing.size not in allowed or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        # the message is built only here: repr of an array costs more than the check (per-lesion scores call it)
+        raise ValueError(f"{name} must be {count} positive finite numbers (one per array axis), got {spacing_mm!r}")
     return spacing
 
 

@@ -97,17 +97,46 @@ def probability_files(folder: str | os.PathLike) -> dict[str, Path]:
     return found
 
 
-def _iou_table(pred_labels: np.ndarray, n_pred: int, ref_labels: np.ndarray, n_ref: int) -> np.ndarray:
-    """``(n_pred + 1, n_ref + 1)`` IoU of every predicted/reference lesion pair (row/column 0 unused)."""
-    both = (pred_labels > 0) | (ref_labels > 0)
-    joint = np.bincount(pred_labels[both].astype(np.int64) * (n_ref + 1) + ref_labels[both], minlength=(n_pred + 1)
-                        * (n_ref + 1)).reshape(n_pred + 1, n_ref + 1)  # fmt: skip
-    pred_sizes, ref_sizes = joint.sum(axis=1), joint.sum(axis=0)
-    union = pred_sizes[:, None] + ref_sizes[None, :] - joint
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, joint / union, 0.0)
-    iou[0, :] = iou[:, 0] = 0.0
-    return iou
+def _overlapping_pairs(
+    pred_labels: np.ndarray, n_pred: int, ref_labels: np.ndarray, n_ref: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(pred, ref, iou)`` of every predicted/reference lesion pair that shares a voxel, ordered by predicted
+    then reference label (1-based labels; pairs without overlap have IoU 0 and are left out).
+
+    Sparse: one pair code ``pred * (n_ref + 1) + ref`` per overlapping voxel, counted with ``np.unique``, so
+    memory grows with the overlapping voxels, not with ``n_pred x n_ref`` (a dense table of 32,000 lesions
+    per map is 8 GB).
+    """
+    both = (pred_labels > 0) & (ref_labels > 0)
+    codes, inter = np.unique(pred_labels[both].astype(np.int64) * (n_ref + 1) + ref_labels[both], return_counts=True)
+    pred, ref = np.divmod(codes, n_ref + 1)
+    pred_sizes = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)
+    ref_sizes = np.bincount(ref_labels.ravel(), minlength=n_ref + 1)
+    return pred, ref, inter / (pred_sizes[pred] + ref_sizes[ref] - inter)
+
+
+def _match_detections(
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray], confidence: np.ndarray, n_ref: int, iou_threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy matching by decreasing confidence: ``(matched, best IoU)`` per predicted lesion (module docstring).
+
+    Each detection takes the still unmatched reference lesion of highest IoU (ties: the lower label) when
+    that IoU is above ``iou_threshold``; ``best`` is the matched IoU, else the best overlap (0 if none).
+    """
+    pred, ref, iou = pairs
+    starts = np.searchsorted(pred, np.arange(1, confidence.size + 2))  # pairs of lesion p: starts[p-1]:starts[p]
+    matched, best = np.zeros(confidence.size, dtype=bool), np.zeros(confidence.size)
+    free = np.ones(n_ref + 1, dtype=bool)
+    for p in np.argsort(-confidence, kind="stable"):  # highest confidence first
+        partners, overlaps = ref[starts[p] : starts[p + 1]], iou[starts[p] : starts[p + 1]]
+        if not partners.size:
+            continue
+        candidates = np.where(free[partners], overlaps, -1.0)
+        k = int(np.argmax(candidates))
+        best[p] = overlaps.max()
+        if candidates[k] > iou_threshold:
+            matched[p], best[p], free[partners[k]] = True, overlaps[k], False
+    return matched, best
 
 
 def score_lesions(
@@ -151,16 +180,8 @@ def score_lesions(
         if n_pred and not (np.isfinite(prob).all() and prob.min() >= 0.0 and prob.max() <= 1.0):
             raise ValueError("tumor_probability must hold finite probabilities in [0, 1]")
         confidence = np.asarray(ndimage.maximum(prob, pred_labels, index=np.arange(1, n_pred + 1)), dtype=np.float64)
-    iou = _iou_table(pred_labels, n_pred, ref_labels, n_ref)
-    matched, best = np.zeros(n_pred, dtype=bool), np.zeros(n_pred)
-    free = np.ones(n_ref + 1, dtype=bool)
-    free[0] = False
-    for p in np.argsort(-confidence, kind="stable"):  # highest confidence first
-        candidates = np.where(free, iou[p + 1], -1.0)
-        r = int(np.argmax(candidates))
-        best[p] = iou[p + 1].max()
-        if candidates[r] > iou_threshold:
-            matched[p], best[p], free[r] = True, iou[p + 1, r], False
+    pairs = _overlapping_pairs(pred_labels, n_pred, ref_labels, n_ref)
+    matched, best = _match_detections(pairs, confidence, n_ref, iou_threshold)
     return LesionScores(confidence, matched, best, int(n_ref), tumor_probability is not None)
 
 

@@ -169,10 +169,16 @@ def group_lesions(pred_labels: np.ndarray, ref_labels: np.ndarray) -> list[Lesio
     for g in range(1, n_ref + 1):
         members.setdefault(group_of[g], []).append(g)
     matched = _match_predicted_lesions(pairs, group_of)
+    preds_of: dict[int, list[int]] = {}  # per group, in one pass: linear in the pairs, not groups x lesions
+    for p in sorted(matched):
+        preds_of.setdefault(matched[p], []).append(p)
+    inter_of: dict[int, int] = {}
+    for g, p, voxels in pairs:
+        if matched[p] == group_of[g]:
+            inter_of[group_of[g]] = inter_of.get(group_of[g], 0) + voxels
     groups = []
     for label in sorted(members):
-        preds = sorted(p for p, target in matched.items() if target == label)
-        inter = sum(voxels for g, p, voxels in pairs if group_of[g] == label and p in preds)
+        preds, inter = preds_of.get(label, []), inter_of.get(label, 0)
         size = int(sum(ref_sizes[g] for g in members[label])) + int(sum(pred_sizes[p] for p in preds))
         groups.append(LesionGroup(label, tuple(members[label]), tuple(preds), int(inter), size - int(inter)))
     return groups

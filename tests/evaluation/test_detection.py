@@ -113,3 +113,45 @@ def test_bad_probability():
         score_lesions(pred, ref, tumor_probability=prob * 2)
     with pytest.raises(ValueError, match="shape"):
         score_lesions(pred, ref, tumor_probability=prob[1:])
+
+
+def _dense_scores(pred, ref, confidence, iou_threshold):
+    """The earlier dense computation: the full ``(n_pred + 1, n_ref + 1)`` IoU table and the greedy matching."""
+    from medseg.evaluation.lesions import label_lesions
+
+    pred_labels, n_pred = label_lesions(pred)
+    ref_labels, n_ref = label_lesions(ref)
+    joint = np.zeros((n_pred + 1, n_ref + 1))
+    np.add.at(joint, (pred_labels.ravel(), ref_labels.ravel()), 1)
+    union = joint.sum(axis=1)[:, None] + joint.sum(axis=0)[None, :] - joint
+    iou = np.where(union > 0, joint / np.maximum(union, 1), 0.0)
+    iou[0, :] = iou[:, 0] = 0.0
+    matched, best, free = np.zeros(n_pred, bool), np.zeros(n_pred), np.arange(n_ref + 1) > 0
+    for p in np.argsort(-confidence, kind="stable"):
+        candidates = np.where(free, iou[p + 1], -1.0)
+        r = int(np.argmax(candidates))
+        best[p] = iou[p + 1].max()
+        if candidates[r] > iou_threshold:
+            matched[p], best[p], free[r] = True, iou[p + 1, r], False
+    return matched, best, n_ref
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("iou_threshold", [0.0, 0.3, 0.5])
+def test_sparse_matching_equals_the_dense_table(seed, iou_threshold):
+    """Issue #29.8: the table holds only overlapping pairs; on random blobs (splits, merges, ties of confidence
+    and IoU) every confidence, match and IoU equals the dense table's."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    ref = ndimage.binary_dilation(rng.random((32, 28, 16)) < 0.006)  # ~55 lesions, some touching
+    moved = ref & (rng.random(ref.shape) > 0.15)  # voxels dropped: IoU ~0.85, some lesions split
+    moved[:16] = np.roll(ref, 1, axis=2)[:16]  # half of the lesions shifted by one voxel: low IoU
+    pred = moved ^ ndimage.binary_dilation(rng.random(ref.shape) < 0.004)  # cut, merged, spurious
+    prob = rng.choice([0.25, 0.5, 0.75, 1.0], size=ref.shape)
+    scores = score_lesions(pred, ref, tumor_probability=prob, iou_threshold=iou_threshold)
+    matched, best, n_ref = _dense_scores(pred, ref, scores.confidence, iou_threshold)
+    assert scores.confidence.size > 40 and n_ref > 40 and 0 < matched.sum() < n_ref  # a non-trivial case
+    np.testing.assert_array_equal(scores.matched, matched)
+    np.testing.assert_array_equal(scores.iou, best)
+    assert scores.n_ref == n_ref
