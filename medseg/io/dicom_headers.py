@@ -8,6 +8,7 @@ a single slice without a word about the rest of its series.
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,7 +51,11 @@ def check_not_part_of_series(path: str | os.PathLike) -> None:
 
 
 def check_pixel_bytes(path: Path, ds: Dataset) -> None:
-    """Refuse, before decoding, an uncompressed image whose file is shorter than its declared pixel data."""
+    """Refuse, before decoding, an uncompressed image whose file is shorter than its declared pixel data.
+
+    A deflated file (transfer syntax 1.2.840.10008.1.2.1.99: the whole data set deflated, the pixels stored
+    uncompressed inside it) is measured after inflation.
+    """
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax is not None and getattr(syntax, "is_compressed", False):
@@ -64,10 +69,37 @@ def check_pixel_bytes(path: Path, ds: Dataset) -> None:
     if min(rows, columns, frames, bits, samples) <= 0:
         raise DataError(f"invalid image size (Rows {rows}, Columns {columns}, {frames} frame(s))", path=path)
     needed = (rows * columns * frames * samples * bits + 7) // 8
-    size = path.stat().st_size
+    deflated = syntax is not None and getattr(syntax, "is_deflated", False)
+    size = _inflated_size(path, ds, at_least=needed) if deflated else path.stat().st_size
     if needed > size:
+        has = "the file inflates to" if deflated else "the file has"
         raise DataError(f"pixel data shorter than declared: {rows} rows x {columns} columns x {frames} frame(s) at "
-                        f"{bits} bits need {needed} bytes, the file has {size}: truncated or corrupt", path=path)
+                        f"{bits} bits need {needed} bytes, {has} {size}: truncated or corrupt", path=path)
+
+
+def _inflated_size(path: Path, ds: Dataset, *, at_least: int) -> int:
+    """Bytes of the deflated data set of a Deflated Explicit VR Little Endian file (DICOM PS3.5 A.5), counted
+    while inflating in 1 MiB pieces, never held whole; counting stops once ``at_least`` bytes are reached.
+
+    The data set follows the file meta group, which is not deflated: 128-byte preamble, ``DICM``, then the
+    12-byte group length element (0002,0000) and the ``FileMetaInformationGroupLength`` bytes it counts.
+    A stream that ends early or is corrupt counts what it inflated until then.
+    """
+    length = ds.file_meta.get("FileMetaInformationGroupLength")
+    if length is None:  # not a conforming file meta: no place to start from; pydicom's own read decides
+        return at_least
+    inflater, total, chunk = zlib.decompressobj(-zlib.MAX_WBITS), 0, 1 << 20
+    with open(path, "rb") as f:
+        f.seek(132 + 12 + int(length))
+        try:
+            while total < at_least and not inflater.eof:
+                data = inflater.unconsumed_tail or f.read(chunk)
+                if not data:
+                    break
+                total += len(inflater.decompress(data, chunk))
+        except zlib.error:
+            pass  # corrupt from here on: what inflated so far is all the file holds
+    return total
 
 
 def _header(path: Path) -> Dataset:

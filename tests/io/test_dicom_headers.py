@@ -46,3 +46,44 @@ def test_unreadable_header_is_one_line(tmp_path):
     bad.write_bytes(b"not a DICOM file at all")
     with pytest.raises(DataError, match=r"bad\.dcm: unreadable DICOM file"):
         check_not_part_of_series(bad)
+
+
+def _deflated_twin(path, out):
+    """``path`` re-written by pydicom in Deflated Explicit VR Little Endian (1.2.840.10008.1.2.1.99)."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def test_deflated_dicom_is_measured_after_inflation(tmp_path):
+    """Issue #29.14: a valid deflated slice (a smooth 256 x 256 int16 image: 131,072 pixel bytes in a file of
+    a few kB) was refused as truncated; it reads the values of its uncompressed twin, slice and series alike.
+    A deflated file cut short is still refused, and so is one declaring more pixels than its stream inflates to."""
+    from medseg.io import read_volume
+
+    x, y = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    array = ((x + 2 * y) % 300 - 1000).astype(np.int16)[:, :, None]  # (X, Y, Z): one slice
+    plain = write_dicom_series(Volume(array, np.diag([0.7, 0.7, 2.5, 1.0])), tmp_path / "plain")
+    source = sorted(plain.iterdir())[0]
+    (tmp_path / "deflated").mkdir()
+    deflated = _deflated_twin(source, tmp_path / "deflated" / "slice.dcm")
+    assert deflated.stat().st_size < 131072 < source.stat().st_size  # compressed below the pixel bytes
+    syntax = pydicom.dcmread(deflated, stop_before_pixels=True).file_meta.TransferSyntaxUID
+    assert str(syntax) == "1.2.840.10008.1.2.1.99"
+    for read in (lambda p: read_volume(p), lambda p: read_volume(p.parent)):  # the file, then its folder
+        twin, got = read(source), read(deflated)
+        np.testing.assert_array_equal(got.array, twin.array)
+        np.testing.assert_array_equal(got.array[:, :, 0], array[:, :, 0])
+        np.testing.assert_allclose(got.affine, twin.affine)
+    ds = pydicom.dcmread(deflated, stop_before_pixels=True)
+    ds.Rows = 4096  # 2 MB declared; the stream inflates to ~132 kB
+    with pytest.raises(DataError, match=r"pixel data shorter than declared: 4096 rows x 256 columns .* need 2097152 "
+                                        r"bytes, the file inflates to \d+"):
+        check_pixel_bytes(deflated, ds)
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(deflated.read_bytes()[: deflated.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"cut\.dcm: "):
+        read_volume(cut)
