@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,8 @@ from medseg.io.volume import Volume
 from medseg.manifest import RunManifest
 from medseg.utils.atomic import atomic_write_json
 
-__all__ = ["FORMATS", "CaseFiles", "OutputSettings", "PredictOutputs", "map_filename", "rebuild_cohort_tables",
-           "seg_filename", "wants_seg"]
+__all__ = ["FAILURES_FILE", "FORMATS", "PARTS_FILE", "CaseFiles", "OutputSettings", "PredictOutputs", "map_filename",
+           "rebuild_cohort_tables", "record_part", "seg_filename", "wants_seg"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class OutputSettings:
         volumes: Write ``<case>_volumes.json`` and the cohort tables.
         seg: :class:`~medseg.io.dicom_seg_writer.SegSettings` for the DICOM SEG (``None``: defaults).
         rank: This process's rank (file names of the per-run outputs).
+        part: This process's part of the cohort (``"K/N"``; empty: the whole cohort), recorded per case.
         model: What every output says about the model (``name``, ``sha256``, ``training_data`` records,
             ``phantom_only``): written into ``<case>_volumes.json`` and the preview caption.
     """
@@ -79,6 +81,7 @@ class OutputSettings:
     seg: Any = None
     rank: int = 0
     model: dict | None = None
+    part: str = ""
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -152,6 +155,8 @@ class PredictOutputs:
                  "seconds": round(outcome.seconds, 3),
                  "timings_s": {k: round(v, 3) for k, v in {**outcome.timings_s, **extra.timings_s}.items()},
                  "warnings": extra.warnings, "outputs": files}
+        if self.settings.part:
+            entry["part"] = self.settings.part
         if outcome.reason:
             entry["reason"] = outcome.reason
         self.manifest.add_case(entry)
@@ -294,3 +299,51 @@ def _dicom_uids(source: Path, scan: Volume) -> dict[str, str]:
         if "Rows" in ds and str(ds.get("SeriesInstanceUID", "") or "") == wanted:
             return {"study_uid": str(ds.get("StudyInstanceUID", "")), "series_uid": wanted}
     return {}
+
+
+#: The parts of a cohort that have finished (``record_part``), and the failed cases once all have.
+PARTS_FILE, FAILURES_FILE = "parts.json", "failures.csv"
+
+
+def record_part(out_dir: str | os.PathLike, part: Mapping[str, Any], outcomes: Sequence[Any]) -> dict | None:
+    """Record that ``part`` (``{"index", "count", "source"}``) of a cohort finished with ``outcomes``
+    (:class:`~medseg.inference.batch.CaseOutcome`); when every part of the cohort has, write the failed cases
+    with their one-line reasons to ``failures.csv`` and return the cohort's counts.
+
+    ``parts.json`` holds one entry per finished part (a re-run part replaces its entry; a split into another
+    number of parts starts anew), read and rewritten under the folder's predict lock, so parts ending at
+    the same time never lose each other's entry.
+
+    Returns:
+        ``{"parts", "ok", "skipped", "failed", "failures"}`` when the last part ends, else ``None``.
+    """
+    import json
+
+    from medseg.evaluation.tables import write_table
+    from medseg.utils.lock import folder_lock
+
+    folder = Path(out_dir)
+    entry = {"source": part.get("source"), "ok": 0, "skipped": 0, "failed": 0, "failures": []}
+    for outcome in outcomes:
+        entry[outcome.status] += 1
+        if outcome.status == "failed":
+            entry["failures"].append({"case": outcome.case_id, "input": outcome.input, "reason": outcome.reason})
+    with folder_lock(folder, "predict", wait=True):
+        try:
+            record = json.loads((folder / PARTS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = {}
+        if not isinstance(record, dict) or record.get("count") != part["count"]:
+            record = {"count": part["count"], "done": {}}
+        record["done"][str(part["index"])] = entry
+        atomic_write_json(folder / PARTS_FILE, record)
+        if len(record["done"]) < part["count"]:
+            return None
+        entries = [record["done"][k] for k in sorted(record["done"], key=int)]
+        failures = [{**f, "part": f"{k}/{part['count']}"} for k in sorted(record["done"], key=int)
+                    for f in record["done"][k]["failures"]]  # fmt: skip
+        import pandas as pd
+
+        write_table(pd.DataFrame(failures, columns=["case", "input", "part", "reason"]), folder / FAILURES_FILE)
+    return {"parts": part["count"], **{k: sum(e[k] for e in entries) for k in ("ok", "skipped", "failed")},
+            "failures": failures}

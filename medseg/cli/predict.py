@@ -22,15 +22,18 @@ _EPILOG = """examples:
   medseg predict --model ~/.totalsegmentator/nnunet/results/Dataset291_TotalSegmentator_part1_organs_1559subj/\
 nnUNetTrainerNoMirroring__nnUNetPlans__3d_fullres scan1.nii.gz --out predictions --labels liver=5   # nnU-Net v2
   torchrun --nproc_per_node 4 -m medseg predict --model runs/liver/fold0 data/cohort --out predictions
+  medseg predict --model runs/liver data/cohort --out predictions --part 2/8 --skip-existing  # or a Slurm array
 
 Writes per scan <case>_seg.nii.gz (uint8: 0 background, 1 liver, 2 tumor; the scan's own shape and
 affine), <case>_seg.dcm (DICOM SEG referencing the source series; DICOM input, see --format),
 <case>_volumes.json (liver, tumor, lesions with RECIST axes, burden, warnings) and <case>_preview.png (QA
 picture); per run volumes.csv, lesions.csv and run.json (model checksum, settings, versions, per-case
 timings, warnings and files; updated after every case). A scan that cannot be predicted is reported on one
-line and skipped; the exit code is 2 when any scan failed. Under torchrun every process predicts its
-share of the scans (every WORLD_SIZE-th, on GPU LOCAL_RANK) and writes run.rank<R>.json (rank 0:
-run.json); volumes.csv and lesions.csv are rebuilt from every <case>_volumes.json in the folder.
+line and skipped; the exit code is 2 when any scan failed. A cohort splits into parts: --part K/N, a
+Slurm array task (SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT) or torchrun's RANK of WORLD_SIZE (on GPU
+LOCAL_RANK; each rank writes run.rank<R>.json, rank 0 run.json); every part takes every N-th of the sorted
+case ids. volumes.csv and lesions.csv are rebuilt from every <case>_volumes.json in the folder; when the
+last part of a cohort ends it prints one line for the cohort and writes failures.csv (docs/inference.md).
 """
 
 
@@ -70,6 +73,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default 2 in 3D, 16 in 2D)")
     _add_compute_options(p)
     p.add_argument("--skip-existing", action="store_true", help="leave scans whose <case>_seg.nii.gz exists alone")
+    p.add_argument("--part", metavar="K/N", default=None,
+                   help="predict part K (0-based) of N of the sorted scans (default: the Slurm array task, if any)")
     p.add_argument("--no-volumes", action="store_true",
                    help="do not write <case>_volumes.json, volumes.csv and lesions.csv")
     p.add_argument("--format", choices=("auto", "nifti", "dicom-seg", "both"), default="auto",
@@ -111,13 +116,16 @@ def _predict(args: argparse.Namespace) -> int:
 
     import torch
 
-    from medseg.inference.batch import collect_inputs, predict_batch, shard, shard_from_env
+    from medseg.inference.batch import collect_inputs, predict_batch, shard_from_env
     from medseg.inference.cpu import cpu_threads
+    from medseg.inference.parts import resolve_part
     from medseg.inference.postprocess import NO_POSTPROCESSING
     from medseg.inference.predictor import InferenceSettings, Predictor
+    from medseg.outputs import record_part
     from medseg.runs.provenance import PHANTOM_WARNING, phantom_only
 
     rank, world_size, local_rank = shard_from_env()
+    part = resolve_part(args.part)  # refused here, before any work, when malformed
     device = args.device
     if world_size > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{local_rank % torch.cuda.device_count()}"
@@ -138,13 +146,13 @@ def _predict(args: argparse.Namespace) -> int:
         predictor = dataclasses.replace(predictor, label_mapping=labels_from(args.labels))
     elif not args.no_volumes:
         _check_lits_classes(args.model, predictor.labels)
-    inputs = shard(inputs, rank=rank, world_size=world_size)
-    failures = shard(failures, rank=rank, world_size=world_size)
-    where = f" (process {rank} of {world_size})" if world_size > 1 else ""
+    inputs = part.select(inputs, key=lambda item: item[0])
+    failures = part.select(failures, key=lambda outcome: outcome.case_id)
+    where = f" (part {part.label}, {part.source})" if part.count > 1 else ""
     logger.info("predicting %d scan(s) on %s%s", len(inputs), predictor.device, where)
     if phantom_only(predictor.training_data):  # once per run; every output records it (docs/outputs.md)
         logger.warning("%s: %s", args.model, PHANTOM_WARNING)
-    writer = _writer(args, settings, predictor, rank)
+    writer = _writer(args, settings, predictor, rank, part)
     try:
         summary = predict_batch(predictor, inputs, args.out, skip_existing=args.skip_existing,
                                 progress=args.progress, writer=writer, series_uid=args.series_uid)
@@ -156,10 +164,14 @@ def _predict(args: argparse.Namespace) -> int:
         writer.case_done(outcome)
     writer.manifest.finish("complete", counts=summary.counts())
     print(f"medseg predict{where}: {summary.format()}", file=sys.stderr)
+    cohort = record_part(args.out, part.to_dict(), summary.outcomes) if part.count > 1 else None
+    if cohort is not None:  # the last part of the cohort to end
+        print(f"medseg predict: cohort of {cohort['parts']} parts done: {cohort['ok']} predicted, {cohort['skipped']} "
+              f"skipped, {cohort['failed']} failed (reasons: {args.out}/failures.csv)", file=sys.stderr)  # fmt: skip
     return 2 if summary.failed else 0
 
 
-def _writer(args: argparse.Namespace, settings, predictor, rank: int):
+def _writer(args: argparse.Namespace, settings, predictor, rank: int, part):
     """The per-case outputs and the run manifest (``run.json``, started here) of this process."""
     import dataclasses
     from pathlib import Path
@@ -180,10 +192,11 @@ def _writer(args: argparse.Namespace, settings, predictor, rank: int):
         predictor.training_data), "training_data": [t.to_dict() for t in predictor.training_data]}
     seg = SegSettings(algorithm_version=__version__, model_sha256=sha, model_name=name, training_data=trained_on)
     outputs = OutputSettings(format=args.format, preview=not args.no_preview, volumes=not args.no_volumes, seg=seg,
-                             rank=rank, model=model)
+                             rank=rank, model=model, part=part.label if part.count > 1 else "")
     resolved = {"inference": dataclasses.asdict(settings), "outputs": {
         "format": args.format, "preview": outputs.preview, "volumes": outputs.volumes,
-        "skip_existing": args.skip_existing}, "compute": _compute_report(settings, predictor)}
+        "skip_existing": args.skip_existing}, "compute": _compute_report(settings, predictor),
+        "part": part.to_dict()}
     plan = getattr(predictor, "plan", None)
     pipeline = plan.to_dict() if hasattr(plan, "to_dict") else {}
     warnings = [PHANTOM_WARNING] if model["phantom_only"] else []

@@ -32,7 +32,7 @@ from medseg.utils.atomic import atomic_write_json
 from medseg.utils.lock import folder_lock
 from medseg.utils.progress import tqdm_disable
 
-__all__ = ["BatchSummary", "CaseOutcome", "collect_inputs", "predict_batch", "shard", "shard_from_env",
+__all__ = ["BatchSummary", "CaseOutcome", "collect_inputs", "predict_batch", "shard_from_env",
            "volumes_filename"]
 
 logger = logging.getLogger(__name__)
@@ -81,13 +81,6 @@ class BatchSummary:
         lines = [f"{c['ok']} predicted, {c['skipped']} skipped (output exists), {c['failed']} failed"]
         lines += [f"  FAILED {o.case_id} ({o.input}): {o.reason}" for o in self.failed]
         return "\n".join(lines)
-
-
-def shard(items: Sequence, *, rank: int, world_size: int) -> list:
-    """Items ``rank, rank + world_size, ...``: this process's share of a cohort."""
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-    return list(items)[rank::world_size]
 
 
 def shard_from_env(environ: Mapping[str, str] | None = None) -> tuple[int, int, int]:

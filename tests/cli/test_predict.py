@@ -104,9 +104,9 @@ def test_torchrun_sharding(untrained_run, cohort, tmp_path, monkeypatch, capsys)
     code = main(["predict", "--model", str(untrained_run), str(root / "nifti"), str(root / "dicom"),
                  "--out", str(out), "--device", "cpu", "--no-volumes", "--no-preview"])
     assert code == 0
-    assert "(process 1 of 2)" in capsys.readouterr().err
-    # every second scan, from the second; this process's own manifest
-    assert sorted(p.name for p in out.iterdir()) == ["2_seg.nii.gz", "run.rank1.json"]
+    assert "(part 1/2, torchrun)" in capsys.readouterr().err
+    # every second scan, from the second; this process's own manifest; its part recorded (rank 0 has not ended)
+    assert sorted(p.name for p in out.iterdir()) == ["2_seg.nii.gz", "parts.json", "run.rank1.json"]
 
 
 def test_bad_model_is_one_line(tmp_path, capsys):

@@ -13,7 +13,6 @@ from medseg.inference.batch import (
     CaseOutcome,
     collect_inputs,
     predict_batch,
-    shard,
     shard_from_env,
     volumes_filename,
 )
@@ -64,10 +63,7 @@ def test_collect_inputs_reports_bad_paths_and_repeated_ids(scans, tmp_path):
     assert repeated.status == "failed" and "case id 'a' already used by" in repeated.reason
 
 
-def test_shards():
-    assert shard(list("abcde"), rank=1, world_size=2) == ["b", "d"]
-    with pytest.raises(ValueError, match="rank"):
-        shard([1], rank=2, world_size=2)
+def test_shard_from_env():
     assert shard_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == (3, 4, 1)
     assert shard_from_env({}) == (0, 1, 0)
     with pytest.raises(DataError, match="invalid RANK/WORLD_SIZE/LOCAL_RANK"):
