@@ -12,6 +12,7 @@ import torch
 
 from medseg.cli import main
 from medseg.errors import ConfigError, DataError
+from medseg.io import read_volume
 from medseg.runs.checkpoint import load_checkpoint
 from medseg.training.config import load_pipeline
 from medseg.training.finetune import build_network, encoder_modules
@@ -138,6 +139,12 @@ def test_nnunet_finetune_loss_falls_and_predict_loads_it(nnunet_model, tiny_data
     case = make_phantom(size="tiny", seed=0, index=1)
     labels = predictor(case.image)
     assert labels.shape == case.image.shape and set(np.unique(labels.array)) <= {0, 1, 2}
+
+    scan = tiny_dataset / "volume-1.nii.gz"  # `medseg predict` on the run gives the predictor's labels
+    assert main(["predict", "--model", str(tmp_path / "run"), str(scan), "--out", str(tmp_path / "pred"),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(read_volume(tmp_path / "pred" / "1_seg.nii.gz").array,
+                                  predictor(read_volume(scan)).array)  # fmt: skip
 
 
 def test_frozen_warmup_keeps_encoder_and_resume_is_identical(nnunet_model, tiny_dataset, tmp_path):
