@@ -14,8 +14,9 @@ segmentation (Chen et al. 2019, "Med3D: Transfer Learning for 3D Medical Image A
 Either way the run trains in medseg's loop (losses, sampling, deep supervision, resume). Where the classes
 differ from ``data.labels`` (their number, or a name at an index), every layer whose shape depends on the
 number of classes (the output layers, found by building the network with one class more) keeps its fresh
-initialisation; :func:`pretrained_network` says which and why, and the run records it (``init.json`` and
-every checkpoint's ``init``).
+initialisation but for the output channels of the classes both name alike (copied); :func:`build_network`
+says which layers, which classes were kept and why, and the run records it (``init.json`` and every
+checkpoint's ``init``).
 
 The plan comes from the pretrained model (``training.init_plan: model``), with
 ``preprocessing.target_spacing_mm`` replacing its spacing when set; ``init_plan: data`` plans from the
@@ -194,18 +195,46 @@ def build_network(config: PipelineConfig) -> tuple[nn.Module, dict[str, Any], di
         raise DataError(f"training.init_from: {exc}", path=pretrained.source["checkpoint"]) from None
     reason = _class_difference(pretrained.labels, dict(config.data.labels))
     skipped = sorted(_class_dependent_keys(model_config)) if reason else []
+    _load_weights(model, pretrained, skipped)
+    kept = _keep_named_classes(model, pretrained, skipped, dict(config.data.labels))
+    record = {**pretrained.source, "pretrained_labels": pretrained.labels, "labels": dict(config.data.labels),
+              "reinitialised": skipped, "reason": reason, "kept_classes": kept, "plan": t.init_plan}  # fmt: skip
+    if skipped:
+        logger.warning("fine-tuning from %s: %s; re-initialised %s (classes kept: %s)", pretrained.source["path"],
+                       reason, ", ".join(skipped), kept or "none")  # fmt: skip
+    return model, model_config, record, run_plan(config, pretrained)
+
+
+def _load_weights(model: nn.Module, pretrained: Pretrained, skipped: list[str]) -> None:
+    """Every pretrained weight but ``skipped`` into ``model``; anything else missing or extra is refused."""
     weights = {k: v for k, v in pretrained.weights.items() if k not in skipped}
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or sorted(set(missing) - set(skipped)):
         first = (unexpected or sorted(set(missing) - set(skipped)))[0]
         raise DataError(f"training.init_from: the weights do not fit the model config (key {first})",
                         path=pretrained.source["checkpoint"])  # fmt: skip
-    record = {**pretrained.source, "pretrained_labels": pretrained.labels, "labels": dict(config.data.labels),
-              "reinitialised": skipped, "reason": reason, "plan": t.init_plan}  # fmt: skip
-    if skipped:
-        logger.warning("fine-tuning from %s: %s; re-initialised %s", pretrained.source["path"], reason,
-                       ", ".join(skipped))  # fmt: skip
-    return model, model_config, record, run_plan(config, pretrained)
+
+
+def _keep_named_classes(model: nn.Module, pretrained: Pretrained, skipped: list[str], labels: dict[str, str]
+                        ) -> dict[str, list[int]]:
+    """In the re-initialised layers, copy the output channels of the classes both models name alike (by
+    name, case-insensitively; e.g. background and liver of a LiTS model kept for a liver-only task).
+
+    Returns:
+        ``{name: [pretrained index, new index]}`` of the classes kept.
+    """
+    source = {name.lower(): int(k) for k, name in pretrained.labels.items()}
+    pairs = {name: [source[name.lower()], int(k)] for k, name in labels.items() if name.lower() in source}
+    state = model.state_dict()
+    shaped = [k for k in skipped if pretrained.weights[k].shape[0] == len(pretrained.labels)
+              and state[k].shape[0] == len(labels) and state[k].shape[1:] == pretrained.weights[k].shape[1:]]
+    if not shaped or len(shaped) != len(skipped):  # channel 0 is not the class everywhere: keep nothing
+        return {}
+    with torch.no_grad():
+        for key in shaped:
+            for old, new in pairs.values():
+                state[key][new].copy_(pretrained.weights[key][old])
+    return pairs
 
 
 def _class_difference(pretrained: dict[str, str], labels: dict[str, str]) -> str | None:

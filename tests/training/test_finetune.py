@@ -78,6 +78,10 @@ def test_medseg_run_other_classes_reinitialise_the_output_layers(source_run):
     assert record["reason"] == "the pretrained model has 3 classes, data.labels 2"
     for key in set(source) - set(changed):
         torch.testing.assert_close(model.state_dict()[key], source[key], rtol=0, atol=0, msg=key)
+    # background and liver are named in both: their output channels are copied, tumor's is dropped
+    assert record["kept_classes"] == {"background": [0, 0], "liver": [1, 1]}
+    for key in changed:
+        torch.testing.assert_close(model.state_dict()[key], source[key][:2], rtol=0, atol=0, msg=key)
 
 
 def test_nnunet_folder_weights_plan_and_renamed_class(nnunet_model, tmp_path):
@@ -97,8 +101,11 @@ def test_nnunet_folder_weights_plan_and_renamed_class(nnunet_model, tmp_path):
     model, _, record, _ = build_network(renamed)
     assert record["reinitialised"] == [f"net.decoder.seg_layers.{i}.{p}" for i in (0, 1) for p in ("bias", "weight")]
     assert "class 2 is 'tumor' in the pretrained model, 'lesion'" in record["reason"]
-    fresh = model.state_dict()["net.decoder.seg_layers.1.weight"]
-    assert not torch.equal(fresh, weights["decoder.seg_layers.1.weight"])
+    assert record["kept_classes"] == {"background": [0, 0], "liver": [1, 1]}
+    for i in (0, 1):
+        for p in ("weight", "bias"):
+            fresh, old = model.state_dict()[f"net.decoder.seg_layers.{i}.{p}"], weights[f"decoder.seg_layers.{i}.{p}"]
+            assert torch.equal(fresh[:2], old[:2]) and not torch.equal(fresh[2], old[2])
 
 
 def test_nnunet_wrapper_equals_the_network_on_nnunets_axes(nnunet_model):
@@ -197,7 +204,8 @@ def test_bad_model_is_one_line_exit_2(source_run, tiny_dataset, tmp_path, capsys
     base = ["train", "liver-2d", "--data", str(tiny_dataset), "--device", "cpu", "--no-progress"]
     cases = [(["--init-from", str(tmp_path / "nowhere")], "no such run folder, checkpoint or nnU-Net"),
              (["--init-from", str(tmp_path)], "not a medseg run (no best.pt/last.pt)"),
-             (["--init-from", str(run)], "a 3D model cannot start a 2D pipeline")]  # fmt: skip
+             (["--init-from", str(run)], "a 3D model cannot start a 2D pipeline"),
+             (["--init-from", str(run), "--resume"], "--init-from/--init-fold start a new run")]  # fmt: skip
     for i, (flags, message) in enumerate(cases):
         assert main([*base, "--out", str(tmp_path / f"out{i}"), *flags]) == 2
         err = capsys.readouterr().err.strip()
