@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import zlib
 from pathlib import Path
@@ -40,6 +41,7 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     if not path.is_file():
         raise DataError("no such file" if not path.exists() else "not a file", path=path)
     try:
+        _check_layout(path)  # before nibabel holds the header extensions in memory
         with nib.imageglobals.LoggingOutputSuppressor():  # nibabel "fixes" bad pixdim with a log line
             img = nib.load(path)  # header only: the voxels are read below, from our own stream
         if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
@@ -71,6 +73,10 @@ def read_nifti(path: str | os.PathLike) -> Volume:
 #: Largest ratio of decompressed to compressed size that deflate can reach (about 1032:1).
 _DEFLATE_MAX_RATIO = 1032
 
+#: Most bytes of NIfTI header extensions (DICOM tags, AFNI/XML metadata) a file may carry: nibabel holds them
+#: in memory (twice, while it reads them), and 512 MiB of them gzip to 510 kB.
+MAX_EXTENSION_BYTES = 64 << 20
+
 
 def _check_header(header, path: Path) -> None:
     """Refuse, from the header alone, what is not a 3D grayscale volume with positive voxel sizes that fits."""
@@ -101,12 +107,77 @@ def _check_header(header, path: Path) -> None:
 
 def _stored_pixdim(header_class, path: Path) -> list[float]:
     """Voxel sizes as stored: nibabel's loaded header already replaced 0 by 1 and negatives by their abs."""
+    with _open(path) as stream:
+        raw = header_class.from_fileobj(io.BytesIO(stream.read(header_class.template_dtype.itemsize)), check=False)
+    return [float(v) for v in raw["pixdim"][1:4]]
+
+
+def _open(path: Path):
     import gzip
 
-    opener = gzip.open if str(path).lower().endswith(".gz") else open
-    with opener(path, "rb") as stream:
-        raw = header_class.from_fileobj(stream, check=False)
-    return [float(v) for v in raw["pixdim"][1:4]]
+    return gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")
+
+
+def _check_layout(path: Path) -> None:
+    """Refuse, from the first bytes of the (decompressed) stream, a file whose header extensions and voxels
+    do not fit in it, before nibabel reads the extensions into memory.
+
+    The voxels start at ``vox_offset``, after the header and its extensions: ``vox_offset`` plus the voxel
+    bytes must fit (for ``.nii.gz``: within the deflate limit of the compressed size), and the extensions
+    hold at most :data:`MAX_EXTENSION_BYTES` (the deflate limit alone lets 512 MiB through a 510 kB file).
+    Each extension (``esize``, ``ecode``, content; NIfTI-1 format) must end before ``vox_offset``: nibabel
+    reads ``esize`` bytes whatever ``vox_offset`` says, and everything to the end of the file for a negative
+    one. The walk skips the contents in 1 MiB pieces. Files that are not NIfTI-1/2 are left to nibabel.
+    """
+    with _open(path) as stream:
+        first = stream.read(4)
+        kinds = {n: k for k in (nib.Nifti1Header, nib.Nifti2Header) for n in (k.sizeof_hdr, k.sizeof_hdr << 24)}
+        kind = kinds.get(int.from_bytes(first.ljust(4, b"\0"), "little"))
+        if kind is None:
+            return
+        raw = first + stream.read(kind.template_dtype.itemsize - 4)
+        flag = stream.read(4)
+        header = kind.from_fileobj(io.BytesIO(raw), check=False)  # the header alone: no extension is read
+        offset, start = int(header["vox_offset"]), len(raw) + 4
+        shape, dtype = tuple(int(n) for n in header.get_data_shape()), header.get_data_dtype()
+        voxels = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        shown = f"{'x'.join(map(str, shape))} {dtype} voxels ({_human(voxels)}) after {offset} bytes of header"
+        _check_fits(path, offset + voxels, shown + (" and extensions" if offset > start else ""))
+        if len(flag) == 4 and flag[:1] != b"\0":
+            _walk_extensions(stream, path, start, offset, "<" if header.endianness == "<" else ">")
+
+
+def _check_fits(path: Path, needed: int, what: str) -> None:
+    """Refuse ``needed`` bytes (``what``: the header's declaration) that the file cannot hold."""
+    size = path.stat().st_size
+    holds = size * _DEFLATE_MAX_RATIO if str(path).lower().endswith(".gz") else size
+    if needed > holds:
+        limit = f"at most {_human(holds)} once decompressed" if holds > size else _human(holds)
+        raise DataError(f"header declares {what} but the {size}-byte file holds {limit}: truncated or corrupt "
+                        "header", path=path)
+
+
+def _walk_extensions(stream, path: Path, position: int, offset: int, endian: str) -> None:
+    """Check that every header extension from ``position`` on ends before the voxels at ``offset``, and that
+    together they stay within :data:`MAX_EXTENSION_BYTES`, reading only their 8-byte heads."""
+    start = position
+    while offset - position >= 16:  # nibabel's loop: an extension head fits before the voxels
+        esize, ecode = np.frombuffer(stream.read(8).ljust(8, b"\0"), dtype=f"{endian}i4").tolist()
+        if esize < 8 or position + esize > offset:
+            raise DataError(f"header extension (code {ecode}) at byte {position} declares {esize} bytes, but "
+                            f"{offset - position} bytes lie between it and the voxels (vox_offset {offset}): "
+                            "corrupt header", path=path)
+        if position + esize - start > MAX_EXTENSION_BYTES:
+            raise DataError(f"header extensions of {_human(position + esize - start)} or more (code {ecode} at byte "
+                            f"{position}): more than the {_human(MAX_EXTENSION_BYTES)} medseg reads; remove them "
+                            "(nibabel: img.header.extensions.clear())", path=path)
+        left = esize - 8
+        while left > 0:
+            got = len(stream.read(min(left, 1 << 20)))
+            if not got:
+                raise DataError(f"file ends inside a header extension at byte {position}: truncated", path=path)
+            left -= got
+        position += esize
 
 
 def _read_voxels(img, path: Path) -> np.ndarray:
