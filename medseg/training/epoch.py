@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.errors import DataError
+from medseg.errors import ConfigError, DataError
 from medseg.training import distributed as ddp
 from medseg.training.config import PipelineConfig
 
@@ -82,6 +82,8 @@ def make_session(config: PipelineConfig, run_dir: Path, *, fold: int, info, devi
     model = model.to(device)
     if t.freeze_encoder_epochs:
         encoder_modules(model)  # a model without a known encoder fails here
+        if info.enabled:  # DDP registers the parameters that need a gradient once, when it wraps the model
+            raise ConfigError("training.freeze_encoder_epochs is not supported under torchrun (several processes)")
     loss_fn = build_objective(config, model)
     optimizer = build_optimizer(config, model.parameters())
     use_amp = t.amp and device.type == "cuda"

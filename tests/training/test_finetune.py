@@ -65,6 +65,16 @@ def test_medseg_run_weights_are_the_start(source_run, tmp_path):
     assert plan.to_dict() == source["plan"]
 
 
+def test_cli_init_from_trains_and_records_the_source(source_run, tiny_dataset, tmp_path):
+    run, cache = source_run
+    sets = [a for o in [*TINY, f"data.cache_dir={cache}", "training.iterations_per_epoch=1"] for a in ("--set", o)]
+    assert main(["train", "liver", "--data", str(tiny_dataset), "--out", str(tmp_path / "ft"), "--device", "cpu",
+                 "--epochs", "1", "--no-progress", "--init-from", str(run), *sets]) == 0  # fmt: skip
+    record = json.loads((tmp_path / "ft" / "init.json").read_text())
+    assert record["path"] == str(run.resolve()) and record["checkpoint"] == str(run.resolve() / "best.pt")
+    assert load_checkpoint(tmp_path / "ft" / "last.pt")["config"]["training"]["init_from"] == str(run.resolve())
+
+
 def test_medseg_run_other_classes_reinitialise_the_output_layers(source_run):
     run, cache = source_run
     config = _config(cache, f"training.init_from={run}", "data.num_classes=2",
