@@ -16,11 +16,12 @@ is untouched. A writer that reports a full disk in its own words (``torch.save``
 [enforce fail at inline_container.cc]``) is turned into ``OSError(ENOSPC)`` too, when the file system
 has no space left.
 
-Temporary names are ``.<head>.<host>-<pid>-<token>.medseg-tmp<suffixes>``, e.g.
-``.last.3f2a91c0-48211-9c1e2b.medseg-tmp.pt``; the target's suffixes are kept so that format-sniffing
-writers (nibabel, matplotlib, torch, numpy) behave as they would for the target. Because the name
-carries the writing host and process, :func:`remove_stale_temps` can prove a temporary file is stale:
-written on this host by a process that no longer runs (or, from another host, older than a day). The
+Temporary names are ``.<head>.<host>-<boot>-<pidns>-<pid>-<token>.medseg-tmp<suffixes>``, e.g.
+``.last.3f2a91c0-5d1e0b7c9a42-4026531836-48211-9c1e2b07.medseg-tmp.pt``; the target's suffixes are kept so
+that format-sniffing writers (nibabel, matplotlib, torch, numpy) behave as they would for the target.
+Because the name carries the kernel's boot id, the PID namespace and the process, :func:`remove_stale_temps`
+can prove a temporary file is stale: written in this boot and PID namespace by a process that no longer runs
+(any other owner, e.g. a container with host networking sharing the hostname: older than a day). The
 first write into a folder by a process removes such leftovers there, so a killed run's temporary files
 (checkpoint-sized ones included) disappear at the next run in the same folder. Files left by earlier
 medseg versions (``.<head>.<8 random>.tmp<suffixes>``, from ``mkstemp``) are removed when older than an
@@ -40,6 +41,7 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -63,7 +65,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _TEMP_MARK = ".medseg-tmp"
-_TEMP_NAME = re.compile(r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{6,}" + re.escape(_TEMP_MARK) + r"[^/]*$")
+_TEMP_NAME = re.compile(r"^\..*\.(?P<owner>[0-9a-f]{8}-(?:[0-9a-f]{12}|x)-(?:\d+|x))-(?P<pid>\d+)-[0-9a-f]{6,}"
+                        + re.escape(_TEMP_MARK) + r"[^/]*$")
+_HOST_ONLY_TEMP_NAME = re.compile(r"^\..*\.[0-9a-f]{8}-\d+-[0-9a-f]{6,}" + re.escape(_TEMP_MARK) + r"[^/]*$")  # 0.x
 _LEGACY_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)*$")  # tempfile.mkstemp/mkdtemp
 OTHER_HOST_MAX_AGE_S = 24 * 3600.0
 LEGACY_MAX_AGE_S = 3600.0
@@ -71,8 +75,28 @@ _FULL_BYTES = 64 * 1024  # less free space than this when a writer fails: the di
 _cleaned: set[tuple[int, str]] = set()  # (pid, folder) already cleaned by this process
 
 
-def _host_tag() -> str:
-    return hashlib.sha1(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
+def _owner_tag() -> str:
+    """``<host>-<boot>-<pid namespace>``: who can interpret the PID beside it in a temporary name.
+
+    ``host`` is a hash of the hostname (8 hex digits, for people reading the folder), ``boot`` the first 12 hex
+    digits of the kernel's boot id and ``pid namespace`` the inode of ``/proc/self/ns/pid``: two processes
+    read each other's PIDs only when both are equal. ``x`` where Linux gives none; on systems without PID
+    namespaces (macOS, Windows) the hostname alone (boot ``0...0``, namespace ``0``).
+    """
+    host = hashlib.sha1(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    if not sys.platform.startswith("linux"):
+        return f"{host}-{'0' * 12}-0"
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip().replace("-", "")[:12].lower()
+        boot = boot if re.fullmatch(r"[0-9a-f]{12}", boot) else "x"
+    except OSError:
+        boot = "x"
+    try:
+        namespace = re.fullmatch(r"pid:\[(\d+)\]", os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        namespace = None
+    return f"{host}-{boot}-{namespace[1] if namespace else 'x'}"
 
 
 def _suffixes(path: Path) -> str:
@@ -82,12 +106,12 @@ def _suffixes(path: Path) -> str:
 
 def _temp_name(target: Path) -> str:
     head = target.name.split(".")[0][:64] or "file"
-    return f".{head}.{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}{_TEMP_MARK}{_suffixes(target)}"
+    return f".{head}.{_owner_tag()}-{os.getpid()}-{secrets.token_hex(4)}{_TEMP_MARK}{_suffixes(target)}"
 
 
 def is_temp_name(name: str) -> bool:
     """Whether ``name`` is a medseg temporary file or folder name (this version's or an earlier one's)."""
-    return bool(_TEMP_NAME.match(name) or _LEGACY_TEMP_NAME.match(name))
+    return bool(_TEMP_NAME.match(name) or _HOST_ONLY_TEMP_NAME.match(name) or _LEGACY_TEMP_NAME.match(name))
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:
@@ -148,9 +172,9 @@ def _is_stale(entry: os.DirEntry, now: float) -> bool:
         age = now - entry.stat(follow_symlinks=False).st_mtime
     except OSError:
         return False
-    if match:
-        if match["host"] == _host_tag():
-            return not _pid_alive(int(match["pid"]))
+    if match and match["owner"] == _owner_tag() and "x" not in match["owner"].split("-")[1:]:
+        return not _pid_alive(int(match["pid"]))  # same boot, same PID namespace: the PID is this kernel's
+    if match or _HOST_ONLY_TEMP_NAME.match(entry.name):  # another owner: its PID cannot be checked from here
         return age > OTHER_HOST_MAX_AGE_S
     return bool(_LEGACY_TEMP_NAME.match(entry.name)) and age > LEGACY_MAX_AGE_S
 
@@ -158,9 +182,11 @@ def _is_stale(entry: os.DirEntry, now: float) -> bool:
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Remove the stale medseg temporary files and folders directly in ``folder``; returns what was removed.
 
-    A temporary file is stale when its name says it was written on this host by a process that is no
-    longer running, or on another host more than :data:`OTHER_HOST_MAX_AGE_S` ago; earlier versions'
-    ``mkstemp`` names count when older than :data:`LEGACY_MAX_AGE_S`. Errors are logged, never raised.
+    A temporary file is stale when its name says it was written in this boot of this kernel and in this PID
+    namespace by a process that is no longer running, or by any other owner (another host, boot or PID
+    namespace: a container sharing the folder and the hostname; or a name of the previous version, which
+    carried the hostname only) more than :data:`OTHER_HOST_MAX_AGE_S` ago; earlier versions' ``mkstemp``
+    names count when older than :data:`LEGACY_MAX_AGE_S`. Errors are logged, never raised.
     """
     removed: list[Path] = []
     now = time.time()

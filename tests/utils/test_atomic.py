@@ -151,15 +151,15 @@ def _age(path: Path, seconds: float) -> Path:
 
 
 def test_stale_temp_files_are_removed_and_live_ones_kept(tmp_path):
-    host = atomic._host_tag()
-    dead = tmp_path / f".last.{host}-{_dead_pid()}-abcdef01.medseg-tmp.pt"
-    live = tmp_path / f".best.{host}-{os.getppid()}-abcdef02.medseg-tmp.pt"  # the pytest runner's parent
-    mine = tmp_path / f".metrics.{host}-{os.getpid()}-abcdef03.medseg-tmp.csv"
-    other_host_old = tmp_path / ".curves.00000000-1-abcdef04.medseg-tmp.png"
-    other_host_new = tmp_path / ".curves.00000000-1-abcdef05.medseg-tmp.png"
+    owner = atomic._owner_tag()  # <host>-<boot>-<pid namespace>
+    dead = tmp_path / f".last.{owner}-{_dead_pid()}-abcdef01.medseg-tmp.pt"
+    live = tmp_path / f".best.{owner}-{os.getppid()}-abcdef02.medseg-tmp.pt"  # the pytest runner's parent
+    mine = tmp_path / f".metrics.{owner}-{os.getpid()}-abcdef03.medseg-tmp.csv"
+    other_host_old = tmp_path / ".curves.00000000-000000000000-1-1-abcdef04.medseg-tmp.png"
+    other_host_new = tmp_path / ".curves.00000000-000000000000-1-1-abcdef05.medseg-tmp.png"
     legacy_old = tmp_path / ".3_seg.a1b2c3d4.tmp.nii.gz"
     legacy_new = tmp_path / ".4_seg.a1b2c3d4.tmp.nii.gz"
-    dead_dir = tmp_path / f".series.{host}-{_dead_pid()}-abcdef06.medseg-tmp"
+    dead_dir = tmp_path / f".series.{owner}-{_dead_pid()}-abcdef06.medseg-tmp"
     user_files = [tmp_path / "last.pt", tmp_path / ".notes.txt", tmp_path / "x.tmp"]
     for path in [dead, live, mine, other_host_old, other_host_new, legacy_old, legacy_new, *user_files]:
         path.write_bytes(b"x")
@@ -172,6 +172,33 @@ def test_stale_temp_files_are_removed_and_live_ones_kept(tmp_path):
     assert sorted(removed) == sorted([dead, other_host_old, legacy_old, dead_dir])
     assert all(p.exists() for p in [live, mine, other_host_new, legacy_new, *user_files])
     assert not any(p.exists() for p in removed)
+
+
+def test_temps_of_another_pid_namespace_or_boot_are_kept(tmp_path):
+    """Issue #29.13: containers with host networking share the hostname; a process in another PID namespace
+    writing into the same folder has a PID that means nothing here. Its temporary file (here under a PID that
+    is dead in ours) is kept, as is one of another boot with this hostname (a second machine sharing the name
+    over NFS), and the hostname-only names of the previous version; they go only after a day, like another
+    host's. The owner tag is the boot id and the PID namespace of /proc."""
+    owner = atomic._owner_tag()
+    host, boot, namespace = owner.split("-")
+    assert boot == open("/proc/sys/kernel/random/boot_id").read().strip().replace("-", "")[:12]
+    assert namespace == os.readlink("/proc/self/ns/pid").split("[")[1].rstrip("]")
+    pid = _dead_pid()
+    other_namespace = tmp_path / f".last.{host}-{boot}-{int(namespace) + 1}-{pid}-abcdef01.medseg-tmp.pt"
+    other_boot = tmp_path / f".last.{host}-{'f' * 12 if boot != 'f' * 12 else '0' * 12}-{namespace}-{pid}-abcdef02" \
+        ".medseg-tmp.pt"
+    hostname_only = tmp_path / f".last.{host}-{pid}-abcdef03.medseg-tmp.pt"  # the previous version's name
+    ours = tmp_path / f".last.{owner}-{pid}-abcdef04.medseg-tmp.pt"
+    for path in (other_namespace, other_boot, hostname_only, ours):
+        path.write_bytes(b"x")
+        assert is_temp_name(path.name)
+    assert remove_stale_temps(tmp_path) == [ours]  # the only owner provably dead
+    for path in (other_namespace, other_boot, hostname_only):
+        _age(path, 2 * 86400)
+    assert sorted(remove_stale_temps(tmp_path)) == sorted([other_namespace, other_boot, hostname_only])
+    with atomic_path(tmp_path / "x.pt") as tmp:
+        assert tmp.name.startswith(f".x.{owner}-{os.getpid()}-") and tmp.name.endswith(".medseg-tmp.pt")
 
 
 def test_first_write_into_a_folder_cleans_a_killed_writers_temp(tmp_path):
