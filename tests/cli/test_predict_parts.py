@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +17,7 @@ from medseg.data import make_phantom
 from medseg.io import write_volume
 
 N_SCANS = 5
+SCRIPTS = Path(__file__).resolve().parents[2] / "docs" / "slurm"
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +53,21 @@ def _tables(folder):
     return volumes, lesions.reset_index(drop=True)
 
 
+def _sbatch_array_task(model, cohort, out, task: int, count: int) -> subprocess.Popen:
+    """docs/slurm/predict_array.sbatch as Slurm runs one task of the array: bash, the array variables set."""
+    env = {**os.environ, **_slurm(task, count), "MODEL": str(model), "SCANS": str(cohort), "OUT": str(out),
+           "MEDSEG_PREDICT_ARGS": "--device cpu --no-preview --runtime torch", "SLURM_CPUS_PER_TASK": "1",
+           "HOME": str(out.parent), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
+    return subprocess.Popen(["bash", str(SCRIPTS / "predict_array.sbatch")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
 def test_two_array_parts_at_once_give_the_tables_of_one_run(trained_run, cohort, tmp_path):
     single = tmp_path / "single"
     code, _ = _predict(trained_run, cohort, single)
     assert code == 2  # the label map given as a scan fails
     shared = tmp_path / "parts"
-    parts = [_predict(trained_run, cohort, shared, env=_slurm(k, 2), wait=False) for k in range(2)]
+    parts = [_sbatch_array_task(trained_run, cohort, shared, k, 2) for k in range(2)]
     errs = [p.communicate(timeout=300)[1] for p in parts]
     assert sorted(p.returncode for p in parts) == [0, 2], errs  # the bad scan is in exactly one part
     for (a, b) in zip(_tables(single), _tables(shared)):
