@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 #: What a resume may not change: the network, its loss, the data and how it was preprocessed and cut.
-FROZEN_ON_RESUME = ("model", "loss", "data", "preprocessing", "training.patch_size", "training.context_slices")
+FROZEN_ON_RESUME = ("model", "loss", "data", "preprocessing", "training.patch_size", "training.context_slices",
+                    "training.init_from", "training.init_fold", "training.init_plan")
 _MAX_JSON_BYTES = 64 << 20
 
 
@@ -206,6 +207,8 @@ def check_resume(run_dir: Path, config: PipelineConfig, *, fold: int | None, dat
         DataError: A run file is unreadable or malformed.
     """
     saved = load_run_config(run_dir)
+    if config.data.root is None and saved.data.root is not None:  # the saved config names the data set it trained
+        config = replace(config, data=replace(config.data, root=saved.data.root))  # on; "not given" is no change
     for key in FROZEN_ON_RESUME:
         if _section(saved, key) != _section(config, key):
             raise ConfigError(f"--resume cannot change {key} (it defines the trained run); start a new run "

@@ -130,3 +130,20 @@ def test_resume_takes_the_fold_and_data_set_from_the_run_folder(run, tiny_datase
     assert config.training.epochs == 5
     assert check_resume(run, config, fold=None, data=None) == (1, tiny_dataset)  # not fold 0
     assert check_resume(run, config, fold=1, data=tiny_dataset) == (1, tiny_dataset)
+
+
+def test_resume_with_a_config_that_does_not_name_the_data_set_and_a_frozen_init(run, tiny_dataset):
+    """The run's config.yaml records its data set; a config that leaves ``data.root`` unset (the API with the
+    pipeline as loaded) resumes it, another data set or another pretrained model does not."""
+    from dataclasses import replace
+
+    from medseg.errors import ConfigError
+    from medseg.training.run_files import check_resume, load_run_config
+
+    saved = load_run_config(run)
+    unnamed = replace(saved, data=replace(saved.data, root=None))
+    assert check_resume(run, unnamed, fold=None, data=None)[1] == tiny_dataset
+    with pytest.raises(ConfigError, match="cannot change data"):
+        check_resume(run, replace(saved, data=replace(saved.data, root="/elsewhere")), fold=None, data=None)
+    with pytest.raises(ConfigError, match=r"cannot change training\.init_from"):
+        check_resume(run, load_run_config(run, ["training.init_from=/some/other/model"]), fold=None, data=None)
