@@ -30,7 +30,12 @@ BINARY_METRIC_KEYS = (
 
 
 def binary_metrics(
-    pred: np.ndarray, ref: np.ndarray, *, spacing_mm: Sequence[float], nsd_tolerance_mm: float = 2.0
+    pred: np.ndarray,
+    ref: np.ndarray,
+    *,
+    spacing_mm: Sequence[float],
+    nsd_tolerance_mm: float = 2.0,
+    affine: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Overlap, surface-distance and volume metrics of a binary prediction against a reference.
 
@@ -44,6 +49,9 @@ def binary_metrics(
         ref: Reference mask of the same shape.
         spacing_mm: Voxel size along each array axis, in mm.
         nsd_tolerance_mm: Tolerance of the normalised surface Dice, in mm.
+        affine: ``(4, 4)`` voxel-to-world affine of the grid: volumes use ``|det|`` of its 3x3, the true voxel
+            volume on a tilted or sheared grid; ``None``: the product of ``spacing_mm``. Surface distances
+            use ``spacing_mm`` (orthogonal axes) either way.
 
     Returns:
         A dict with the keys :data:`BINARY_METRIC_KEYS`: ``dice, jaccard, voe, rvd, assd_mm, mssd_mm,
@@ -68,7 +76,7 @@ def binary_metrics(
         raise ValueError(f"nsd_tolerance_mm must be a finite number >= 0, got {nsd_tolerance_mm!r}")
     pred = pred if pred.dtype == bool else pred != 0
     ref = ref if ref.dtype == bool else ref != 0
-    voxel_ml = voxel_volume_ml(spacing)
+    voxel_ml = voxel_volume_ml(spacing, affine=affine)
 
     pair = crop_pair(pred, ref)
     if pair is None:

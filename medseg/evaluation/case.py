@@ -62,6 +62,7 @@ def evaluate_case(
     case: str = "",
     config: EvaluationConfig | None = None,
     tumor_probability: np.ndarray | None = None,
+    affine: np.ndarray | None = None,
 ) -> CaseResult:
     """All metrics of one predicted LiTS label map against its reference, under medseg's conventions (the
     ``medseg`` protocol; :func:`medseg.evaluation.protocols.score_case` chooses between protocols).
@@ -74,6 +75,8 @@ def evaluate_case(
         config: Metric settings (:class:`EvaluationConfig` defaults when ``None``).
         tumor_probability: Optional tumor probability map (same shape) giving each predicted lesion its
             confidence for AP/FROC (its maximum); ``None``: confidence 1 (argmax).
+        affine: ``(4, 4)`` affine of the grid: volumes (region and lesion) from ``|det|`` of its 3x3;
+            ``None``: the product of ``spacing_mm``.
 
     Returns:
         A :class:`~medseg.evaluation.result.CaseResult`; see the module docstring for the row's columns.
@@ -94,7 +97,7 @@ def evaluate_case(
     row: dict[str, float | int | str] = {"case": case}
     for region in REGIONS:
         p, r = pred_masks[region], ref_masks[region]
-        metrics = binary_metrics(p, r, spacing_mm=spacing_mm, nsd_tolerance_mm=config.nsd_tolerance_mm)
+        metrics = binary_metrics(p, r, spacing_mm=spacing_mm, nsd_tolerance_mm=config.nsd_tolerance_mm, affine=affine)
         row.update({f"{region}_{key}": metrics[key] for key in BINARY_METRIC_KEYS})
     detection = match_lesions(
         pred_masks["tumor"],
@@ -102,6 +105,7 @@ def evaluate_case(
         spacing_mm=spacing_mm,
         iou_threshold=config.iou_threshold,
         connectivity=config.connectivity,
+        affine=affine,
     )
     row.update(
         lesions_tp=detection["tp"],

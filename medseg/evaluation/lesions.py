@@ -29,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.evaluation.surface import check_spacing, crop_pair, surface_metrics
+from medseg.geometry import voxel_volume_ml
 
 __all__ = ["label_lesions", "match_lesions"]
 
@@ -50,6 +51,7 @@ def match_lesions(
     spacing_mm: Sequence[float],
     iou_threshold: float = 0.5,
     connectivity: int = 3,
+    affine: np.ndarray | None = None,
 ) -> dict:
     """LiTS lesion detection and per-lesion quality of a predicted tumor mask against the reference.
 
@@ -60,6 +62,8 @@ def match_lesions(
         iou_threshold: A reference lesion is detected when its IoU with the merged overlapping predicted
             lesions is strictly greater than this.
         connectivity: Component connectivity (see module docstring).
+        affine: ``(4, 4)`` affine of the grid: lesion volumes use ``|det|`` of its 3x3 (exact on a tilted or
+            sheared grid); ``None``: the product of ``spacing_mm``.
 
     Returns:
         ``{"tp", "fp", "fn", "n_pred", "n_ref", "lesions"}`` where ``lesions`` holds one dict per
@@ -73,7 +77,7 @@ def match_lesions(
         return {"tp": 0, "fp": 0, "fn": 0, "n_pred": 0, "n_ref": 0, "lesions": []}
     labelled = _LabelledPair.of(*pair, connectivity=connectivity)
     overlap = _overlap_table(labelled)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+    voxel_ml = voxel_volume_ml(spacing, affine=affine)
     lesions, matched_pred = [], set()
     for i in range(1, labelled.n_ref + 1):
         partners = overlap.get(i, {})

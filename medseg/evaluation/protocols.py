@@ -54,9 +54,11 @@ def summarize_protocol(protocol: str, per_case: pd.DataFrame, lesions: pd.DataFr
 
 
 def score_case(protocol: str, pred: np.ndarray, ref: np.ndarray, *, spacing_mm: Sequence[float], case: str = "",
-               config: EvaluationConfig | None = None, tumor_probability: np.ndarray | None = None) -> CaseResult:
-    """One case under ``protocol``: :func:`medseg.evaluation.case.evaluate_case` (``config`` and
-    ``tumor_probability`` apply) or :func:`medseg.evaluation.lits2017.evaluate_case_lits2017`.
+               config: EvaluationConfig | None = None, tumor_probability: np.ndarray | None = None,
+               affine: np.ndarray | None = None) -> CaseResult:
+    """One case under ``protocol``: :func:`medseg.evaluation.case.evaluate_case` (``config``,
+    ``tumor_probability`` and ``affine``, for exact volumes, apply) or
+    :func:`medseg.evaluation.lits2017.evaluate_case_lits2017` (no physical volumes).
 
     Raises:
         ValueError: An unknown protocol, or a non-default ``config`` for ``lits2017`` (its conventions are fixed).
@@ -65,7 +67,7 @@ def score_case(protocol: str, pred: np.ndarray, ref: np.ndarray, *, spacing_mm: 
 
     if check_protocol(protocol) == DEFAULT_PROTOCOL:
         return evaluate_case(pred, ref, spacing_mm=spacing_mm, case=case, config=config,
-                             tumor_probability=tumor_probability)
+                             tumor_probability=tumor_probability, affine=affine)
     if config not in (None, EvaluationConfig()):
         raise ValueError(f"config {config!r} does not apply to protocol {protocol!r}: its conventions are fixed")
     from medseg.evaluation.lits2017 import evaluate_case_lits2017

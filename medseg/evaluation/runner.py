@@ -72,13 +72,12 @@ def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFA
     pred_array = np.zeros(ref.shape, dtype=np.uint8) if pred is None else pred.array
     skew = axis_skew_deg(ref.affine)
     if skew > 0.01:  # overlap metrics are exact on any grid; millimetre ones are not
-        logger.warning("%s: voxel axes are %.1f° from orthogonal (gantry tilt or sheared affine): evaluate's "
-                       "volumes and surface distances assume orthogonal axes (volumes over by up to %.1f%%); "
-                       "`medseg volumes` measures this grid exactly", pair.case, skew,
-                       100 * (np.prod(ref.spacing_mm) / 1000 / ref.voxel_volume_ml - 1))
+        logger.warning("%s: voxel axes are %.1f° from orthogonal (gantry tilt or sheared affine): volumes use "
+                       "the true voxel volume, but surface distances (ASSD, HD95, NSD) assume orthogonal axes",
+                       pair.case, skew)
     probability = (probabilities or {}).get(pair.case) if pred is not None else None
     result = score_case(
-        protocol, pred_array, ref.array, spacing_mm=ref.spacing_mm, case=pair.case, config=config,
+        protocol, pred_array, ref.array, spacing_mm=ref.spacing_mm, case=pair.case, config=config, affine=ref.affine,
         tumor_probability=None if probability is None else _read_probability(probability, ref),
     )  # fmt: skip
     result.row["prediction_missing"] = pair.pred is None

@@ -120,6 +120,7 @@ def predict_coarse_to_fine(
     *,
     spacing_mm: Sequence[float],
     mask: torch.Tensor | np.ndarray | None = None,
+    affine: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Logits ``(K, X, Y, Z)`` of the fine pass in a box found by a coarse pass, and statistics.
 
@@ -131,20 +132,25 @@ def predict_coarse_to_fine(
         settings: :class:`CoarseToFineSettings`.
         spacing_mm: Spacing of ``image``'s grid (mm per voxel along X, Y, Z).
         mask: ``(X, Y, Z)`` boolean body mask (windows without a True voxel are skipped), or ``None``.
+        affine: ``(4, 4)`` affine of ``image``'s grid: volumes (mL) from ``|det|`` of it (exact on a tilted or
+            sheared grid); ``None``: the product of ``spacing_mm``.
 
     Returns:
         The logits (background outside the final box) and ``{"coarse_box", "coarse_ml", "box", "rounds",
         "coarse_s", "fine_s"}``: the boxes as ``[start, stop]`` per axis (``None``: whole scan) and the fine
         passes run.
     """
-    box, stats = locate_box([coarse_network], image, window, settings, spacing_mm=spacing_mm, mask=mask)
-    logits, steps = refine_or_predict(fine_network, image, window, box, settings, spacing_mm=spacing_mm, mask=mask)
+    box, stats = locate_box([coarse_network], image, window, settings, spacing_mm=spacing_mm, mask=mask,
+                            affine=affine)
+    logits, steps = refine_or_predict(fine_network, image, window, box, settings, spacing_mm=spacing_mm, mask=mask,
+                                      affine=affine)
     return logits, {**stats, **steps}
 
 
 def locate_box(networks: Sequence[Network], image: torch.Tensor, window: WindowSettings,
                settings: CoarseToFineSettings, *, spacing_mm: Sequence[float],
-               mask: torch.Tensor | np.ndarray | None = None) -> tuple[Box | None, dict[str, Any]]:
+               mask: torch.Tensor | np.ndarray | None = None,
+               affine: np.ndarray | None = None) -> tuple[Box | None, dict[str, Any]]:
     """The coarse pass of :func:`predict_coarse_to_fine`: the first box on the fine grid (``None``: no
     foreground) and ``{"coarse_s", "coarse_box", "coarse_ml"}``. Several ``networks`` (the folds of an
     ensemble) find one box from their mean probabilities."""
@@ -153,13 +159,16 @@ def locate_box(networks: Sequence[Network], image: torch.Tensor, window: WindowS
                                mask=mask)
     kept = _large_components(coarse, settings.min_fraction)
     box = _box_on_fine_grid(kept, image.shape[1:], margin_vox=[settings.margin_mm / s for s in spacing_mm])
-    coarse_ml = volume_ml(kept, [s * n / m for s, n, m in zip(spacing_mm, image.shape[1:], coarse.shape)])
+    scale = [n / m for n, m in zip(image.shape[1:], coarse.shape)]  # fine voxels per coarse voxel, per axis
+    coarse_affine = None if affine is None else np.asarray(affine, dtype=float) @ np.diag([*scale, 1.0])
+    coarse_ml = volume_ml(kept, [s * f for s, f in zip(spacing_mm, scale)], affine=coarse_affine)
     return box, {"coarse_s": time.perf_counter() - t0, "coarse_box": _as_list(box), "coarse_ml": coarse_ml}
 
 
 def refine_or_predict(network: Network, image: torch.Tensor, window: WindowSettings, box: Box | None,
                       settings: CoarseToFineSettings, *, spacing_mm: Sequence[float],
-                      mask: torch.Tensor | np.ndarray | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                      mask: torch.Tensor | np.ndarray | None = None,
+                      affine: np.ndarray | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """The fine pass of :func:`predict_coarse_to_fine` from the coarse ``box`` (``None``: the whole scan):
     the logits and ``{"box", "rounds", "fine_s"}``."""
     t0 = time.perf_counter()
@@ -167,7 +176,8 @@ def refine_or_predict(network: Network, image: torch.Tensor, window: WindowSetti
         logger.info("coarse pass found no foreground; predicting the whole scan")
         logits, rounds = predict_logits(network, image, window, mask=mask), 1
     else:
-        logits, box, rounds = refine_in_box(network, image, window, box, settings, spacing_mm=spacing_mm, mask=mask)
+        logits, box, rounds = refine_in_box(network, image, window, box, settings, spacing_mm=spacing_mm, mask=mask,
+                                            affine=affine)
     return logits, {"box": _as_list(box), "rounds": rounds, "fine_s": time.perf_counter() - t0}
 
 
@@ -200,7 +210,8 @@ def coarse_foreground(networks: Network | Sequence[Network], image: torch.Tensor
 
 def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings, box: Box,
                   settings: CoarseToFineSettings, *, spacing_mm: Sequence[float],
-                  mask: torch.Tensor | np.ndarray | None = None) -> tuple[torch.Tensor, Box | None, int]:
+                  mask: torch.Tensor | np.ndarray | None = None,
+                  affine: np.ndarray | None = None) -> tuple[torch.Tensor, Box | None, int]:
     """The fine pass in ``box``, grown and re-run while its foreground reaches a face (see module doc).
 
     A grown box runs only the windows the earlier boxes did not run, and its result blends the windows
@@ -220,7 +231,7 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
         foreground = _large_components(blend.foreground(), settings.min_fraction)
         faces = [] if foreground is None else faces_reached(foreground, box, guard_vox=guard_vox, min_fraction=0.0)
         if not faces:
-            found_ml = volume_ml(foreground, spacing_mm)
+            found_ml = volume_ml(foreground, spacing_mm, affine=affine)
             if found_ml >= settings.min_volume_ml:
                 return blend.logits(), box, rounds
             logger.info("the fine pass found %.1f mL in the box (< %g mL); predicting the whole scan", found_ml,
@@ -333,9 +344,9 @@ def _large_components(foreground: np.ndarray, min_fraction: float) -> np.ndarray
     return keep[components]
 
 
-def volume_ml(mask: np.ndarray | None, spacing_mm: Sequence[float]) -> float:
+def volume_ml(mask: np.ndarray | None, spacing_mm: Sequence[float], *, affine: np.ndarray | None = None) -> float:
     """Volume of a boolean ``(X, Y, Z)`` mask in mL (0 for ``None``)."""
-    return 0.0 if mask is None else float(np.count_nonzero(mask)) * voxel_volume_ml(spacing_mm)
+    return 0.0 if mask is None else float(np.count_nonzero(mask)) * voxel_volume_ml(spacing_mm, affine=affine)
 
 
 def _as_list(box: Box | None) -> list[list[int]] | None:

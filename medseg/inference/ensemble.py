@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from medseg.errors import DataError
+from medseg.geometry import voxel_volume_ml
 from medseg.runs.folder import CHECKPOINT_NAMES
 
 __all__ = [
@@ -83,13 +84,16 @@ class FoldMean:
 
     Args:
         spacing_mm: Spacing of the grid (mm per voxel along X, Y, Z), for the volumes in mL.
+        affine: ``(4, 4)`` affine of the grid: a voxel's volume is ``|det|`` of it (exact on a tilted or sheared
+            grid); ``None``: the product of ``spacing_mm``.
         liver, tumor: Class indices; liver counts liver and tumor voxels (the LiTS liver region).
 
     Memory: the sum ``(K, X, Y, Z)`` float32 and two bits per voxel per fold.
     """
 
-    def __init__(self, *, spacing_mm: Sequence[float], liver: int = 1, tumor: int = 2) -> None:
-        self.voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    def __init__(self, *, spacing_mm: Sequence[float], liver: int = 1, tumor: int = 2,
+                 affine: np.ndarray | None = None) -> None:
+        self.voxel_ml = voxel_volume_ml(spacing_mm, affine=affine)
         self.liver, self.tumor = liver, tumor
         self.folds = 0
         self._sum: torch.Tensor | None = None

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.errors import ConfigError
-from medseg.geometry import bounding_box, grow_box
+from medseg.geometry import bounding_box, grow_box, voxel_volume_ml
 from medseg.labels import LIVER, TUMOR, is_lits
 
 __all__ = [
@@ -172,19 +172,22 @@ def restrict_tumor_to_liver(labels: np.ndarray, *, spacing_mm: Sequence[float], 
     return out
 
 
-def remove_small_lesions(labels: np.ndarray, *, spacing_mm: Sequence[float], min_volume_mm3: float) -> np.ndarray:
+def remove_small_lesions(labels: np.ndarray, *, spacing_mm: Sequence[float], min_volume_mm3: float,
+                         affine: np.ndarray | None = None) -> np.ndarray:
     """Relabel tumor components smaller than ``min_volume_mm3``: liver if they touch it, else background.
 
     Args:
         labels: ``(X, Y, Z)`` label map (0/1/2).
-        spacing_mm: Voxel size per axis; a voxel's volume is their product.
+        spacing_mm: Voxel size per axis; without ``affine`` a voxel's volume is their product.
         min_volume_mm3: Smallest lesion volume kept, in mm^3 (components of exactly this size are kept).
+        affine: ``(4, 4)`` affine of the grid: a voxel's volume is ``|det|`` of its 3x3 (exact on a tilted or
+            sheared grid, where the product of the spacings overestimates it).
     """
     out = labels.copy()
     tumor = labels == TUMOR
     if min_volume_mm3 <= 0 or not tumor.any():
         return out
-    voxel_mm3 = float(np.prod(spacing_mm))
+    voxel_mm3 = voxel_volume_ml(spacing_mm, affine=affine) * 1000.0
     box = _bbox(labels, (1, 1, 1))
     components, n = _components(tumor[box])
     sizes_mm3 = _sizes(components, n) * voxel_mm3
@@ -202,11 +205,16 @@ def remove_small_lesions(labels: np.ndarray, *, spacing_mm: Sequence[float], min
 
 
 def postprocess_labels(
-    labels: np.ndarray, *, spacing_mm: Sequence[float], config: PostprocessConfig | None = None
+    labels: np.ndarray,
+    *,
+    spacing_mm: Sequence[float],
+    config: PostprocessConfig | None = None,
+    affine: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply the configured steps (see the module docstring) to a ``(X, Y, Z)`` uint8 label map.
 
-    The input is not modified; the result is a new uint8 array of the same shape.
+    The input is not modified; the result is a new uint8 array of the same shape. ``affine`` (the grid's) gives
+    the lesion size threshold the true voxel volume (``|det|``); without it, the product of ``spacing_mm``.
     """
     config = config or PostprocessConfig()
     out = np.asarray(labels).astype(np.uint8, copy=True)
@@ -221,6 +229,7 @@ def postprocess_labels(
     if config.tumor_inside_liver_dilation_mm is not None:
         crop = restrict_tumor_to_liver(crop, spacing_mm=spacing_mm, dilation_mm=config.tumor_inside_liver_dilation_mm)
     if config.min_lesion_volume_mm3 > 0:
-        crop = remove_small_lesions(crop, spacing_mm=spacing_mm, min_volume_mm3=config.min_lesion_volume_mm3)
+        crop = remove_small_lesions(crop, spacing_mm=spacing_mm, min_volume_mm3=config.min_lesion_volume_mm3,
+                                    affine=affine)
     out[box] = crop
     return out

@@ -342,7 +342,7 @@ class Predictor:
             labels, names = apply_label_mapping(labels, self.label_mapping), lits_labels()
         config = self.settings.postprocessing or self.postprocessing
         if applies_to(names):
-            labels = postprocess_labels(labels, spacing_mm=volume.spacing_mm, config=config)
+            labels = postprocess_labels(labels, spacing_mm=volume.spacing_mm, config=config, affine=volume.affine)
         stats["restore_postprocess_s"] = time.perf_counter() - t0
         out = volume.with_array(labels, kind="label", labels=names)
         return out, stats
@@ -374,12 +374,12 @@ class Predictor:
         return mirrored(network, spatial_dims=len(self.patch_size), axes=self.mirror_axes)
 
     def _fine_passes(self, networks: list[torch.nn.Module], image: torch.Tensor, window: WindowSettings,
-                     box: Any, c2f: CoarseToFineSettings | None, *, spacing_mm: Sequence[float], mask: Any
-                     ) -> tuple[torch.Tensor, dict[str, Any]]:
+                     box: Any, c2f: CoarseToFineSettings | None, *, spacing_mm: Sequence[float], mask: Any,
+                     affine: Any = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """The full-resolution pass of each network (one fold at a time; from the coarse ``box`` in
         coarse-to-fine mode): one network's logits, or the folds' log mean probabilities with their
         agreement (``stats["uncertainty"]``)."""
-        folds = FoldMean(spacing_mm=spacing_mm) if len(networks) > 1 else None
+        folds = FoldMean(spacing_mm=spacing_mm, affine=affine) if len(networks) > 1 else None
         per_fold = []
         for network in networks:
             t0 = time.perf_counter()
@@ -387,7 +387,8 @@ class Predictor:
             if c2f is None:
                 logits, steps = predict_logits(fine, image, window, mask=mask), {"box": None, "rounds": 1}
             else:
-                logits, steps = refine_or_predict(fine, image, window, box, c2f, spacing_mm=spacing_mm, mask=mask)
+                logits, steps = refine_or_predict(fine, image, window, box, c2f, spacing_mm=spacing_mm, mask=mask,
+                                                  affine=affine)
             per_fold.append({**steps, "fine_s": time.perf_counter() - t0})
             if folds is not None:
                 folds.add(logits)
@@ -423,12 +424,13 @@ class Predictor:
                                 cpu_bfloat16=precision == "bfloat16" and runtime == "torch",
                                 layout=getattr(self.plan, "window_layout", "monai"))  # fmt: skip
         c2f = s.coarse_to_fine() if s.mode == "coarse-to-fine" else None
-        box = None
+        box, grid_affine = None, getattr(record, "resampled_affine", None)  # volumes from |det| (tilted scans)
         if c2f is not None:  # one coarse pass, by all the folds together
-            box, steps = locate_box(networks, image, window, c2f, spacing_mm=record.spacing_after_mm, mask=mask)
+            box, steps = locate_box(networks, image, window, c2f, spacing_mm=record.spacing_after_mm, mask=mask,
+                                    affine=grid_affine)
             stats.update(steps)
         logits, steps = self._fine_passes(networks, image, window, box, c2f, spacing_mm=record.spacing_after_mm,
-                                          mask=mask)  # fmt: skip
+                                          mask=mask, affine=grid_affine)  # fmt: skip
         stats.update(steps)
         stats["preprocessed_shape"] = list(record.resampled_shape)
         release_freed_memory()  # the blends' and the coarse pass's buffers, before restoring to the scan grid

@@ -67,3 +67,32 @@ def test_summary_has_pooled_confusion_ap_and_froc(tmp_path):
     assert detection["froc"]["fp_per_scan"] == pytest.approx([0.5, 1.0, 1.0])
     assert (tmp_path / "out" / "froc.png").is_file() and "froc.png" in summary["files"]
     assert run.results[0].row["pixel_accuracy"] == pytest.approx(confusion_metrics(matrices[0])["pixel_accuracy"])
+
+
+def test_volumes_of_a_tilted_grid_use_the_true_voxel_volume(tmp_path, caplog):
+    """Issue #29.3: on a 25° gantry-tilted grid evaluate's volume columns and lesion table are voxels x |det|
+    (0.8 x 0.8 x 2.5 x cos 25° mm^3), not the spacings' product (10.3% more); the warning names only the
+    surface distances, which still assume orthogonal axes."""
+    from medseg.evaluation.case import EvaluationConfig
+    from medseg.evaluation.matching import CasePair
+    from medseg.evaluation.runner import evaluate_pair
+
+    tilt = np.radians(25.0)
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    affine[1:3, 2] = 2.5 * np.sin(tilt), 2.5 * np.cos(tilt)
+    ref = np.zeros((20, 20, 10), np.uint8)
+    ref[2:12, 2:12, 2:8] = 1
+    ref[4:8, 4:8, 3:6] = 2  # one lesion, 48 voxels
+    pred = ref.copy()
+    pred[10:12, 2:12, 2:8] = 0  # 120 liver voxels fewer
+    for name, array in (("ref.nii.gz", ref), ("pred.nii.gz", pred)):
+        nib.save(nib.Nifti1Image(array, affine), tmp_path / name)
+    with caplog.at_level("WARNING"):
+        result = evaluate_pair(CasePair("1", tmp_path / "ref.nii.gz", tmp_path / "pred.nii.gz"), EvaluationConfig())
+    voxel_ml = 0.8 * 0.8 * 2.5 * np.cos(tilt) / 1000.0
+    assert result.row["liver_ref_volume_ml"] == pytest.approx(600 * voxel_ml)
+    assert result.row["liver_pred_volume_ml"] == pytest.approx(480 * voxel_ml)
+    assert result.row["tumor_ref_volume_ml"] == pytest.approx(48 * voxel_ml)
+    assert result.lesions[0]["ref_volume_ml"] == pytest.approx(48 * voxel_ml)
+    assert result.lesions[0]["pred_volume_ml"] == pytest.approx(48 * voxel_ml)
+    assert "25.0° from orthogonal" in caplog.text and "surface distances (ASSD, HD95, NSD) assume" in caplog.text

@@ -230,3 +230,15 @@ def test_several_networks_find_the_box_from_their_mean_probabilities(background_
     found = c2f.coarse_foreground(nets, image, window, factor=2.0)
     assert found.shape == (16, 16, 8) and np.all(found == expected)
     assert np.all(c2f.coarse_foreground(nets[:1], image, window, factor=2.0))  # fold A alone: liver
+
+
+def test_volume_ml_uses_the_true_voxel_volume():
+    """Issue #29.3: the fine pass's least-foreground test measures |det| of the grid's affine (25° tilt:
+    cos 25° of the spacings' product)."""
+    mask = np.zeros((4, 4, 4), bool)
+    mask[:2, :2, :] = True  # 16 voxels of 2 x 2 x 5 mm = 20 uL each by the product
+    tilt = np.radians(25.0)
+    affine = np.diag([2.0, 2.0, 5.0, 1.0])
+    affine[1:3, 2] = 5.0 * np.sin(tilt), 5.0 * np.cos(tilt)
+    assert c2f.volume_ml(mask, (2.0, 2.0, 5.0)) == pytest.approx(16 * 0.02)
+    assert c2f.volume_ml(mask, (2.0, 2.0, 5.0), affine=affine) == pytest.approx(16 * 0.02 * np.cos(tilt))

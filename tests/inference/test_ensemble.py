@@ -209,3 +209,17 @@ def test_postprocessing_chosen_on_crossval_is_used(two_fold_runs, tmp_path):
     (root / "postprocessing.json").write_text(json.dumps({"chosen": {"min_lesion": 3}}))
     with pytest.raises(DataError, match=r"postprocessing\.json"):
         Predictor.from_run(root, device="cpu")
+
+
+def test_fold_volumes_use_the_true_voxel_volume():
+    """Issue #29.3: the folds' volumes on a sheared grid are voxels x |det| (here 0.5 mL, the spacings'
+    product 1 mL: columns 10 mm long, the third at 60° to the second)."""
+    affine = np.diag([10.0, 10.0, 10.0, 1.0])
+    affine[1:3, 2] = 10.0 * np.sin(np.radians(60.0)), 10.0 * np.cos(np.radians(60.0))
+    logits = torch.zeros(3, 2, 2, 1)
+    logits[1, :, 0, 0], logits[2, 0, 1, 0] = 10.0, 10.0  # liver at 2 voxels, tumor at 1
+    folds = FoldMean(spacing_mm=(10.0, 10.0, 10.0), affine=affine)
+    folds.add(logits.clone())
+    agreement = folds.agreement()
+    assert agreement["fold_liver_volume_ml"] == [pytest.approx(1.5)] and agreement["fold_tumor_volume_ml"] == [
+        pytest.approx(0.5)]

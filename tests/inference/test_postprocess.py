@@ -130,3 +130,28 @@ def test_applies_to_lits_labels_only():
     assert applies_to({0: "background", 1: "liver", 2: "tumor", 3: "vessel"})  # int keys, extra classes
     assert not applies_to({"0": "background", "1": "kidney", "2": "tumor"})
     assert not applies_to({"0": "background", "1": "liver"})
+
+
+def _tilted(spacing, degrees):
+    """A gantry-tilted affine: slice axis tilted by ``degrees`` in the y-z plane; |det| = prod(spacing) cos."""
+    a = np.diag([*spacing, 1.0])
+    t = np.radians(degrees)
+    a[1:3, 2] = spacing[2] * np.sin(t), spacing[2] * np.cos(t)
+    return a
+
+
+def test_small_lesion_threshold_uses_the_true_voxel_volume():
+    """Issue #29.3: on a 60° tilted grid a voxel holds 1 x 1 x 2 x cos 60° = 1 mm^3, not the 2 mm^3 of the
+    spacings' product: the 27-voxel lesion is 27 mm^3 < 40 and goes; the 64-voxel one (64 mm^3) stays."""
+    labels = np.zeros((30, 30, 20), dtype=np.uint8)
+    labels[2:12, 2:14, 2:12] = 1
+    labels[3:6, 3:6, 3:6] = 2  # 27 voxels
+    labels[7:11, 8:12, 6:10] = 2  # 64 voxels
+    affine = _tilted((1.0, 1.0, 2.0), 60.0)
+    assert abs(np.linalg.det(affine[:3, :3])) == pytest.approx(1.0)
+    kept = remove_small_lesions(labels, spacing_mm=(1.0, 1.0, 2.0), min_volume_mm3=40.0)
+    assert np.count_nonzero(kept == 2) == 27 + 64  # 54 mm^3 by the product: kept
+    out = postprocess_labels(labels, spacing_mm=(1.0, 1.0, 2.0), affine=affine,
+                             config=PostprocessConfig(keep_largest_liver=False, tumor_inside_liver_dilation_mm=None,
+                                                      min_lesion_volume_mm3=40.0))
+    assert np.count_nonzero(out == 2) == 64 and out[4, 4, 4] == 1
