@@ -61,7 +61,7 @@ def step_time(pipeline: str, name: str, *, steps: int = 2) -> tuple[int, float, 
     CPU time of this process (``time.process_time``, all threads), not wall time: on a shared machine the
     wall time of a niced job mostly measures the other jobs."""
     from medseg.models import build_model, count_parameters
-    from medseg.training.config import load_pipeline
+    from medseg.training.loader import load_pipeline
 
     config = load_pipeline(pipeline, overrides=[f"model.name={name}"], device="cpu")
     model = build_model(config.model_config()).train()
@@ -100,7 +100,7 @@ def _last_validation(run: Path) -> dict:
 
 def run(args) -> list[str]:
     """Phantom, then per model: step time, budgeted CLI training, final validation; the Markdown lines."""
-    from medseg.training.config import load_pipeline
+    from medseg.training.loader import load_pipeline
 
     profile = load_pipeline(args.pipeline, device="cpu")
     iterations = args.iterations

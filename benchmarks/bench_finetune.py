@@ -41,7 +41,7 @@ def _overrides(args, cache: Path, *extra: str) -> list[str]:
 
 def _run(name: str, overrides: list[str], data: Path, out: Path) -> list[dict]:
     """Train one run; its metrics rows with the cumulative training seconds (validation excluded)."""
-    from medseg.training.config import load_pipeline
+    from medseg.training.loader import load_pipeline
     from medseg.training.loop import train
 
     config = load_pipeline("liver", device="cpu", overrides=overrides)

@@ -113,7 +113,7 @@ def bench_loader(workdir: Path, *, cases: int, batches: int) -> list[list[str]]:
     cache = preprocess_dataset(specs, workdir / "cache", plan, workers=2, progress=False)
     prep_s = time.perf_counter() - start
     ids = [s[0] for s in specs]
-    from medseg.training.config import load_pipeline
+    from medseg.training.loader import load_pipeline
 
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     settings = []

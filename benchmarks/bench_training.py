@@ -28,8 +28,8 @@ def throughput(config, prepared, device: str, *, batches: int = 20) -> dict[str,
     """Patches/s of the loader (its configured workers) and of forward+backward+step of the model."""
     from medseg.models import build_model
     from medseg.training.data import PatchSettings, make_loader
-    from medseg.training.loop import build_optimizer
     from medseg.training.objective import build_objective
+    from medseg.training.optimization import build_optimizer
 
     t = config.training
     patches = PatchSettings(patch_size=t.patch_size, batch_size=t.batch_size, spatial_dims=config.spatial_dims,
@@ -95,7 +95,7 @@ def _describe(config) -> str:
 
 def bench_pipeline(name: str, args, device: str) -> list[str]:
     """Throughput rows and (unless ``--quick``) the time-to-goal table of one pipeline's CPU profile."""
-    from medseg.training.config import load_pipeline
+    from medseg.training.loader import load_pipeline
     from medseg.training.prepare import prepare_data
 
     config = load_pipeline(name, device="cpu", overrides=args.overrides)

@@ -28,7 +28,7 @@ def test_docs_show_overrides():
 
 @pytest.mark.parametrize("override", _documented_overrides())
 def test_documented_override_is_valid(override):
-    from medseg.training.config import load_pipeline
+    from medseg.training.loader import load_pipeline
 
     load_pipeline("liver", device="cpu", overrides=[override])
 

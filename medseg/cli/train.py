@@ -100,7 +100,7 @@ def _run_folds(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medseg.errors import ConfigError
-    from medseg.training.config import find_pipeline, load_pipeline
+    from medseg.training.loader import find_pipeline, load_pipeline
 
     pipeline = Path(find_pipeline(args.pipeline))
     root = Path(args.out) if args.out else Path("runs") / pipeline.stem
@@ -125,7 +125,7 @@ def _run_fold(args: argparse.Namespace, fold: int | None, out) -> int:
     from pathlib import Path
 
     from medseg.errors import DataError
-    from medseg.training.config import find_pipeline, load_pipeline
+    from medseg.training.loader import find_pipeline, load_pipeline
     from medseg.training.loop import train
     from medseg.training.run_files import load_run_config
     from medseg.utils.paths import check_outputs

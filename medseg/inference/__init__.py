@@ -12,7 +12,6 @@ _EXPORTS = {
     "CaseOutcome": "batch",
     "collect_inputs": "batch",
     "predict_batch": "batch",
-    "shard": "batch",
     "PostprocessConfig": "postprocess",
     "postprocess_labels": "postprocess",
     "InferenceSettings": "predictor",

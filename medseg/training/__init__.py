@@ -10,17 +10,17 @@ from medseg.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "PipelineConfig": "config",
-    "apply_overrides": "config",
-    "config_from_dict": "config",
-    "find_pipeline": "config",
-    "load_pipeline": "config",
+    "apply_overrides": "overrides",
+    "config_from_dict": "loader",
+    "find_pipeline": "loader",
+    "load_pipeline": "loader",
     "PatchSettings": "data",
     "make_loader": "data",
-    "build_optimizer": "loop",
-    "build_scheduler": "loop",
+    "build_optimizer": "optimization",
+    "build_scheduler": "optimization",
     "load_run_config": "run_files",
     "train": "loop",
-    "make_folds": "prepare",
+    "make_folds": "splits",
     "prepare_data": "prepare",
 }
 

@@ -73,8 +73,8 @@ def make_session(config: PipelineConfig, run_dir: Path, *, fold: int, info, devi
     """Seed, then build the model (or read the pretrained one, :mod:`medseg.training.finetune`), the loss
     (once), the optimiser and the schedule: every setting they check fails here, before any data is read."""
     from medseg.training.finetune import build_network, encoder_modules
-    from medseg.training.loop import build_optimizer, build_scheduler, seed_everything
     from medseg.training.objective import build_objective
+    from medseg.training.optimization import build_optimizer, build_scheduler, seed_everything
 
     t = config.training
     seed_everything(t.seed + info.rank, t.deterministic)

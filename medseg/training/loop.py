@@ -20,16 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
-import random
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import torch
 
 from medseg.errors import ConfigError, DataError
 from medseg.training import distributed as ddp
@@ -38,50 +33,9 @@ from medseg.training.epoch import Session, commit_epoch, make_session, resume_se
 from medseg.training.lock import run_lock
 from medseg.training.run_files import check_resume, load_run_config, write_run_config
 
-__all__ = ["build_optimizer", "build_scheduler", "load_run_config", "train"]
+__all__ = ["load_run_config", "train"]
 
 logger = logging.getLogger(__name__)
-
-
-def build_optimizer(config: PipelineConfig, parameters) -> torch.optim.Optimizer:
-    """SGD-Nesterov (nnU-Net) or AdamW (Loshchilov & Hutter 2019) from ``config.optimizer``."""
-    o = config.optimizer
-    if o.name == "sgd":
-        return torch.optim.SGD(parameters, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
-                               weight_decay=o.weight_decay)  # fmt: skip
-    return torch.optim.AdamW(parameters, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-
-
-def build_scheduler(config: PipelineConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-iteration schedule over ``epochs * iterations_per_epoch`` steps, with optional linear warm-up.
-
-    ``poly``: ``(1 - t / T) ** power`` (nnU-Net); ``cosine``: ``(1 + cos(pi t / T)) / 2``; ``constant``.
-    """
-    s, t = config.schedule, config.training
-    total = max(1, t.epochs * t.iterations_per_epoch)
-
-    def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / s.warmup_iterations) if s.warmup_iterations > 0 else 1.0
-        progress = min(step, total) / total
-        if s.name == "poly":
-            return warm * (1.0 - progress) ** s.power
-        if s.name == "cosine":
-            return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
-        return warm
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy's global generator and torch; optionally deterministic algorithms only."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002  (MONAI and legacy code read the global generator)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    elif torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True
 
 
 def _check_run_folder(run_dir: Path, config: PipelineConfig, *, fold: int | None, data, resume: bool):
@@ -107,7 +61,7 @@ def train(
     """Train ``config`` on one fold into ``run_dir``; returns the last metrics row plus ``best_metric``.
 
     Args:
-        config: Resolved pipeline (:func:`medseg.training.config.load_pipeline`).
+        config: Resolved pipeline (:func:`medseg.training.loader.load_pipeline`).
         run_dir: Run folder (created). Must not hold a run (``last.pt``) unless ``resume``.
         fold: Cross-validation fold (``None``: 0, or the resumed run's own).
         data: Data set folder (``--data``); ``None``: the resumed run's, ``data.root``, else the phantom set.

@@ -72,7 +72,8 @@ def _leaves(item: str, path: list[str], value: Any, hints: dict) -> list[tuple[l
 
     Raises:
         ConfigError: An empty mapping (sets nothing), or a typed section given a number, list, boolean or
-            null (a name, ``loss=dice_ce``, is the section's shorthand and is checked when bound).
+            null, unless the section has shorthands of its own (its ``_coerce``: ``loss=dice_ce``,
+            ``loss=[{name: dice}, {name: ce}]``), which are checked when bound.
     """
     section = len(path) == 1 and path[0] in hints and dataclasses.is_dataclass(hints[path[0]])
     if not section:
@@ -80,8 +81,11 @@ def _leaves(item: str, path: list[str], value: Any, hints: dict) -> list[tuple[l
     if isinstance(value, dict):
         if not value:
             raise ConfigError(f"--set {item!r}: an empty mapping sets nothing; use section.key=value")
+        fields = {f.name for f in dataclasses.fields(hints[path[0]])}
+        if hasattr(hints[path[0]], "_coerce") and not set(map(str, value)) <= fields:
+            return [(path, value)]  # the section's own shorthand (loss={name: boundary, weight: 0.5}), bound whole
         return [([*path, str(key)], sub) for key, sub in value.items()]
-    if not isinstance(value, str):
+    if not (isinstance(value, str) or hasattr(hints[path[0]], "_coerce")):  # a section's own shorthand
         raise ConfigError(f"--set {item!r}: {path[0]} is a section; set its keys ({path[0]}.key=value or "
                           f"{path[0]}={{key: value}})")
     return [(path, value)]

@@ -20,7 +20,8 @@ from typing import Any
 
 from medseg.errors import ConfigError, DataError, MedsegError
 from medseg.runs.provenance import TrainingData
-from medseg.training.config import PipelineConfig, config_from_dict
+from medseg.training.config import PipelineConfig
+from medseg.training.loader import config_from_dict
 from medseg.training.overrides import apply_overrides
 from medseg.utils.atomic import atomic_write_json, atomic_write_text
 from medseg.utils.yamlfile import read_bounded, read_yaml

@@ -29,7 +29,7 @@ def test_errors(monkeypatch):
 
 
 def test_pipeline_config_uses_it(monkeypatch):
-    from medseg.training.config import load_pipeline
+    from medseg.training.loader import load_pipeline
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert load_pipeline("liver").device == "cpu"

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from medseg.errors import ConfigError
-from medseg.training.config import LossConfig, config_from_dict, find_pipeline, load_pipeline
+from medseg.training.config import LossConfig
+from medseg.training.loader import config_from_dict, find_pipeline, load_pipeline
 
 
 @pytest.mark.parametrize(("name", "dims", "channels"), [("liver", 3, 1), ("liver-2d", 2, 5)])

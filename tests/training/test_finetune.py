@@ -14,8 +14,8 @@ from medseg.cli import main
 from medseg.errors import ConfigError, DataError
 from medseg.io import read_volume
 from medseg.runs.checkpoint import load_checkpoint
-from medseg.training.config import load_pipeline
 from medseg.training.finetune import build_network, encoder_modules
+from medseg.training.loader import load_pipeline
 from medseg.training.loop import train
 from medseg.training.run_files import load_run_config
 

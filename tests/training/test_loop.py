@@ -15,7 +15,7 @@ from medseg.cli import main
 from medseg.errors import ConfigError, DataError
 from medseg.models import build_model
 from medseg.runs.checkpoint import load_checkpoint
-from medseg.training.config import load_pipeline
+from medseg.training.loader import load_pipeline
 from medseg.training.loop import train
 
 TINY = ["data.folds=2", "training.iterations_per_epoch=4", "training.batch_size=2", "training.workers=0",

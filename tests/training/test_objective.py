@@ -7,7 +7,7 @@ import torch
 
 from medseg.losses import CompoundLoss, DeepSupervisionLoss, HausdorffDTLoss, build_loss
 from medseg.models import build_model
-from medseg.training.config import load_pipeline
+from medseg.training.loader import load_pipeline
 from medseg.training.objective import build_objective, loss_spec, use_plan_spacing
 
 SMALL = ["model.depth=3", "model.base_filters=8", "model.strides=null"]

@@ -45,7 +45,7 @@ def test_merge_profile_merges_sections_key_by_key():
 def test_a_section_given_a_mapping_is_merged_key_by_key_and_a_scalar_refused():
     """Issue #29.11: ``training={epochs: 2}`` replaced the section (the CPU profile's patch size lost);
     ``training=5`` and ``model={}`` were accepted."""
-    from medseg.training.config import load_pipeline
+    from medseg.training.loader import load_pipeline
 
     raw = {"training": {"epochs": 10, "batch_size": 2}}
     assert apply_overrides(raw, ["training={epochs: 3}"]) == {"training": {"epochs": 3, "batch_size": 2}}

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from medseg.errors import DataError
-from medseg.training.config import load_pipeline
-from medseg.training.loop import build_optimizer, build_scheduler
+from medseg.training.loader import load_pipeline
+from medseg.training.optimization import build_optimizer, build_scheduler
 from medseg.training.prepare import make_folds
 from medseg.training.validate import region_dice
 

@@ -7,7 +7,7 @@ import pytest
 
 from medseg.cli import main
 from medseg.errors import ConfigError
-from medseg.training.config import load_pipeline
+from medseg.training.loader import load_pipeline
 
 BAD = [
     ("model.dropout=abc", "model.dropout: expected a number, got 'abc'"),

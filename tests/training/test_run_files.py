@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from medseg.cli import main
-from medseg.training.config import load_pipeline
+from medseg.training.loader import load_pipeline
 
 TINY = ["data.folds=2", "training.epochs=2", "model.depth=3", "model.base_filters=8", "model.strides=null",
         "training.patch_size=[32,32,16]"]  # fmt: skip

@@ -57,8 +57,8 @@ def test_finetune_from_a_folder_trained_by_nnunetv2(nnunet_folder, tiny_dataset,
     from medseg.data import make_phantom
     from medseg.inference import Predictor
     from medseg.interop.nnunet import load_nnunet_checkpoint
-    from medseg.training.config import load_pipeline
     from medseg.training.finetune import build_network
+    from medseg.training.loader import load_pipeline
     from medseg.training.loop import train
 
     overrides = ["data.folds=2", "training.iterations_per_epoch=2", "training.workers=0", "training.epochs=1",
