@@ -109,6 +109,7 @@ def prepare_data(
         DataError: The data set is missing, fails the check, or has too few cases.
     """
     from medseg.preprocessing import compute_fingerprint, plan_from_fingerprint, preprocess_dataset
+    from medseg.training.memory_budget import check_memory_budget
 
     if not 0 <= fold < config.data.folds:
         raise ConfigError(f"--fold must be in 0..{config.data.folds - 1}, got {fold}")
@@ -125,6 +126,7 @@ def prepare_data(
         plan = plan_from_fingerprint(
             fingerprint, normalization=p.normalization, target_spacing_mm=p.target_spacing_mm, window_hu=p.window_hu
         )
+        check_memory_budget(config, plan, fingerprint)  # before anything is resampled or a batch allocated
     cache_dir = plan_cache_dir(cache_dir_for(config, root), plan)
     preprocess_dataset(cases, cache_dir, plan, workers=workers)
     return PreparedData(
