@@ -16,7 +16,6 @@ _EXPORTS = {
     "postprocess_labels": "postprocess",
     "InferenceSettings": "predictor",
     "Predictor": "predictor",
-    "find_checkpoint": "predictor",
     "restore_argmax": "restore",
     "predict_logits": "sliding_window",
     "WindowSettings": "sliding_window",

@@ -26,11 +26,13 @@ if TYPE_CHECKING:
     from medseg.inference.postprocess import PostprocessConfig
     from medseg.inference.sliding_window import WindowSettings
 
-__all__ = ["REGIONS", "region_dice", "validate_cases"]
+__all__ = ["LOWEST_LABEL", "region_dice", "validate_cases"]
 
 logger = logging.getLogger(__name__)
 
-REGIONS = {"liver": 1, "tumor": 2}  # region name -> smallest label in it (liver includes tumor)
+#: Region name -> the smallest label in it (liver includes tumor); :data:`medseg.evaluation.result.REGIONS`
+#: is the tuple of the same region names.
+LOWEST_LABEL = {"liver": 1, "tumor": 2}
 
 
 def _region_masks(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
