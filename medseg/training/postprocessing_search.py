@@ -72,20 +72,21 @@ def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(pred & ref)) / total
 
 
-def score_combinations(cases: Iterable[tuple[np.ndarray, np.ndarray, Sequence[float]]],
+def score_combinations(cases: Iterable[tuple[np.ndarray, np.ndarray, Sequence[float]] | tuple[np.ndarray, ...]],
                        configs: Sequence[PostprocessConfig]) -> np.ndarray:
     """Per-case Dice of every config: ``(n_cases, n_configs, 2)`` (liver, tumor).
 
     Args:
-        cases: ``(prediction, reference, spacing_mm)``: raw (not post-processed) label maps on one grid.
+        cases: ``(prediction, reference, spacing_mm[, affine])``: raw (not post-processed) label maps on one
+            grid; the grid's affine, when given, sizes lesions by the true voxel volume (a tilted scan).
         configs: The post-processings to score.
     """
     rows = []
-    for pred, ref, spacing in cases:
+    for pred, ref, spacing, *affine in cases:
         ref_liver, ref_tumor = liver_mask(ref), tumor_mask(ref)
         row = []
         for config in configs:
-            out = postprocess_labels(pred, spacing_mm=spacing, config=config)
+            out = postprocess_labels(pred, spacing_mm=spacing, config=config, affine=affine[0] if affine else None)
             row.append((_dice(liver_mask(out), ref_liver), _dice(tumor_mask(out), ref_tumor)))
         rows.append(row)
     return np.asarray(rows, dtype=float).reshape(len(rows), len(configs), 2)
@@ -157,7 +158,7 @@ def choose_postprocessing(root: str | os.PathLike, fold_cases: Sequence[Any], *,
             ref = read_label_map(case.label)
             pred = align_to(read_label_map(pred_dir / prediction_filename(case.case_id)), ref,
                             what="out-of-fold prediction", reference_what="reference")  # fmt: skip
-            yield np.asarray(pred.array), np.asarray(ref.array), ref.spacing_mm
+            yield np.asarray(pred.array), np.asarray(ref.array), ref.spacing_mm, ref.affine
 
     result = decide(score_combinations(load(), configs), configs)
     result["predictions"] = str(pred_dir)

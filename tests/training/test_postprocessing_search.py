@@ -80,3 +80,25 @@ def test_empty_tumor_both_sides_counts_as_agreement():
     small = configs.index(PostprocessConfig(False, None, 10.0))
     assert scores[0, base, 1] == 0.0 and scores[0, small, 1] == 1.0
     assert decide(scores, configs)["chosen"]["min_lesion_volume_mm3"] == 10.0
+
+
+def test_lesions_are_sized_by_the_grids_true_voxel_volume():
+    """On a sheared grid (|det| half the spacing product) a 27-voxel lesion is 27 mm^3, below a 40 mm^3
+    threshold: removed; by the spacing product (54 mm^3) it would stay (issue #29.3)."""
+    import numpy as np
+
+    from medseg.inference.postprocess import PostprocessConfig
+    from medseg.training.postprocessing_search import score_combinations
+
+    ref = np.zeros((12, 12, 12), np.uint8)
+    ref[2:10, 2:10, 2:10] = 1
+    ref[4:7, 4:7, 4:7] = 2  # 27 voxels of tumor
+    affine = np.eye(4)
+    affine[0, 1] = np.sqrt(3.0)  # column 1 = (sqrt 3, 1, 0): length 2 -> spacing 1, 2, 1; det 1
+    spacing = (1.0, 2.0, 1.0)  # product 2 mm^3, |det| 1 mm^3: 27 voxels are 54 vs 27 mm^3
+    config = [PostprocessConfig(keep_largest_liver=False, tumor_inside_liver_dilation_mm=None,
+                                min_lesion_volume_mm3=40.0)]  # fmt: skip
+    by_det = score_combinations([(ref, ref, spacing, affine)], config)
+    by_spacing = score_combinations([(ref, ref, spacing)], config)
+    assert by_spacing[0, 0, 1] == 1.0  # 54 mm^3 >= 40: kept, tumor Dice 1
+    assert by_det[0, 0, 1] == 0.0  # 27 mm^3 < 40: the lesion became liver, tumor Dice 0
