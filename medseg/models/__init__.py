@@ -17,13 +17,16 @@ from medseg.models.registry import (
     build_model,
     count_parameters,
     model_parameters,
+    model_settings,
     register_model,
 )
 from medseg.models.segnet import SegNet
+from medseg.models.settings import BackboneSettings
 from medseg.models.unet import SegmentationUNet, default_strides
 
 __all__ = [
     "FCN",
+    "BackboneSettings",
     "DeepLabV3Plus",
     "SegNet",
     "SegmentationUNet",
@@ -32,5 +35,6 @@ __all__ = [
     "count_parameters",
     "default_strides",
     "model_parameters",
+    "model_settings",
     "register_model",
 ]

@@ -39,6 +39,7 @@ from torch import nn
 from medseg.errors import ConfigError
 from medseg.models.common import Backbone, crop_outputs, pad_to_multiple, resolve_backbone
 from medseg.models.registry import register_model
+from medseg.models.settings import BackboneSettings
 
 __all__ = ["ASPP", "DeepLabV3Plus", "DilatedResBlock", "deeplabv3plus"]
 
@@ -183,21 +184,10 @@ def _check(p: dict, backbone: Backbone) -> list[tuple[int, ...]]:
     return rates
 
 
-@register_model("deeplabv3plus")
+@register_model("deeplabv3plus", min_depth=3, depth=6)
 def deeplabv3plus(
+    settings: BackboneSettings,
     *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    depth: int = 6,
-    base_filters: int = 32,
-    max_filters: int | None = None,
-    norm: str = "instance",
-    kernel_size: int = 3,
-    strides: Sequence | None = None,
-    deep_supervision: bool = False,
-    deep_supervision_heads: int | None = None,
-    dropout: float = 0.0,
     atrous_levels: int = 1,
     aspp_rates: Sequence = (6, 12, 18),
     aspp_filters: int | None = None,
@@ -206,15 +196,15 @@ def deeplabv3plus(
     """DeepLab v3+ (Chen et al. 2018): atrous backbone, ASPP with image pooling, low-level decoder; see
     :class:`DeepLabV3Plus`. ``aspp_filters=None``: the deepest level's width; ``low_level=None``: level 2
     (stride 4 with the default strides, as in the paper) or the deepest level above the output stride if
-
-    Many parameters: the registry's keyword contract: each is a `model.*` pipeline key, checked by name.
     that is shallower."""
-    params = dict(locals())
-    backbone = resolve_backbone(params, min_depth=3, max_heads=1)
+    backbone = resolve_backbone(settings, "deeplabv3plus", max_heads=1)
+    depth = settings.depth
     if low_level is None and isinstance(atrous_levels, int):
-        params["low_level"] = low_level = max(0, min(2, depth - 2 - atrous_levels))
+        low_level = max(0, min(2, depth - 2 - atrous_levels))
+    params = {"atrous_levels": atrous_levels, "aspp_rates": aspp_rates, "aspp_filters": aspp_filters,
+              "low_level": low_level}  # fmt: skip
     rates = _check(params, backbone)
     return DeepLabV3Plus(
-        backbone, in_channels=in_channels, out_channels=out_channels, atrous_levels=atrous_levels,
+        backbone, in_channels=settings.in_channels, out_channels=settings.out_channels, atrous_levels=atrous_levels,
         aspp_rates=rates, aspp_filters=aspp_filters or backbone.filters[-1], low_level=low_level,
     )  # fmt: skip

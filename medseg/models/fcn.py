@@ -22,8 +22,7 @@ Deep supervision (``train()`` mode): the coarse score maps before each upsamplin
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ from torch import nn
 
 from medseg.models.common import Backbone, crop_outputs, pad_to_multiple, resolve_backbone
 from medseg.models.registry import register_model
+from medseg.models.settings import BackboneSettings
 
 __all__ = ["FCN", "bilinear_kernel", "bilinear_upsampling", "fcn8s", "fcn16s", "fcn32s"]
 
@@ -131,38 +131,26 @@ class FCN(nn.Module):
         return crop_outputs(full, coarse[::-1][: len(self._head_strides)], size, self._head_strides)
 
 
-def _build(
-    variant: str,
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    depth: int = 6,
-    base_filters: int = 32,
-    max_filters: int | None = None,
-    norm: str = "instance",
-    kernel_size: int = 3,
-    strides: Sequence | None = None,
-    deep_supervision: bool = False,
-    deep_supervision_heads: int | None = None,
-    dropout: float = 0.0,
-) -> nn.Module:
-    """Validate the configuration and build :class:`FCN` of ``variant``.
-
-    Many parameters: the registry's keyword contract: each is a `model.*` pipeline key, checked by name.
-    """
-    params = dict(locals())
-    fused = FUSED_LEVELS[params.pop("variant")]
-    backbone = resolve_backbone(params, min_depth=fused, max_heads=fused)
-    return FCN(backbone, in_channels=in_channels, out_channels=out_channels, fused_levels=fused)
+def _build(variant: str, settings: BackboneSettings) -> nn.Module:
+    """Build :class:`FCN` of ``variant`` (as many deep-supervision heads as fused levels at most)."""
+    fused = FUSED_LEVELS[variant]
+    backbone = resolve_backbone(settings, variant, max_heads=fused)
+    return FCN(backbone, in_channels=settings.in_channels, out_channels=settings.out_channels, fused_levels=fused)
 
 
-def _registered(name: str, doc: str) -> Callable[..., nn.Module]:
-    builder = functools.partial(_build, name)
-    builder.__doc__ = doc
-    return register_model(name)(builder)
+@register_model("fcn32s", min_depth=1, depth=6)
+def fcn32s(settings: BackboneSettings) -> nn.Module:
+    """FCN-32s (Long et al. 2015): deepest scores, one learned upsampling; see :class:`FCN`."""
+    return _build("fcn32s", settings)
 
 
-fcn32s = _registered("fcn32s", "FCN-32s (Long et al. 2015): deepest scores, one learned upsampling; see FCN.")
-fcn16s = _registered("fcn16s", "FCN-16s (Long et al. 2015): two levels fused by summation; see FCN.")
-fcn8s = _registered("fcn8s", "FCN-8s (Long et al. 2015): three levels fused by summation; see FCN.")
+@register_model("fcn16s", min_depth=2, depth=6)
+def fcn16s(settings: BackboneSettings) -> nn.Module:
+    """FCN-16s (Long et al. 2015): two levels fused by summation; see :class:`FCN`."""
+    return _build("fcn16s", settings)
+
+
+@register_model("fcn8s", min_depth=3, depth=6)
+def fcn8s(settings: BackboneSettings) -> nn.Module:
+    """FCN-8s (Long et al. 2015): three levels fused by summation; see :class:`FCN`."""
+    return _build("fcn8s", settings)

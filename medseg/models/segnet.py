@@ -21,8 +21,6 @@ Deep supervision (``train()`` mode): a 1x1 score head on the decoder block of le
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from monai.networks.blocks.dynunet_block import UnetBasicBlock
 from torch import nn
@@ -30,6 +28,7 @@ from torch import nn
 from medseg.errors import ConfigError
 from medseg.models.common import Backbone, crop_outputs, pad_to_multiple, resolve_backbone
 from medseg.models.registry import register_model
+from medseg.models.settings import BackboneSettings
 
 __all__ = ["SegNet", "segnet"]
 
@@ -90,29 +89,11 @@ class SegNet(nn.Module):
         return crop_outputs(full, aux, size, self._head_strides)
 
 
-@register_model("segnet")
-def segnet(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    depth: int = 6,
-    base_filters: int = 32,
-    max_filters: int | None = None,
-    norm: str = "instance",
-    kernel_size: int = 3,
-    strides: Sequence | None = None,
-    deep_supervision: bool = False,
-    deep_supervision_heads: int | None = None,
-    dropout: float = 0.0,
-) -> nn.Module:
-    """SegNet (Badrinarayanan et al. 2015): pooling indices reused for unpooling; see :class:`SegNet`.
-
-    Many parameters: the registry's keyword contract: each is a `model.*` pipeline key, checked by name.
-    """
-    params = dict(locals())
-    backbone = resolve_backbone(params, min_depth=2, max_heads=max(1, depth - 1))
+@register_model("segnet", min_depth=2, depth=6)
+def segnet(settings: BackboneSettings) -> nn.Module:
+    """SegNet (Badrinarayanan et al. 2015): pooling indices reused for unpooling; see :class:`SegNet`."""
+    backbone = resolve_backbone(settings, "segnet", max_heads=max(1, settings.depth - 1))
     if max(backbone.strides[0]) > 1:
         raise ConfigError(f"model.strides[0] must be 1 for segnet (the input level is not pooled), got "
                           f"{list(backbone.strides[0])}")  # fmt: skip
-    return SegNet(backbone, in_channels=in_channels, out_channels=out_channels)
+    return SegNet(backbone, in_channels=settings.in_channels, out_channels=settings.out_channels)

@@ -22,7 +22,6 @@ resolution as a list (DynUNet stacks them after nearest-neighbour upsampling).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,18 +30,11 @@ from monai.networks.nets import DynUNet
 from monai.networks.nets.attentionunet import AttentionBlock
 from torch import nn
 
+from medseg.models.settings import NORMS, BackboneSettings, default_strides
+
 __all__ = ["NORMS", "SegmentationUNet", "default_strides"]
 
-NORMS = {
-    "instance": ("INSTANCE", {"affine": True}),
-    "batch": ("BATCH", {}),
-    "group": ("GROUP", {"num_groups": 8}),
-}
-
-
-def default_strides(depth: int, spatial_dims: int) -> list[list[int]]:
-    """Strides of a ``depth``-level U-Net: 1 for the input block, then 2 along every axis per level."""
-    return [[1] * spatial_dims] + [[2] * spatial_dims for _ in range(depth - 1)]
+_NAMES = {"plain": "unet", "residual": "resunet", "attention": "attention_unet"}  # for messages
 
 
 class _AttentionUpBlock(UnetUpBlock):
@@ -79,73 +71,46 @@ class SegmentationUNet(nn.Module):
     """A 2D or 3D U-Net (plain, residual-encoder or attention) that accepts any input size.
 
     Args:
-        spatial_dims: 2 or 3.
-        in_channels: Input channels ``C_in`` (2.5D: number of stacked slices).
-        out_channels: Output channels (classes, background included).
-        depth: Resolution levels (input block + ``depth - 1`` downsamplings), >= 3.
-        base_filters: Feature maps at full resolution; doubled per level up to ``max_filters``.
-        max_filters: Cap on feature maps (nnU-Net: 320 in 3D, 512 in 2D).
-        norm: ``"instance"`` (nnU-Net), ``"batch"`` or ``"group"`` (8 groups).
-        kernel_size: Convolution kernel size (odd).
-        strides: Per-level strides, ``depth`` entries of an int or ``spatial_dims`` ints (anisotropic data:
-            e.g. ``[[1,1,1],[2,2,1],[2,2,2],...]``); ``None``: :func:`default_strides`.
-        deep_supervision: Return auxiliary lower-resolution outputs in ``train()`` mode.
-        deep_supervision_heads: Number of auxiliary outputs (``1 .. depth - 2``).
-        dropout: Dropout probability in every conv block.
+        settings: The shared keys (:class:`~medseg.models.settings.BackboneSettings`); ``depth`` >= 3,
+            ``deep_supervision_heads`` in ``1 .. depth - 2`` (default: ``depth - 2``).
         variant: ``"plain"``, ``"residual"`` or ``"attention"``.
 
     Input ``(B, C_in, H, W[, D])`` of any size. Output ``(B, out_channels, H, W[, D])`` logits; in
     ``train()`` mode with deep supervision, a list ``[full, aux_1, ..., aux_n]`` whose ``aux_i`` has the
     size ``ceil(size / stride_i)`` of decoder level ``i`` (highest resolution first).
+
+    Raises:
+        ConfigError: Too many deep-supervision heads.
     """
 
-    def __init__(
-        self,
-        *,
-        spatial_dims: int,
-        in_channels: int,
-        out_channels: int,
-        depth: int = 5,
-        base_filters: int = 32,
-        max_filters: int | None = None,
-        norm: str = "instance",
-        kernel_size: int = 3,
-        strides: Sequence[int | Sequence[int]] | None = None,
-        deep_supervision: bool = False,
-        deep_supervision_heads: int | None = None,
-        dropout: float = 0.0,
-        variant: str = "plain",
-    ):
-        """Many parameters: the registry's keyword contract: each is a `model.*` pipeline key, checked by name."""
+    def __init__(self, settings: BackboneSettings, *, variant: str = "plain"):
         super().__init__()
-        strides = default_strides(depth, spatial_dims) if strides is None else strides
-        self.strides = [[int(s)] * spatial_dims if isinstance(s, int) else [int(v) for v in s] for s in strides]
-        max_filters = (320 if spatial_dims == 3 else 512) if max_filters is None else max_filters
-        filters = [min(base_filters * 2**i, max_filters) for i in range(depth)]
-        heads = max(1, depth - 2) if deep_supervision_heads is None else deep_supervision_heads
+        s, depth = settings, settings.depth
+        heads = s.heads(_NAMES[variant], max_heads=depth - 2)
+        self.strides = [list(level) for level in s.level_strides]
         net_class = _AttentionDynUNet if variant == "attention" else DynUNet
-        self.spatial_dims = spatial_dims
-        self.deep_supervision = deep_supervision
+        self.spatial_dims = s.spatial_dims
+        self.deep_supervision = s.deep_supervision
         self.net = net_class(
-            spatial_dims=spatial_dims,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            kernel_size=[kernel_size] * depth,
+            spatial_dims=s.spatial_dims,
+            in_channels=s.in_channels,
+            out_channels=s.out_channels,
+            kernel_size=[s.kernel_size] * depth,
             strides=self.strides,
             upsample_kernel_size=self.strides[1:],
-            filters=filters,
-            dropout=dropout or None,
-            norm_name=NORMS[norm],
-            deep_supervision=deep_supervision,
-            deep_supr_num=heads,
+            filters=list(s.filters),
+            dropout=s.dropout or None,
+            norm_name=s.norm_name,
+            deep_supervision=s.deep_supervision,
+            deep_supr_num=max(1, heads),
             res_block=variant == "residual",
         )
         # cumulative stride of the full output and of each auxiliary head (decoder levels 1..heads)
         cumulative = [list(self.strides[0])]
-        for s in self.strides[1:]:
-            cumulative.append([a * b for a, b in zip(cumulative[-1], s)])
+        for stride in self.strides[1:]:
+            cumulative.append([a * b for a, b in zip(cumulative[-1], stride)])
         self._total_stride = cumulative[-1]
-        self._head_strides = cumulative[1 : heads + 1] if deep_supervision else []
+        self._head_strides = cumulative[1 : heads + 1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         size = x.shape[2:]

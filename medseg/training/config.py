@@ -85,7 +85,9 @@ class ModelConfig:
     between models). Channels come from the data and the context slices (:meth:`PipelineConfig.model_config`).
 
     Parameters only some models take (e.g. ``aspp_rates`` of ``deeplabv3plus``) are written beside the
-    others in YAML and kept in ``options``; the rules check them against the named model's signature.
+    others in YAML and kept in ``options``. The fields are the shared keys of
+    :class:`medseg.models.settings.BackboneSettings` (``None``: the model's default), which alone validates
+    them (:func:`medseg.training.rules.check_pipeline` builds it through :func:`medseg.models.model_settings`).
     """
 
     name: str = "unet"

@@ -6,8 +6,9 @@ the value. ``docs/pipelines.md`` ("What is validated") lists the rules. Two sect
 owners, which the config binds to the same dataclasses: the post-processing
 (:class:`~medseg.inference.postprocess.PostprocessConfig`) and the augmentation
 (:class:`~medseg.training.augment.AugmentationConfig`) check their ranges when they are built, and the
-network's builder (:mod:`medseg.models.zoo`) checks depth, norm, kernel size, dropout and deep-supervision
-heads when the loop builds the model, also before any data is read.
+network's shared keys are checked by :class:`medseg.models.settings.BackboneSettings` (here, through
+:func:`medseg.models.model_settings`), and each builder checks its own limits (smallest depth, number of
+deep-supervision heads, its own options) when the loop builds the model, also before any data is read.
 """
 
 from __future__ import annotations
@@ -74,22 +75,15 @@ def _check_preprocessing(config: PipelineConfig) -> None:
 
 
 def _check_model(config: PipelineConfig) -> None:
-    from medseg.models import model_parameters
+    """Free-form options finite, then the one validator of the shared keys and the model's name and keys:
+    :func:`medseg.models.model_settings` (:class:`~medseg.models.settings.BackboneSettings`). Channels: one
+    input (``training.context_slices`` is checked with its section), ``data.num_classes`` outputs."""
+    from medseg.models import model_settings
 
     m = config.model
-    accepted = model_parameters(m.name)  # unknown name -> ConfigError listing the available models
-    _one_of("model.spatial_dims", m.spatial_dims, (2, 3))
-    for key, value in m.builder_params().items():
-        if key not in accepted and key not in ("name", "spatial_dims"):
-            raise ConfigError(f"model.{key}: not a parameter of model {m.name!r}; valid: {', '.join(accepted)}")
+    for key, value in m.options.items():
         _check_numbers(f"model.{key}", value)
-    if m.max_filters is not None:
-        _at_least("model.max_filters", m.max_filters, max(1, m.base_filters or 1))
-    for i, stride in enumerate(m.strides or ()):
-        values = (stride,) if isinstance(stride, int) else stride
-        if len(values) not in (1, m.spatial_dims) or min(values) < 1:
-            raise ConfigError(f"model.strides[{i}] must be a positive integer or {m.spatial_dims} of them, "
-                              f"got {stride!r}")  # fmt: skip
+    model_settings({**m.builder_params(), "in_channels": 1, "out_channels": config.data.num_classes})
 
 
 def _check_loss(config: PipelineConfig) -> None:
