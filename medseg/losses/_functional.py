@@ -16,9 +16,12 @@ __all__ = [
     "ACTIVATIONS",
     "REDUCTIONS",
     "activate",
+    "annotated_mask",
+    "check_ignore_index",
     "check_inputs",
     "encode_target",
     "focal_per_voxel",
+    "masked_mean",
     "reduce_loss",
     "select_channels",
     "to_compute_dtype",
@@ -51,12 +54,31 @@ def to_compute_dtype(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def check_inputs(logits: torch.Tensor, target: torch.Tensor, *, activation: str) -> None:
+def check_ignore_index(ignore_index: int | None) -> int | None:
+    """``ignore_index`` as an int (or ``None``); ``ValueError`` for a bool, a fraction or a negative value."""
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool) or not float(ignore_index).is_integer() or int(ignore_index) < 0:
+        raise ValueError(f"ignore_index={ignore_index!r} must be a non-negative integer label value or None")
+    return int(ignore_index)
+
+
+def annotated_mask(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor | None:
+    """``target != ignore_index`` ``(B, 1, ...)`` (bool), the annotated voxels; ``None`` without an ignore value."""
+    return None if ignore_index is None else target != ignore_index
+
+
+def check_inputs(
+    logits: torch.Tensor, target: torch.Tensor, *, activation: str, ignore_index: int | None = None
+) -> None:
     """Validate logits ``(B, C, H, W[, D])`` against an integer target ``(B, 1, H, W[, D])``.
 
+    ``ignore_index`` (a value outside the class labels) may occur in ``target`` besides the class labels.
+
     Raises:
-        ValueError: wrong rank, mismatched shapes, a single softmax channel, or label values outside
-            ``[0, C)`` (``[0, 1]`` for a single sigmoid channel). Each message names the argument.
+        ValueError: wrong rank, mismatched shapes, a single softmax channel, label values outside
+            ``[0, C)`` (``[0, 1]`` for a single sigmoid channel), or an ``ignore_index`` that is a class
+            label. Each message names the argument.
     """
     if logits.ndim not in (4, 5):
         raise ValueError(f"logits must be (B, C, H, W) or (B, C, H, W, D), got shape {tuple(logits.shape)}")
@@ -75,9 +97,14 @@ def check_inputs(logits: torch.Tensor, target: torch.Tensor, *, activation: str)
         raise ValueError("activation='softmax' needs at least 2 logit channels; use 'sigmoid' for one channel")
     if target.is_floating_point() and not torch.equal(target, target.round()):
         raise ValueError("target must hold integer class labels, got non-integer values")
+    top = max(n_classes - 1, 1)
+    if ignore_index is not None:
+        if ignore_index <= top:
+            raise ValueError(f"ignore_index={ignore_index} is a class label for {n_classes} logit channel(s); "
+                             f"the ignore value must be above {top}")
+        target = target[target != ignore_index]
     if target.numel():
         lo, hi = (int(v) for v in torch.aminmax(target))
-        top = max(n_classes - 1, 1)
         if lo < 0 or hi > top:
             raise ValueError(f"target labels must lie in [0, {top}] for {n_classes} logit channel(s), got [{lo}, {hi}]")
 
@@ -172,11 +199,27 @@ def _channel_view(values: torch.Tensor | float, like: torch.Tensor) -> torch.Ten
     return vec.reshape(1, -1, *([1] * (like.ndim - 2)))
 
 
-def reduce_loss(values: torch.Tensor, reduction: str) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``(B, C, ...)`` over the spatial axes, over the voxels where ``mask`` ``(B, 1, ...)`` is true:
+    ``(B, C)``. A sample without a masked voxel gets 0 (nothing to learn from, not NaN)."""
+    b, c = values.shape[:2]
+    if mask is None:
+        return values.reshape(b, c, -1).mean(-1)
+    total = (values * mask).reshape(b, c, -1).sum(-1)
+    return total / mask.reshape(b, 1, -1).sum(-1).clamp_min(1).to(total)
+
+
+def reduce_loss(values: torch.Tensor, reduction: str, mask: torch.Tensor | None = None) -> torch.Tensor:
     """The one reduction helper: ``'mean'`` and ``'sum'`` over every element, ``'none'`` returns ``values``.
 
     ``values`` is ``(B, C)`` (or ``(1, C)``) for per-class losses and ``(B, 1, ...)`` for per-voxel losses.
+    ``mask`` ``(B, 1, ...)``, for per-voxel losses, keeps the annotated voxels only: ``'mean'`` divides by their
+    number (0 when there is none), ``'sum'`` adds them, ``'none'`` gives 0 elsewhere.
     """
+    if mask is not None:
+        values = values * mask
+        if reduction == "mean":
+            return values.sum() / mask.sum().clamp_min(1).to(values)
     if reduction == "mean":
         return values.mean()
     if reduction == "sum":

@@ -17,7 +17,7 @@ import torch
 from scipy import ndimage
 
 from medseg.geometry import check_spacing
-from medseg.losses._functional import activate, reduce_loss, select_channels
+from medseg.losses._functional import activate, masked_mean, reduce_loss, select_channels
 from medseg.losses.base import SegLoss
 from medseg.losses.maps import boundary_distance_map, inside_distance, signed_distance_map
 
@@ -118,6 +118,9 @@ class HausdorffDTLoss(SegLoss):
         include_background: Keep channel 0 (default False, as MONAI; each kept channel costs two distance
             transforms of the prediction per sample and step).
         reduction: ``"mean"``/``"sum"`` over samples and classes or ``"none"``: ``(B, C')``.
+        ignore_index: Label value of voxels that are not annotated: ``d_q`` is measured between annotated
+            voxels (:func:`~medseg.losses.boundary_distance_map`) and the mean is over annotated voxels;
+            ``d_p``, of the dense prediction, is measured everywhere.
     """
 
     required_maps = frozenset({"target_distance"})
@@ -131,8 +134,9 @@ class HausdorffDTLoss(SegLoss):
         activation: str = "softmax",
         include_background: bool = False,
         reduction: str = "mean",
+        ignore_index: int | None = None,
     ):
-        super().__init__(activation=activation, reduction=reduction)
+        super().__init__(activation=activation, reduction=reduction, ignore_index=ignore_index)
         self.spacing_mm = _spacing_tuple(spacing_mm, "hausdorff")
         if not alpha > 0:
             raise ValueError(f"alpha={alpha} must be > 0")
@@ -143,23 +147,20 @@ class HausdorffDTLoss(SegLoss):
         self, logits: torch.Tensor, target: torch.Tensor, *, target_distance: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Loss from logits ``(B, C, ...)``, target ``(B, 1, ...)`` and optional ``target_distance`` ``(B, C, ...)``."""
-        logits, onehot = self._prepare(logits, target)
+        logits, onehot, mask = self._prepare(logits, target)
         _check_spacing(self.spacing_mm, logits, "hausdorff")
         if target_distance is None:
             labels = target[:, 0].detach().cpu().numpy().astype(np.int64)
-            maps = [
-                boundary_distance_map(lab, num_classes=logits.shape[1], spacing_mm=self.spacing_mm) for lab in labels
-            ]
+            maps = [boundary_distance_map(lab, num_classes=logits.shape[1], spacing_mm=self.spacing_mm,
+                                          ignore_label=self.ignore_index) for lab in labels]  # fmt: skip
             target_distance = torch.from_numpy(np.stack(maps))
         target_distance = _check_map("target_distance", target_distance.to(logits.device), logits)
         probs = select_channels(activate(logits, self.activation), self.include_background)
         onehot = select_channels(onehot, self.include_background)
         d_q = select_channels(target_distance, self.include_background)
-        b, c = probs.shape[:2]
         d_p = distance_field(probs.detach().flatten(0, 1) > 0.5, spacing_mm=self.spacing_mm).reshape(probs.shape)
         weight = d_p.to(probs).pow(self.alpha) + d_q.pow(self.alpha)
-        loss = ((probs - onehot) ** 2 * weight).reshape(b, c, -1).mean(-1)
-        return reduce_loss(loss, self.reduction)
+        return reduce_loss(masked_mean((probs - onehot) ** 2 * weight, mask), self.reduction)
 
 
 class BoundaryLoss(SegLoss):
@@ -177,6 +178,8 @@ class BoundaryLoss(SegLoss):
         include_background: Keep channel 0 (default False, as Kervadec et al.).
         spacing_mm: Voxel size, only for the on-the-fly fallback.
         reduction: ``"mean"``/``"sum"`` over samples and classes or ``"none"``: ``(B, C')``.
+        ignore_index: Label value of voxels that are not annotated: ``phi`` is measured between annotated
+            voxels (:func:`~medseg.losses.signed_distance_map`) and the mean is over annotated voxels.
     """
 
     required_maps = frozenset({"distance_map"})
@@ -189,8 +192,9 @@ class BoundaryLoss(SegLoss):
         include_background: bool = False,
         spacing_mm: Sequence[float] | None = None,
         reduction: str = "mean",
+        ignore_index: int | None = None,
     ):
-        super().__init__(activation=activation, reduction=reduction)
+        super().__init__(activation=activation, reduction=reduction, ignore_index=ignore_index)
         self.include_background = bool(include_background)
         self.spacing_mm = _spacing_tuple(spacing_mm, "boundary")
 
@@ -198,18 +202,18 @@ class BoundaryLoss(SegLoss):
         self, logits: torch.Tensor, target: torch.Tensor, *, distance_map: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Loss from logits ``(B, C, ...)``, target ``(B, 1, ...)`` and ``distance_map`` ``(B, C, ...)``."""
-        logits, _ = self._prepare(logits, target)
+        logits, _, mask = self._prepare(logits, target)
         if distance_map is None:
             if self.spacing_mm is None:
                 raise ValueError("boundary: forward needs distance_map=(B, C, ...) (or construct with spacing_mm)")
             _check_spacing(self.spacing_mm, logits, "boundary")
             log.debug("boundary: computing distance_map on the fly; precompute it in the data pipeline")
             labels = target[:, 0].detach().cpu().numpy().astype(np.int64)
-            maps = [signed_distance_map(lab, num_classes=logits.shape[1], spacing_mm=self.spacing_mm) for lab in labels]
+            maps = [signed_distance_map(lab, num_classes=logits.shape[1], spacing_mm=self.spacing_mm,
+                                        ignore_label=self.ignore_index) for lab in labels]  # fmt: skip
             distance_map = torch.from_numpy(np.stack(maps))
         phi = select_channels(
             _check_map("distance_map", distance_map.to(logits.device), logits), self.include_background
         )
         probs = select_channels(activate(logits, self.activation), self.include_background)
-        b, c = probs.shape[:2]
-        return reduce_loss((probs * phi).reshape(b, c, -1).mean(-1), self.reduction)
+        return reduce_loss(masked_mean(probs * phi, mask), self.reduction)

@@ -16,6 +16,11 @@ map is our own code because scipy/scikit-image have no "distance to the second-n
 Channel ``c`` of a ``(C, ...)`` map is ``labels == c``; with ``num_classes=1`` (one sigmoid channel) it is
 ``labels > 0``. A class absent from the sample, or filling it, gets an all-zero map (no boundary to
 measure from), as in Kervadec et al. and MONAI.
+
+With ``ignore_label`` (partial annotations: voxels of that value are not annotated) every map comes from
+the annotated voxels alone: a class's distances are measured to its annotated voxels and to the voxels
+annotated as another class, never to an unannotated one, and unannotated voxels get 0 (the losses leave
+them out). Without unannotated voxels the maps are those of the dense label map.
 """
 
 from __future__ import annotations
@@ -58,8 +63,17 @@ def _spacing(spacing_mm: Sequence[float], ndim: int) -> tuple[float, ...]:
     return tuple(float(s) for s in check_spacing(spacing_mm, ndim))
 
 
-def _class_mask(labels: np.ndarray, c: int, num_classes: int) -> np.ndarray:
-    return labels > 0 if num_classes == 1 else labels == c
+def _class_mask(labels: np.ndarray, c: int, num_classes: int, annotated: np.ndarray | None = None) -> np.ndarray:
+    mask = labels > 0 if num_classes == 1 else labels == c
+    return mask if annotated is None else mask & annotated
+
+
+def _annotated(labels: np.ndarray, ignore_label: int | None) -> np.ndarray | None:
+    """The annotated voxels (``labels != ignore_label``), or ``None`` when all are (no ignore value or none)."""
+    if ignore_label is None:
+        return None
+    annotated = labels != ignore_label
+    return None if annotated.all() else annotated
 
 
 def inside_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
@@ -78,7 +92,9 @@ def inside_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     return out
 
 
-def signed_distance_map(labels: np.ndarray, *, num_classes: int, spacing_mm: Sequence[float]) -> np.ndarray:
+def signed_distance_map(
+    labels: np.ndarray, *, num_classes: int, spacing_mm: Sequence[float], ignore_label: int | None = None
+) -> np.ndarray:
     """Signed distance (mm) of each class's region: positive outside, negative inside.
 
     Outside the region the value is the distance to the nearest voxel of the class, inside it is minus the
@@ -91,26 +107,38 @@ def signed_distance_map(labels: np.ndarray, *, num_classes: int, spacing_mm: Seq
         labels: Integer label map ``(H, W[, D])`` or ``(1, H, W[, D])``.
         num_classes: Number of logit channels C (1 = binary, channel is ``labels > 0``).
         spacing_mm: Voxel size per spatial axis.
+        ignore_label: Value of unannotated voxels: distances run between annotated voxels only, inside
+            to the nearest voxel annotated as another class, and unannotated voxels get 0.
 
     Returns:
-        float32 ``(C, H, W[, D])``; all zero for a class absent from, or filling, the sample.
+        float32 ``(C, H, W[, D])``; all zero for a class absent from, or filling, the (annotated) sample.
     """
     labels = _spatial_labels(labels, spacing_mm)
     spacing = _spacing(spacing_mm, labels.ndim)
+    annotated = _annotated(labels, ignore_label)
     out = np.zeros((num_classes, *labels.shape), dtype=np.float32)
     for c in range(num_classes):
-        mask = _class_mask(labels, c, num_classes)
-        if mask.any() and not mask.all():
+        mask = _class_mask(labels, c, num_classes, annotated)
+        if annotated is not None:
+            other = annotated & ~mask
+            if mask.any() and other.any():
+                inside = ndimage.distance_transform_edt(~other, sampling=spacing)
+                outside = ndimage.distance_transform_edt(~mask, sampling=spacing)
+                out[c] = np.where(mask, -inside, np.where(other, outside, 0.0))
+        elif mask.any() and not mask.all():
             out[c] = ndimage.distance_transform_edt(~mask, sampling=spacing) - inside_distance(mask, spacing)
     return out
 
 
-def boundary_distance_map(labels: np.ndarray, *, num_classes: int, spacing_mm: Sequence[float]) -> np.ndarray:
+def boundary_distance_map(
+    labels: np.ndarray, *, num_classes: int, spacing_mm: Sequence[float], ignore_label: int | None = None
+) -> np.ndarray:
     """Unsigned distance (mm) from each voxel to the nearest voxel on the other side of each class boundary.
 
     This is the distance field of Karimi & Salcudean's Hausdorff loss (``|signed_distance_map|``), ``(C, ...)``.
     """
-    return np.abs(signed_distance_map(labels, num_classes=num_classes, spacing_mm=spacing_mm))
+    sdm = signed_distance_map(labels, num_classes=num_classes, spacing_mm=spacing_mm, ignore_label=ignore_label)
+    return np.abs(sdm)
 
 
 def border_weight_map(
@@ -120,6 +148,7 @@ def border_weight_map(
     sigma: float = 5.0,
     spacing_mm: Sequence[float] | None = None,
     class_weights: str | Sequence[float] | None = "balanced",
+    ignore_label: int | None = None,
 ) -> np.ndarray:
     """U-Net weight map ``w(x) = w_c(x) + w0 exp(-(d1(x) + d2(x))^2 / (2 sigma^2))``.
 
@@ -139,6 +168,8 @@ def border_weight_map(
         spacing_mm: Voxel size per axis; ``None`` measures distances in pixels.
         class_weights: ``"balanced"`` (``N / (K n_k)`` over the K classes present, so the mean of ``w_c`` is 1),
             ``None`` (all 1) or one weight per class label.
+        ignore_label: Value of unannotated voxels: objects and class balance come from the annotated
+            voxels, and unannotated voxels get weight 0.
 
     Returns:
         float32 array shaped like ``labels``.
@@ -147,6 +178,11 @@ def border_weight_map(
     if labels.ndim not in (2, 3):
         raise ValueError(f"labels must be (H, W) or (H, W, D), got shape {labels.shape}")
     labels = _spatial_labels(labels, None)
+    annotated = _annotated(labels, ignore_label)
+    if annotated is not None:  # weights of the annotated voxels as if the others were absent
+        weights = border_weight_map(np.where(annotated, labels, 0), w0=w0, sigma=sigma, spacing_mm=spacing_mm,
+                                    class_weights=_annotated_balance(labels, annotated, class_weights))
+        return np.where(annotated, weights, 0.0).astype(np.float32)
     if not (w0 >= 0 and sigma > 0):
         raise ValueError(f"w0={w0} must be >= 0 and sigma={sigma} > 0")
     spacing = (1.0,) * labels.ndim if spacing_mm is None else _spacing(spacing_mm, labels.ndim)
@@ -167,6 +203,16 @@ def border_weight_map(
             d1[window] = np.minimum(near, dist)
     border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))
     return (weights + np.where(labels == 0, border, 0.0)).astype(np.float32)
+
+
+def _annotated_balance(labels: np.ndarray, annotated: np.ndarray, class_weights):
+    """``class_weights`` as one weight per label, ``"balanced"`` counted over the annotated voxels only."""
+    if class_weights != "balanced" or not annotated.any():
+        return class_weights
+    values, counts = np.unique(labels[annotated], return_counts=True)
+    table = np.zeros(int(values.max()) + 1)
+    table[values] = annotated.sum() / (len(values) * counts)
+    return table
 
 
 def _class_balance(labels: np.ndarray, class_weights: str | Sequence[float] | None) -> np.ndarray:
@@ -193,6 +239,7 @@ def compute_maps(
     num_classes: int,
     spacing_mm: Sequence[float],
     options: Mapping[str, Mapping] | None = None,
+    ignore_label: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Compute the named maps for one sample, ready for the loader to stack into a batch.
 
@@ -203,6 +250,7 @@ def compute_maps(
         spacing_mm: Voxel size per spatial axis.
         options: Per-map keyword arguments, usually ``loss.map_options``; for ``weight_map`` the keys of
             :func:`border_weight_map` (``w0``, ``sigma`` in pixels, or ``sigma_mm`` in mm, ``class_weights``).
+        ignore_label: Value of unannotated voxels; the maps then come from the annotated voxels alone.
 
     Returns:
         ``{name: float32 array}``: ``weight_map`` ``(1, ...)``, the others ``(C, ...)``.
@@ -216,7 +264,7 @@ def compute_maps(
     options = dict(options or {})
     out: dict[str, np.ndarray] = {}
     if "distance_map" in names or "target_distance" in names:
-        sdm = signed_distance_map(spatial, num_classes=num_classes, spacing_mm=spacing)
+        sdm = signed_distance_map(spatial, num_classes=num_classes, spacing_mm=spacing, ignore_label=ignore_label)
         if "distance_map" in names:
             out["distance_map"] = sdm
         if "target_distance" in names:
@@ -226,5 +274,5 @@ def compute_maps(
         if "sigma_mm" in kwargs:
             kwargs["sigma"] = kwargs.pop("sigma_mm")
             kwargs["spacing_mm"] = spacing
-        out["weight_map"] = border_weight_map(spatial, **kwargs)[None]
+        out["weight_map"] = border_weight_map(spatial, **kwargs, ignore_label=ignore_label)[None]
     return out

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 
 from medseg.losses._functional import (
     as_class_vector,
-    check_inputs,
     encode_target,
     focal_per_voxel,
     reduce_loss,
@@ -33,17 +32,23 @@ log = logging.getLogger(__name__)
 
 
 def _cross_entropy_per_voxel(
-    logits: torch.Tensor, target: torch.Tensor, activation: str, weights: torch.Tensor | None
+    logits: torch.Tensor, target: torch.Tensor, activation: str, weights: torch.Tensor | None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy per voxel ``(B, 1, ...)``; sigmoid sums the binary terms over channels."""
+    """Cross-entropy per voxel ``(B, 1, ...)``; sigmoid sums the binary terms over channels. Voxels outside
+    ``mask`` (the annotated ones) get 0."""
+    if mask is not None:
+        target = torch.where(mask, target, torch.zeros_like(target))
     if activation == "softmax":
         w = None if weights is None else weights.to(logits)
-        return F.cross_entropy(logits, target[:, 0].long(), weight=w, reduction="none").unsqueeze(1)
+        ce = F.cross_entropy(logits, target[:, 0].long(), weight=w, reduction="none").unsqueeze(1)
+        return ce if mask is None else ce * mask
     onehot = encode_target(target, logits.shape[1], logits.dtype)
     bce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
     if weights is not None:
         bce = bce * weights.to(bce).reshape(1, -1, *([1] * (bce.ndim - 2)))
-    return bce.sum(1, keepdim=True)
+    bce = bce.sum(1, keepdim=True)
+    return bce if mask is None else bce * mask
 
 
 class CrossEntropyLoss(SegLoss):
@@ -54,25 +59,34 @@ class CrossEntropyLoss(SegLoss):
         class_weights: One weight per channel; with softmax and ``"mean"`` the mean is weighted (divided by
             the summed weights of the voxels' classes), as :func:`torch.nn.functional.cross_entropy`.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B, 1, H, W[, D])``).
+        ignore_index: Label value of voxels that are not annotated; ``"mean"`` is then over the annotated
+            voxels (:func:`torch.nn.functional.cross_entropy`'s ``ignore_index``), 0 when there is none.
     """
 
     def __init__(
-        self, *, activation: str = "softmax", class_weights: Sequence[float] | None = None, reduction: str = "mean"
+        self,
+        *,
+        activation: str = "softmax",
+        class_weights: Sequence[float] | None = None,
+        reduction: str = "mean",
+        ignore_index: int | None = None,
     ):
-        super().__init__(activation=activation, reduction=reduction)
+        super().__init__(activation=activation, reduction=reduction, ignore_index=ignore_index)
         self.register_buffer("class_weights", as_class_vector("class_weights", class_weights), persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss from logits ``(B, C, ...)`` and integer target ``(B, 1, ...)``."""
-        check_inputs(logits, target, activation=self.activation)  # no one-hot: CE takes the labels
+        mask = self._check(logits, target)  # no one-hot: CE takes the labels
         logits = to_compute_dtype(logits)
         weights = self.class_weights
         if weights is not None and weights.numel() != logits.shape[1]:
             raise ValueError(f"class_weights has {weights.numel()} values for {logits.shape[1]} channels")
-        if self.activation == "softmax" and self.reduction != "none":
+        if self.activation == "softmax" and self.reduction != "none" and (mask is None or bool(mask.any())):
             w = None if weights is None else weights.to(logits)
-            return F.cross_entropy(logits, target[:, 0].long(), weight=w, reduction=self.reduction)
-        return reduce_loss(_cross_entropy_per_voxel(logits, target, self.activation, weights), self.reduction)
+            ignore = -100 if self.ignore_index is None else self.ignore_index
+            return F.cross_entropy(logits, target[:, 0].long(), weight=w, reduction=self.reduction, ignore_index=ignore)
+        ce = _cross_entropy_per_voxel(logits, target, self.activation, weights, mask)
+        return reduce_loss(ce, self.reduction, mask)
 
 
 class BorderCrossEntropyLoss(SegLoss):
@@ -91,6 +105,8 @@ class BorderCrossEntropyLoss(SegLoss):
         spacing_mm: Voxel size, only used by the on-the-fly fallback with ``sigma_mm``.
         activation: ``"softmax"`` or ``"sigmoid"`` (binary CE summed over channels).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B, 1, H, W[, D])``).
+        ignore_index: Label value of voxels that are not annotated: the map is built from the annotated
+            voxels (:func:`~medseg.losses.border_weight_map`) and ``"mean"`` is over them.
     """
 
     required_maps = frozenset({"weight_map"})
@@ -106,8 +122,10 @@ class BorderCrossEntropyLoss(SegLoss):
         spacing_mm: Sequence[float] | None = None,
         activation: str = "softmax",
         reduction: str = "mean",
+        ignore_index: int | None = None,
     ):
-        super().__init__(activation=activation, reduction=reduction)
+        """Many parameters: the paper's w0 and sigma, its class balance, spacing and the shared loss options."""
+        super().__init__(activation=activation, reduction=reduction, ignore_index=ignore_index)
         if not (w0 >= 0 and sigma > 0 and (sigma_mm is None or sigma_mm > 0)):
             raise ValueError(f"w0={w0} must be >= 0, sigma={sigma} and sigma_mm={sigma_mm} > 0")
         options: dict = {"w0": float(w0), "class_weights": class_weights}
@@ -127,14 +145,14 @@ class BorderCrossEntropyLoss(SegLoss):
             opts["spacing_mm"] = self.spacing_mm
         log.debug("border_ce: computing weight_map on the fly; precompute it in the data pipeline")
         labels = target[:, 0].detach().cpu().numpy().astype(np.int64)
-        maps = np.stack([border_weight_map(lab, **opts) for lab in labels])[:, None]
+        maps = np.stack([border_weight_map(lab, **opts, ignore_label=self.ignore_index) for lab in labels])[:, None]
         return torch.from_numpy(maps).to(target.device)
 
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, *, weight_map: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Loss from logits ``(B, C, ...)``, target ``(B, 1, ...)`` and ``weight_map`` ``(B, 1, ...)``."""
-        check_inputs(logits, target, activation=self.activation)
+        mask = self._check(logits, target)
         logits = to_compute_dtype(logits)
         if weight_map is None:
             weight_map = self._fallback_map(target)
@@ -142,8 +160,8 @@ class BorderCrossEntropyLoss(SegLoss):
             raise ValueError(
                 f"weight_map must be (B, 1, *spatial) = {tuple(target.shape)}, got {tuple(weight_map.shape)}"
             )
-        ce = _cross_entropy_per_voxel(logits, target, self.activation, None)
-        return reduce_loss(ce * weight_map.to(ce), self.reduction)
+        ce = _cross_entropy_per_voxel(logits, target, self.activation, None, mask)
+        return reduce_loss(ce * weight_map.to(ce), self.reduction, mask)
 
 
 class FocalLoss(SegLoss):
@@ -155,6 +173,7 @@ class FocalLoss(SegLoss):
             per channel, weighting positives by ``alpha`` and negatives by ``1 - alpha`` (Lin's alpha = 0.25).
         activation: ``"softmax"`` or ``"sigmoid"``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B, 1, H, W[, D])``).
+        ignore_index: Label value of voxels that are not annotated; ``"mean"`` is over the annotated ones.
     """
 
     def __init__(
@@ -164,8 +183,9 @@ class FocalLoss(SegLoss):
         alpha: float | Sequence[float] | None = None,
         activation: str = "softmax",
         reduction: str = "mean",
+        ignore_index: int | None = None,
     ):
-        super().__init__(activation=activation, reduction=reduction)
+        super().__init__(activation=activation, reduction=reduction, ignore_index=ignore_index)
         if not gamma >= 0:
             raise ValueError(f"gamma={gamma} must be >= 0")
         self.gamma = float(gamma)
@@ -178,6 +198,6 @@ class FocalLoss(SegLoss):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss from logits ``(B, C, ...)`` and integer target ``(B, 1, ...)``."""
-        logits, onehot = self._prepare(logits, target)
+        logits, onehot, mask = self._prepare(logits, target)
         loss = focal_per_voxel(logits, onehot, activation=self.activation, gamma=self.gamma, alpha=self.alpha)
-        return reduce_loss(loss, self.reduction)
+        return reduce_loss(loss, self.reduction, mask)

@@ -37,6 +37,8 @@ class TverskyLoss(SegLoss):
         smooth_dr: Added to the denominator; an absent class predicted absent gives loss 0, not NaN.
         reduction: ``"mean"``/``"sum"`` over samples and classes, or ``"none"``: ``(B, C')`` (``(1, C')``
             with ``batch``), C' the channels kept.
+        ignore_index: Label value of voxels that are not annotated: they count in none of tp, fp, fn
+            (nnU-Net's ignore label), so the loss is that of the annotated voxels alone.
 
     Shapes: logits ``(B, C, H, W[, D])``, target ``(B, 1, H, W[, D])`` integer labels.
     """
@@ -53,9 +55,10 @@ class TverskyLoss(SegLoss):
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: str = "mean",
+        ignore_index: int | None = None,
     ):
         """Many parameters: the loss's published hyper-parameters (alpha, beta, smoothing...), keyword-only."""
-        super().__init__(activation=activation, reduction=reduction)
+        super().__init__(activation=activation, reduction=reduction, ignore_index=ignore_index)
         if alpha < 0 or beta < 0 or alpha + beta <= 0:
             raise ValueError(f"alpha={alpha} and beta={beta} must be non-negative and not both zero")
         if smooth_nr < 0 or smooth_dr < 0:
@@ -68,8 +71,9 @@ class TverskyLoss(SegLoss):
         self.register_buffer("class_weights", weights, persistent=False)
 
     def _index(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits, onehot = self._prepare(logits, target)
-        probs = select_channels(activate(logits, self.activation), self.include_background)
+        logits, onehot, mask = self._prepare(logits, target)
+        probs = activate(logits, self.activation)
+        probs = select_channels(probs if mask is None else probs * mask, self.include_background)
         onehot = select_channels(onehot, self.include_background)
         return tversky_per_class(
             probs,
@@ -115,6 +119,7 @@ class DiceLoss(TverskyLoss):
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: str = "mean",
+        ignore_index: int | None = None,
     ):
         # Tversky(0.5, 0.5) with halved smoothing equals (2 tp + s_nr) / (2 tp + fp + fn + s_dr).
         super().__init__(
@@ -127,6 +132,7 @@ class DiceLoss(TverskyLoss):
             smooth_nr=smooth_nr / 2,
             smooth_dr=smooth_dr / 2,
             reduction=reduction,
+            ignore_index=ignore_index,
         )
 
 

@@ -37,14 +37,15 @@ def dice_ce(
     class_weights: Sequence[float] | None = None,
     dice_weight: float = 1.0,
     ce_weight: float = 1.0,
+    ignore_index: int | None = None,
 ) -> CompoundLoss:
-    """Dice + cross-entropy, the nnU-Net default (Isensee et al., Nature Methods 2021); ``class_weights`` go to CE."""
-    return CompoundLoss(
-        [
-            LossTerm("dice", _dice(activation, include_background, batch, smooth_nr, smooth_dr), dice_weight),
-            LossTerm("ce", CrossEntropyLoss(activation=activation, class_weights=class_weights), ce_weight),
-        ]
-    )
+    """Dice + cross-entropy, the nnU-Net default (Isensee et al., Nature Methods 2021); ``class_weights`` go to CE.
+
+    Many parameters: the two terms' options and weights, keyword-only, as a pipeline file names them.
+    """
+    dice = _dice(activation, include_background, batch, smooth_nr, smooth_dr, ignore_index)
+    ce = CrossEntropyLoss(activation=activation, class_weights=class_weights, ignore_index=ignore_index)
+    return CompoundLoss([LossTerm("dice", dice, dice_weight), LossTerm("ce", ce, ce_weight)])
 
 
 def dice_focal(
@@ -56,23 +57,22 @@ def dice_focal(
     alpha: float | Sequence[float] | None = None,
     dice_weight: float = 1.0,
     focal_weight: float = 1.0,
+    ignore_index: int | None = None,
 ) -> CompoundLoss:
     """Dice + focal loss; ``gamma`` and ``alpha`` go to the focal term."""
-    return CompoundLoss(
-        [
-            LossTerm("dice", _dice(activation, include_background, batch, 1e-5, 1e-5), dice_weight),
-            LossTerm("focal", FocalLoss(activation=activation, gamma=gamma, alpha=alpha), focal_weight),
-        ]
-    )
+    dice = _dice(activation, include_background, batch, 1e-5, 1e-5, ignore_index)
+    focal = FocalLoss(activation=activation, gamma=gamma, alpha=alpha, ignore_index=ignore_index)
+    return CompoundLoss([LossTerm("dice", dice, dice_weight), LossTerm("focal", focal, focal_weight)])
 
 
-def _dice(activation, include_background, batch, smooth_nr, smooth_dr) -> DiceLoss:
+def _dice(activation, include_background, batch, smooth_nr, smooth_dr, ignore_index=None) -> DiceLoss:
     return DiceLoss(
         activation=activation,
         include_background=include_background,
         batch=batch,
         smooth_nr=smooth_nr,
         smooth_dr=smooth_dr,
+        ignore_index=ignore_index,
     )
 
 

@@ -23,7 +23,8 @@ def test_settings_are_checked_and_shown():
 def test_prepare_checks_casts_and_encodes():
     logits = torch.zeros(1, 3, 2, 2, dtype=torch.float16)
     target = torch.tensor([[[[0, 1], [2, 1]]]])
-    out, onehot = SegLoss()._prepare(logits, target)
+    out, onehot, mask = SegLoss()._prepare(logits, target)
+    assert mask is None
     assert out.dtype == torch.float32 and onehot.dtype == torch.float32  # AMP-safe compute dtype
     assert onehot[0, :, 1, 0].tolist() == [0.0, 0.0, 1.0] and onehot.sum().item() == 4.0
     with pytest.raises(ValueError, match="target labels must lie in"):
