@@ -28,14 +28,14 @@ import platform
 import socket
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from medseg.utils.atomic import atomic_write_json
 
-__all__ = ["MANIFEST_NAME", "RunManifest", "file_sha256", "library_versions"]
+__all__ = ["MANIFEST_NAME", "ManifestInfo", "RunManifest", "file_sha256", "library_versions"]
 
 #: File name of the manifest in an output folder.
 MANIFEST_NAME = "run.json"
@@ -66,6 +66,27 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
+@dataclass(frozen=True)
+class ManifestInfo:
+    """What :meth:`RunManifest.start` records about a run.
+
+    Attributes:
+        command: ``"predict"`` or ``"evaluate"``.
+        settings: Resolved settings of the run (JSON-serialisable).
+        checkpoints: Model checkpoint files; each is hashed (SHA-256).
+        pipeline: The run's pipeline/plan description, when there is one.
+        device: Where the model runs.
+        argv: The command line (``sys.argv`` when ``None``).
+    """
+
+    command: str
+    settings: Mapping[str, Any] | None = None
+    checkpoints: Sequence[str | os.PathLike] = ()
+    pipeline: Mapping[str, Any] | None = None
+    device: str | None = None
+    argv: Sequence[str] | None = None
+
+
 @dataclass
 class RunManifest:
     """``run.json`` of one output folder, rewritten atomically on every change.
@@ -84,41 +105,35 @@ class RunManifest:
     def start(
         cls,
         out_dir: str | os.PathLike,
+        info: ManifestInfo | None = None,
         *,
-        command: str,
-        settings: Mapping[str, Any] | None = None,
-        checkpoints: Sequence[str | os.PathLike] = (),
-        pipeline: Mapping[str, Any] | None = None,
-        device: str | None = None,
-        argv: Sequence[str] | None = None,
         name: str = MANIFEST_NAME,
         shared: bool = False,
+        **fields: Any,
     ) -> RunManifest:
         """Write a ``"running"`` manifest into ``out_dir`` (created) and return it.
 
         Args:
             out_dir: The output folder.
-            command: ``"predict"`` or ``"evaluate"``.
-            settings: Resolved settings of the run (JSON-serialisable).
-            checkpoints: Model checkpoint files; each is hashed (SHA-256).
-            pipeline: The run's pipeline/plan description, when there is one.
-            device: Where the model runs.
-            argv: The command line (``sys.argv`` when ``None``).
+            info: What the manifest records (:class:`ManifestInfo`); its fields may also be given as keywords
+                (``command="predict"``), which replace those of ``info``.
             name: File name (``run.json``; one per process under ``torchrun``, e.g. ``run.rank1.json``).
             shared: Keep the cases other processes record in the same file (module docstring).
 
-        Many parameters: one keyword per recorded field, all keyword-only.
+        Raises:
+            TypeError: No ``command``, or a keyword that is not a field of :class:`ManifestInfo`.
         """
         from medseg import __version__
 
+        info = replace(info, **fields) if info is not None else ManifestInfo(**fields)
         now = _now()
         data = {
-            "manifest_version": 1, "command": command, "status": "running",
-            "argv": list(sys.argv if argv is None else argv), "medseg_version": __version__,
+            "manifest_version": 1, "command": info.command, "status": "running",
+            "argv": list(sys.argv if info.argv is None else info.argv), "medseg_version": __version__,
             "python": platform.python_version(), "versions": library_versions(), "host": socket.gethostname(),
-            "pid": os.getpid(), "device": device,
-            "checkpoints": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in checkpoints],
-            "pipeline": dict(pipeline or {}), "settings": dict(settings or {}),
+            "pid": os.getpid(), "device": info.device,
+            "checkpoints": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in info.checkpoints],
+            "pipeline": dict(info.pipeline or {}), "settings": dict(info.settings or {}),
             "started": now, "updated": now, "finished": None, "cases": [],
         }
         manifest = cls(Path(out_dir) / name, data, shared)

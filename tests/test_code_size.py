@@ -1,9 +1,11 @@
 """Functions short enough to read at once, signatures small enough to call (STYLE.md, convention 9).
 
 Read from the source with ``ast``: a function in ``medseg/`` may have at most :data:`MAX_LINES` lines
-(from ``def`` to its last line, decorators and docstring not counted) and :data:`MAX_PARAMETERS`
-parameters (``self``/``cls`` not counted, ``*args``/``**kwargs`` counted), unless its docstring has a
-line starting with ``Long:`` (resp. ``Many parameters:``) that gives the reason in a few words.
+(from ``def`` to its last line, decorators and docstring not counted), unless its docstring has a line
+starting with ``Long:`` that gives the reason in a few words, and at most :data:`MAX_PARAMETERS` parameters
+(``self``/``cls`` not counted, ``*args``/``**kwargs`` counted), without exception: more take a frozen
+settings object (issue #25: e.g. :class:`medseg.models.BackboneSettings`,
+:class:`medseg.evaluation.runner.EvaluateOptions`) or are split.
 
 :data:`KNOWN` lists the functions that broke a rule when this test was written; the test fails on any
 other, so the list can only shrink. Each entry names its owner; remove the entry when the function is
@@ -21,9 +23,14 @@ ROOT = Path(__file__).resolve().parents[1] / "medseg"
 MAX_LINES = 60
 MAX_PARAMETERS = 8
 
-#: ``module:qualified.name`` -> rule broken, for offenders not yet split; empty since issue 14 (long functions
-#: were split into named steps, wide keyword contracts carry their ``Many parameters:`` reason).
-KNOWN: dict[str, str] = {}
+#: ``module:qualified.name`` -> rule broken, for offenders not yet split (issue 14 split the long functions,
+#: issue #25 gave the wide keyword contracts settings objects).
+KNOWN: dict[str, str] = {
+    # owner: losses (partial annotations in progress); split: a base class with the counting options
+    # (activation, include_background, batch, class_weights, smoothing, reduction, ignore_index), Tversky
+    # adds alpha and beta through **kwargs (losses.registry.loss_parameters follows **kwargs)
+    "medseg.losses.region:TverskyLoss.__init__": "parameters",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -74,7 +81,7 @@ def violations(source: str, module: str) -> dict[str, str]:
         broken = []
         if code_lines(node) > MAX_LINES and not _has_reason(node, "Long:"):
             broken.append("lines")
-        if parameter_count(node, method="." in name) > MAX_PARAMETERS and not _has_reason(node, "Many parameters:"):
+        if parameter_count(node, method="." in name) > MAX_PARAMETERS:
             broken.append("parameters")
         if broken:
             found[f"{module}:{name}"] = "+".join(broken)
@@ -90,8 +97,8 @@ def _tree_violations() -> dict[str, str]:
 
 def test_no_new_long_functions_or_signatures():
     new = {name: rule for name, rule in _tree_violations().items() if KNOWN.get(name) != rule}
-    assert new == {}, (f"split these functions (<= {MAX_LINES} lines, <= {MAX_PARAMETERS} parameters, a frozen "
-                       "settings object for more) or give a one-line 'Long:' / 'Many parameters:' reason")
+    assert new == {}, (f"split these functions (<= {MAX_LINES} lines, or a one-line 'Long:' reason) and give "
+                       f"more than {MAX_PARAMETERS} parameters a frozen settings object (no exemption)")
 
 
 def test_known_offenders_still_offend():
@@ -112,7 +119,7 @@ _MANY_WHY = _MANY.replace("        return a",
     (_LONG, {"m:f": "lines"}),
     (_LONG_WHY, {}),
     (_MANY, {"m:C.m": "parameters"}),
-    (_MANY_WHY, {}),
+    (_MANY_WHY, {"m:C.m": "parameters"}),  # no reason exempts a wide signature
     ("def f(a, b, c, d, e, f, g, h):\n    return a\n", {}),  # 8 parameters: allowed
     ('def f():\n    """' + "\n" * 80 + '"""\n    return 1\n', {}),  # a long docstring is not code
     ("def outer():\n    def inner(a, b, c, d, e, f, g, h, i):\n        return a\n    return inner\n",

@@ -46,6 +46,7 @@ _EXPORTS = {
     "Results": "results",
     "load_results": "results",
     "EvaluationRun": "runner",
+    "EvaluateOptions": "runner",
     "evaluate_folders": "runner",
     "BootstrapSettings": "statistics",
     "bland_altman": "statistics",

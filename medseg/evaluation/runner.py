@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from medseg.utils.lock import folder_lock
 from medseg.utils.parallel import map_with_progress
 from medseg.utils.progress import tqdm_disable
 
-__all__ = ["EvaluationRun", "evaluate_folders", "evaluate_pair", "unscored_regions"]
+__all__ = ["EvaluateOptions", "EvaluationRun", "evaluate_folders", "evaluate_pair", "unscored_regions"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,20 +110,39 @@ def _evaluate_or_reason(pair: CasePair, **kwargs) -> CaseResult | tuple[str, str
         return pair.case, str(exc)
 
 
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """How :func:`evaluate_folders` runs: one field per ``medseg evaluate`` option (see its docstring).
+
+    Attributes:
+        config: Metric settings (``None``: :class:`EvaluationConfig` defaults; only for the medseg protocol).
+        workers: Parallel processes (``None``: one per core).
+        figures: Draw the box and volume plots.
+        progress: Progress bar (``None``: when stderr is a terminal).
+        protocol: ``"medseg"`` or ``"lits2017"`` (:data:`~medseg.evaluation.protocols.PROTOCOLS`).
+        labels: The references' values -> regions (:class:`LabelMapping` or its CLI strings).
+        pred_labels: The predictions' values -> regions.
+        probabilities: Folder of ``<case>_prob_tumor`` maps (``None``: the predictions' folder).
+        allow_missing: Score a reference without prediction as an empty prediction.
+    """
+
+    config: EvaluationConfig | None = None
+    workers: int | None = None
+    figures: bool = True
+    progress: bool | None = None
+    protocol: str = DEFAULT_PROTOCOL
+    labels: LabelMapping | Sequence[str] | None = None
+    pred_labels: LabelMapping | Sequence[str] | None = None
+    probabilities: str | os.PathLike | None = None
+    allow_missing: bool = False
+
+
 def evaluate_folders(
     pred_dir: str | os.PathLike,
     ref_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
-    *,
-    config: EvaluationConfig | None = None,
-    workers: int | None = None,
-    figures: bool = True,
-    progress: bool | None = None,
-    protocol: str = DEFAULT_PROTOCOL,
-    labels: LabelMapping | Sequence[str] | None = None,
-    pred_labels: LabelMapping | Sequence[str] | None = None,
-    probabilities: str | os.PathLike | None = None,
-    allow_missing: bool = False,
+    options: EvaluateOptions | None = None,
+    **fields,
 ) -> EvaluationRun:
     """Match, check, evaluate (in parallel) and report a folder of predictions.
 
@@ -152,13 +171,17 @@ def evaluate_folders(
     ``out_dir`` is locked for the run (a second evaluation into it is refused) and its ``summary.json``
     says ``"status": "incomplete"`` until every result file is written (:mod:`medseg.evaluation.report`).
 
+    The options are an :class:`EvaluateOptions`, or its fields given as keywords (``workers=1``), which
+    replace those of ``options``.
+
     Raises:
         DataError: Folder missing or empty, duplicate case ids, reference cases without prediction (unless
             ``allow_missing``), or no case could be evaluated.
         FolderLockedError: Another process is evaluating into ``out_dir``.
-
-    Many parameters: one keyword per `medseg evaluate` option, all defaulted; the CLI passes them by name.
+        TypeError: A keyword that is not a field of :class:`EvaluateOptions`.
     """
+    o = replace(options or EvaluateOptions(), **fields)
+    config, protocol, labels, pred_labels = o.config, o.protocol, o.labels, o.pred_labels
     check_protocol(protocol)
     if protocol != DEFAULT_PROTOCOL and config not in (None, EvaluationConfig()):
         raise ValueError(f"config {config!r} does not apply to protocol {protocol!r}: its conventions are fixed")
@@ -168,12 +191,12 @@ def evaluate_folders(
         raise DataError(f"--protocol {protocol} scores tumors, but the references declare no tumor label "
                         f"(--labels {labels.to_json()}); use the default protocol", path=ref_dir)
     pairs, unmatched = match_cases(pred_dir, ref_dir)
-    probability_maps = probability_files(pred_dir if probabilities is None else probabilities)
+    probability_maps = probability_files(pred_dir if o.probabilities is None else o.probabilities)
     unmatched = [path for path in unmatched if path not in probability_maps.values()]
     for path in unmatched:
         logger.warning("prediction %s has no reference (case %s); ignored", path, path.name)
     missing = [pair.case for pair in pairs if pair.pred is None]
-    if missing and not allow_missing:
+    if missing and not o.allow_missing:
         raise DataError(f"no prediction for {len(missing)} of {len(pairs)} reference case(s): {', '.join(missing)} "
                         "(misnamed? --allow-missing scores them as empty predictions)", path=pred_dir)
     if missing:
@@ -187,9 +210,9 @@ def evaluate_folders(
                 probabilities=probability_maps,
             ),
             [pair for pair in pairs if pair.case not in failed],
-            workers=workers,
+            workers=o.workers,
             desc="evaluate",
-            disable=tqdm_disable(progress),
+            disable=tqdm_disable(o.progress),
         )
         failed.update(r for r in outcomes if isinstance(r, tuple))
         for reason in failed.values():  # the CLI prints them; the API has them in run.failed and the summary
@@ -199,7 +222,7 @@ def evaluate_folders(
             raise DataError(f"no case could be evaluated ({len(failed)} bad): " + "; ".join(failed.values()))
         extra = {"failed_cases": [{"case": c, "reason": r} for c, r in failed.items()],
                  "labels": {"reference": labels.to_json(), "prediction": pred_labels.to_json()}}
-        run = _report(out_dir, results, missing, config, figures=figures, protocol=protocol, extra=extra,
+        run = _report(out_dir, results, missing, config, figures=o.figures, protocol=protocol, extra=extra,
                       not_scored=unscored_regions(labels))
         run.failed = failed
         return run

@@ -8,6 +8,7 @@ not load torch.
 from medseg.utils.lazy import lazy_exports
 
 _EXPORTS = {
+    "BatchOptions": "batch",
     "BatchSummary": "batch",
     "CaseOutcome": "batch",
     "collect_inputs": "batch",

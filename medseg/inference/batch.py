@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from medseg.utils.atomic import atomic_write_json
 from medseg.utils.lock import folder_lock
 from medseg.utils.progress import tqdm_disable
 
-__all__ = ["BatchSummary", "CaseOutcome", "collect_inputs", "predict_batch", "shard_from_env",
+__all__ = ["BatchOptions", "BatchSummary", "CaseOutcome", "collect_inputs", "predict_batch", "shard_from_env",
            "volumes_filename"]
 
 logger = logging.getLogger(__name__)
@@ -126,25 +126,11 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def predict_batch(
-    predictor,
-    inputs: Sequence[tuple[str, str | os.PathLike]],
-    out_dir: str | os.PathLike,
-    *,
-    skip_existing: bool = False,
-    report: Callable[[Any, Any], Mapping[str, Any]] | None = None,
-    progress: bool | None = None,
-    writer=None,
-    checks=None,
-    series_uid: str | None = None,
-) -> BatchSummary:
-    """Predict every ``(case_id, path)`` in ``inputs`` into ``out_dir``.
+@dataclass(frozen=True)
+class BatchOptions:
+    """How :func:`predict_batch` runs: one field per ``medseg predict`` batch option.
 
-    Args:
-        predictor: A :class:`~medseg.inference.Predictor` (anything with ``predict(volume) -> (Volume,
-            stats)``).
-        inputs: Scans as ``(case_id, path)`` (see :func:`collect_inputs`).
-        out_dir: Output folder (created).
+    Attributes:
         skip_existing: Leave cases whose label map already exists alone (resume a cohort).
         report: Called as ``report(labels, scan)`` (two :class:`~medseg.io.Volume`) for the mapping
             written to ``<case>_volumes.json`` after ``case_id`` and ``input``, e.g.
@@ -157,18 +143,47 @@ def predict_batch(
         checks: A :class:`medseg.inference.checks.ScanChecks`: refuses unusable scans (NaN/inf, a label
             map) before prediction and adds its findings to ``stats["warnings"]`` (errors when strict).
         series_uid: The series to read from DICOM folders holding several.
+    """
+
+    skip_existing: bool = False
+    report: Callable[[Any, Any], Mapping[str, Any]] | None = None
+    progress: bool | None = None
+    writer: Any = None
+    checks: Any = None
+    series_uid: str | None = None
+
+
+def predict_batch(
+    predictor,
+    inputs: Sequence[tuple[str, str | os.PathLike]],
+    out_dir: str | os.PathLike,
+    options: BatchOptions | None = None,
+    **fields,
+) -> BatchSummary:
+    """Predict every ``(case_id, path)`` in ``inputs`` into ``out_dir``.
+
+    Args:
+        predictor: A :class:`~medseg.inference.Predictor` (anything with ``predict(volume) -> (Volume,
+            stats)``).
+        inputs: Scans as ``(case_id, path)`` (see :func:`collect_inputs`).
+        out_dir: Output folder (created).
+        options: A :class:`BatchOptions`; its fields may also be given as keywords (``skip_existing=True``),
+            which replace those of ``options``.
 
     Returns:
         The :class:`BatchSummary`; failures are recorded, never raised (except KeyboardInterrupt).
 
-    Many parameters: one keyword per `medseg predict` batch option, all defaulted and keyword-only.
+    Raises:
+        TypeError: A keyword that is not a field of :class:`BatchOptions`.
     """
     from medseg.io import read_volume, write_volume
 
+    o = replace(options or BatchOptions(), **fields)
+    skip_existing, report, writer, checks = o.skip_existing, o.report, o.writer, o.checks
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = BatchSummary()
-    bar = tqdm(inputs, desc="predict", unit="scan", disable=tqdm_disable(progress))
+    bar = tqdm(inputs, desc="predict", unit="scan", disable=tqdm_disable(o.progress))
     for case_id, path in bar:
         target = out_dir / prediction_filename(case_id)
         if skip_existing and target.exists():
@@ -177,7 +192,7 @@ def predict_batch(
             continue
         t0 = time.perf_counter()
         try:
-            volume = read_volume(path, series_uid=series_uid)
+            volume = read_volume(path, series_uid=o.series_uid)
             timings = {"read": time.perf_counter() - t0}
             findings = checks.before(volume, path) if checks is not None else []
             labels, stats = predictor.predict(volume)  # a Predictor runs its own scan checks (settings)
