@@ -50,3 +50,12 @@ def write_section(name: str, markdown: str, *, doc: Path = DOC) -> Path:
     tmp.write_text(text)
     os.replace(tmp, doc)
     return doc
+
+
+def cpu_line() -> str:
+    """The CPU model and its vector/matrix flags that matter for inference (``/proc/cpuinfo``)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((x.split(":", 1)[1].strip() for x in text.splitlines() if x.startswith("model name")), "unknown")
+    flags = next((x.split(":", 1)[1].split() for x in text.splitlines() if x.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+    return f"CPU: {model}; flags: {', '.join(f for f in wanted if f in flags) or 'none of ' + ', '.join(wanted)}"

@@ -81,9 +81,7 @@ def register(subparsers) -> None:
                    help="label map format: auto (default) = NIfTI, plus DICOM SEG (<case>_seg.dcm) for DICOM "
                         "input; nifti; dicom-seg (SEG only, NIfTI if the SEG fails); both (DICOM input only)")
     p.add_argument("--no-preview", action="store_true", help="do not write the QA picture <case>_preview.png")
-    p.add_argument("--no-postprocessing", action="store_true",
-                   help="raw argmax of the network: none of the run's post-processing (largest liver, tumor "
-                        "inside the liver, small lesions), e.g. to compare with nnU-Net's predictor")
+    _add_postprocessing_options(p)
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write <case>_prob_liver.nii.gz, <case>_prob_tumor.nii.gz and <case>_uncertainty.nii.gz "
                         "(normalised entropy of the (ensemble's mean) probabilities) on the scan's grid: uint8, "
@@ -96,6 +94,16 @@ def register(subparsers) -> None:
                         "getting a warning in <case>_volumes.json")
     add_series_uid_option(p)
     p.set_defaults(func=_predict)
+
+
+def _add_postprocessing_options(p) -> None:
+    """``--crf`` and ``--no-postprocessing``."""
+    p.add_argument("--crf", action="store_true",
+                   help="refine the probabilities with a dense CRF (mm and HU kernels) inside the liver's box before "
+                        "the post-processing (docs/inference.md)")
+    p.add_argument("--no-postprocessing", action="store_true",
+                   help="raw argmax of the network: none of the run's post-processing (largest liver, tumor "
+                        "inside the liver, small lesions), e.g. to compare with nnU-Net's predictor")
 
 
 def _add_compute_options(p) -> None:
@@ -112,7 +120,6 @@ def _add_compute_options(p) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import dataclasses
 
     import torch
 
@@ -120,7 +127,7 @@ def _predict(args: argparse.Namespace) -> int:
     from medseg.inference.cpu import cpu_threads
     from medseg.inference.parts import resolve_part
     from medseg.inference.postprocess import NO_POSTPROCESSING
-    from medseg.inference.predictor import InferenceSettings, Predictor
+    from medseg.inference.predictor import InferenceSettings
     from medseg.outputs import record_part
     from medseg.runs.provenance import PHANTOM_WARNING, phantom_only
 
@@ -140,12 +147,7 @@ def _predict(args: argparse.Namespace) -> int:
     inputs, failures = collect_inputs(args.inputs)
     _check_outputs(args, inputs)
     _check_formats(args, inputs)
-    predictor = Predictor.from_run(args.model, device=device, settings=settings, folds=args.folds,
-                                   checkpoint=args.checkpoint)
-    if args.labels is not None:  # another model's classes as liver/tumor
-        predictor = dataclasses.replace(predictor, label_mapping=labels_from(args.labels))
-    elif not args.no_volumes:
-        _check_lits_classes(args.model, predictor.labels)
+    predictor = _load_predictor(args, device, settings)
     inputs = part.select(inputs, key=lambda item: item[0])
     failures = part.select(failures, key=lambda outcome: outcome.case_id)
     where = f" (part {part.label}, {part.source})" if part.count > 1 else ""
@@ -169,6 +171,27 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"medseg predict: cohort of {cohort['parts']} parts done: {cohort['ok']} predicted, {cohort['skipped']} "
               f"skipped, {cohort['failed']} failed (reasons: {args.out}/failures.csv)", file=sys.stderr)  # fmt: skip
     return 2 if summary.failed else 0
+
+
+def _load_predictor(args: argparse.Namespace, device, settings):
+    """The run's predictor with ``--crf`` and ``--labels`` applied (a non-LiTS model without ``--labels`` is
+    refused unless no volumes are measured)."""
+    import dataclasses
+
+    from medseg.inference.predictor import Predictor
+
+    predictor = Predictor.from_run(args.model, device=device, settings=settings, folds=args.folds,
+                                   checkpoint=args.checkpoint)
+    if args.crf:  # the run's (or --no-postprocessing's) steps, with the dense CRF before them
+        from medseg.inference.crf import CrfSettings
+
+        steps = predictor.settings.postprocessing or predictor.postprocessing
+        predictor = predictor.with_settings(postprocessing=dataclasses.replace(steps, crf=CrfSettings()))
+    if args.labels is not None:  # another model's classes as liver/tumor
+        predictor = dataclasses.replace(predictor, label_mapping=labels_from(args.labels))
+    elif not args.no_volumes:
+        _check_lits_classes(args.model, predictor.labels)
+    return predictor
 
 
 def _writer(args: argparse.Namespace, settings, predictor, rank: int, part):

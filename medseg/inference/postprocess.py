@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from medseg.errors import ConfigError
 from medseg.geometry import bounding_box, grow_box, voxel_volume_ml
+from medseg.inference.crf import CrfSettings
 from medseg.labels import LIVER, TUMOR, is_lits
 
 __all__ = [
@@ -53,11 +54,14 @@ class PostprocessConfig:
         tumor_inside_liver_dilation_mm: Keep tumor components touching the liver dilated by this many
             mm; ``None`` disables the step.
         min_lesion_volume_mm3: Tumor components below this volume become liver; 0 disables the step.
+        crf: Dense CRF refinement of the probabilities before the other steps
+            (:mod:`medseg.inference.crf`); ``None`` (default) disables it.
     """
 
     keep_largest_liver: bool = True
     tumor_inside_liver_dilation_mm: float | None = 5.0
     min_lesion_volume_mm3: float = 0.0
+    crf: CrfSettings | None = None
 
     def __post_init__(self) -> None:
         d = self.tumor_inside_liver_dilation_mm
@@ -74,6 +78,13 @@ class PostprocessConfig:
         unknown = sorted(set(data) - valid)
         if unknown:
             raise ConfigError(f"unknown postprocessing key(s) {unknown}; valid keys: {sorted(valid)}")
+        if isinstance(data.get("crf"), Mapping):
+            crf = dict(data["crf"])
+            known = {f.name for f in fields(CrfSettings)}
+            if set(crf) - known:
+                raise ConfigError(f"unknown postprocessing.crf key(s) {sorted(set(crf) - known)}; valid keys: "
+                                  f"{sorted(known)}")  # fmt: skip
+            data["crf"] = CrfSettings(**crf)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:

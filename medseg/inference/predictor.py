@@ -42,6 +42,7 @@ from medseg.errors import ConfigError, DataError
 from medseg.inference.checks import ScanChecks
 from medseg.inference.coarse_to_fine import CoarseToFineSettings, locate_box, refine_or_predict
 from medseg.inference.cpu import PRECISIONS, resolve_precision
+from medseg.inference.crf import refine_labels
 from medseg.inference.ensemble import (
     POSTPROCESSING_FILE,
     FoldEnsemble,
@@ -336,11 +337,14 @@ class Predictor:
         if self.settings.probabilities:
             stats["probability_maps"] = self._probability_maps(logits, record, volume)
         labels = restore_labels(logits, record)
+        config = self.settings.postprocessing or self.postprocessing
+        if config.crf is not None and self.label_mapping is None and applies_to(self.labels):
+            labels = refine_labels(labels, restore_probabilities(logits, record), volume.array,
+                                   spacing_mm=volume.spacing_mm, settings=config.crf)  # fmt: skip
         del logits
         names = dict(self.labels)
         if self.label_mapping is not None:  # another tool's classes as LiTS' (--labels liver=5)
             labels, names = apply_label_mapping(labels, self.label_mapping), lits_labels()
-        config = self.settings.postprocessing or self.postprocessing
         if applies_to(names):
             labels = postprocess_labels(labels, spacing_mm=volume.spacing_mm, config=config, affine=volume.affine)
         stats["restore_postprocess_s"] = time.perf_counter() - t0
