@@ -23,7 +23,32 @@ from medseg.losses.base import SegLoss
 __all__ = ["DiceLoss", "FocalTverskyLoss", "TverskyLoss"]
 
 
-class TverskyLoss(SegLoss):
+class _OverlapLoss(SegLoss):
+    """The counting options of the overlap losses (arguments as :class:`TverskyLoss` without its ``alpha`` and
+    ``beta``): which channels and samples are counted, class weights, smoothing, reduction, ignored voxels."""
+
+    def __init__(
+        self,
+        *,
+        activation: str = "softmax",
+        include_background: bool = True,
+        batch: bool = False,
+        class_weights: Sequence[float] | None = None,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        reduction: str = "mean",
+        ignore_index: int | None = None,
+    ):
+        super().__init__(activation=activation, reduction=reduction, ignore_index=ignore_index)
+        if smooth_nr < 0 or smooth_dr < 0:
+            raise ValueError(f"smooth_nr={smooth_nr} and smooth_dr={smooth_dr} must be >= 0")
+        self.include_background = bool(include_background)
+        self.batch = bool(batch)
+        self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
+        self.register_buffer("class_weights", as_class_vector("class_weights", class_weights), persistent=False)
+
+
+class TverskyLoss(_OverlapLoss):
     """Tversky loss ``1 - TI`` per class (Salehi et al., MLMI 2017), with ``alpha`` on FP and ``beta`` on FN.
 
     Args:
@@ -43,32 +68,11 @@ class TverskyLoss(SegLoss):
     Shapes: logits ``(B, C, H, W[, D])``, target ``(B, 1, H, W[, D])`` integer labels.
     """
 
-    def __init__(
-        self,
-        *,
-        alpha: float = 0.3,
-        beta: float = 0.7,
-        activation: str = "softmax",
-        include_background: bool = True,
-        batch: bool = False,
-        class_weights: Sequence[float] | None = None,
-        smooth_nr: float = 1e-5,
-        smooth_dr: float = 1e-5,
-        reduction: str = "mean",
-        ignore_index: int | None = None,
-    ):
-        """Many parameters: the loss's published hyper-parameters (alpha, beta, smoothing...), keyword-only."""
-        super().__init__(activation=activation, reduction=reduction, ignore_index=ignore_index)
+    def __init__(self, *, alpha: float = 0.3, beta: float = 0.7, **kwargs):
         if alpha < 0 or beta < 0 or alpha + beta <= 0:
             raise ValueError(f"alpha={alpha} and beta={beta} must be non-negative and not both zero")
-        if smooth_nr < 0 or smooth_dr < 0:
-            raise ValueError(f"smooth_nr={smooth_nr} and smooth_dr={smooth_dr} must be >= 0")
+        super().__init__(**kwargs)  # the counting options of _OverlapLoss
         self.alpha, self.beta = float(alpha), float(beta)
-        self.include_background = bool(include_background)
-        self.batch = bool(batch)
-        self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
-        weights = as_class_vector("class_weights", class_weights)
-        self.register_buffer("class_weights", weights, persistent=False)
 
     def _index(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits, onehot, mask = self._prepare(logits, target)
