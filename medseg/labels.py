@@ -5,6 +5,9 @@ parenchyma) or 2 (tumor). The regions evaluated and reported are nested: *liver*
 liver or tumor (the tumor is part of the liver), *parenchyma* is label 1, *tumor* is label 2. Tumor burden
 is the tumor's share of the liver, in percent.
 
+Partial annotations (issue #30) mark voxels nobody annotated with a declared *ignore* value (above 2); a
+prediction is always dense and is scored on the annotated voxels only (:func:`without_unannotated`).
+
 Label names travel as ``{class index (str): name}`` mappings (JSON keys are strings), as in a checkpoint's
 ``inference.labels`` and a pipeline's ``data.labels``.
 """
@@ -30,6 +33,7 @@ __all__ = [
     "region_masks",
     "tumor_burden_percent",
     "tumor_mask",
+    "without_unannotated",
 ]
 
 BACKGROUND, LIVER, TUMOR = 0, 1, 2
@@ -87,3 +91,22 @@ def tumor_burden_percent(liver: float, tumor: float) -> float:
     if liver > 0:
         return 100.0 * tumor / liver
     return 0.0 if tumor == 0 else math.nan
+
+
+def without_unannotated(pred: np.ndarray, ref: np.ndarray, ignore_label: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(pred, ref)`` with the reference's unannotated voxels (``ref == ignore_label``) set to background in
+    both, so every metric counts the annotated voxels only: a prediction is neither rewarded nor penalised
+    where nobody annotated. Overlap counts are exactly those of the annotated voxels; surfaces and lesions
+    are those of the masked maps. ``ignore_label=None``: both unchanged.
+
+    Args:
+        pred: Dense predicted label map, any shape.
+        ref: Reference label map of the same shape, possibly holding ``ignore_label``.
+    """
+    if ignore_label is None:
+        return pred, ref
+    pred, ref = np.asarray(pred), np.asarray(ref)
+    unannotated = ref == ignore_label
+    if not unannotated.any():
+        return pred, ref
+    return np.where(unannotated, 0, pred).astype(pred.dtype), np.where(unannotated, 0, ref).astype(ref.dtype)

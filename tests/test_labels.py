@@ -54,3 +54,14 @@ def test_tumor_burden_percent():
     assert tumor_burden_percent(1500.0, 15.0) == 1.0
     assert tumor_burden_percent(0, 0) == 0.0  # no liver, no tumor: nothing to report
     assert math.isnan(tumor_burden_percent(0, 3))  # tumor without liver: undefined
+
+
+def test_without_unannotated_sets_ignored_voxels_to_background_in_both_maps():
+    from medseg.labels import without_unannotated
+
+    ref = np.array([[0, 1, 3], [2, 3, 1]], dtype=np.uint8)
+    pred = np.array([[0, 2, 2], [2, 1, 1]], dtype=np.uint8)
+    p, r = without_unannotated(pred, ref, 3)
+    np.testing.assert_array_equal(r, [[0, 1, 0], [2, 0, 1]])
+    np.testing.assert_array_equal(p, [[0, 2, 0], [2, 0, 1]])
+    assert p.dtype == np.uint8 and without_unannotated(pred, ref, None) == (pred, ref)

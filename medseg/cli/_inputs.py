@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_labels_option", "add_series_uid_option", "fold_list", "labels_from"]
+__all__ = ["add_ignore_label_option", "add_labels_option", "add_series_uid_option", "fold_list", "labels_from"]
 
 _LABELS_HELP = (
     "which values of the {what} are liver and tumor, for maps from other tools: liver=5 (TotalSegmentator), "
@@ -20,6 +20,14 @@ def add_labels_option(parser: argparse.ArgumentParser, flag: str = "--labels", *
                         help=_LABELS_HELP.format(what=what))
 
 
+def add_ignore_label_option(parser: argparse.ArgumentParser, *, what: str = "label maps") -> None:
+    """Add ``--ignore-label V``: the value of unannotated voxels (partial annotations, issue #30)."""
+    parser.add_argument("--ignore-label", type=int, default=None, metavar="V",
+                        help=f"the value that marks voxels of the {what} as not annotated (partial annotations, "
+                             "3..255, e.g. from `medseg sparsify`); those voxels are left out. A dataset.json "
+                             "may declare it among its labels (\"ignore\": 3). Undeclared, it is an error")
+
+
 def add_series_uid_option(parser: argparse.ArgumentParser) -> None:
     """Add ``--series-uid UID``: which series of a DICOM folder holding several to read."""
     parser.add_argument("--series-uid", default=None, metavar="UID",
@@ -27,13 +35,15 @@ def add_series_uid_option(parser: argparse.ArgumentParser) -> None:
                              "listing them shows the UIDs); \"<no uid>\" chooses a series whose files have none")
 
 
-def labels_from(values: list[str] | None):
-    """The :class:`~medseg.io.label_map.LabelMapping` of a ``--labels`` option (``None`` when not given)."""
-    if values is None:
+def labels_from(values: list[str] | None, *, ignore_label: int | None = None):
+    """The :class:`~medseg.io.label_map.LabelMapping` of a ``--labels`` option (``None`` when not given), with
+    the ``--ignore-label`` value declared (then the LiTS mapping when ``--labels`` is not given)."""
+    if values is None and ignore_label is None:
         return None
-    from medseg.io.label_map import LabelMapping
+    from medseg.io.label_map import LITS_MAPPING, LabelMapping
 
-    return LabelMapping.parse(values)
+    mapping = LITS_MAPPING if values is None else LabelMapping.parse(values)
+    return mapping.with_ignore(ignore_label)
 
 
 def fold_list(text: str, *, expected: str = "fold numbers such as 0,1") -> tuple[int, ...]:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from medseg.cli._inputs import add_labels_option, add_series_uid_option, labels_from
+from medseg.cli._inputs import add_ignore_label_option, add_labels_option, add_series_uid_option, labels_from
 from medseg.errors import ConfigError
 
 __all__ = ["register"]
@@ -59,6 +59,7 @@ def register(subparsers) -> None:
     c.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     c.add_argument("--csv", metavar="OUT", default=None, help="also write the problems as CSV")
     add_labels_option(c, what="data set's label maps")
+    add_ignore_label_option(c, what="data set's label maps")
     add_series_uid_option(c)
     c.set_defaults(func=_check)
 
@@ -84,7 +85,7 @@ def _check(args: argparse.Namespace) -> int:
     _check_workers(args.workers)
     check_outputs({"--csv": args.csv}, [], input_files=_dataset_files(Path(args.data)))
     report = check_dataset(args.data, workers=args.workers, labels=labels_from(args.labels),
-                           series_uid=args.series_uid)
+                           series_uid=args.series_uid, ignore_label=args.ignore_label)
     print(report.format_table())
     if args.csv:
         atomic_write_csv(args.csv, report.to_dataframe())

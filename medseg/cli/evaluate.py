@@ -7,7 +7,7 @@ import logging
 import math
 from pathlib import Path
 
-from medseg.cli._inputs import add_labels_option, add_series_uid_option, labels_from
+from medseg.cli._inputs import add_ignore_label_option, add_labels_option, add_series_uid_option, labels_from
 from medseg.evaluation.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 
 __all__ = ["register"]
@@ -72,6 +72,7 @@ def register(subparsers) -> None:
     )
     add_labels_option(p, what="references (--ref)")
     add_labels_option(p, "--pred-labels", what="predictions (--pred)")
+    add_ignore_label_option(p, what="references (--ref)")
     p.set_defaults(func=_evaluate)
 
     v = subparsers.add_parser(
@@ -110,7 +111,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 figures=not args.no_figures,
                 protocol=args.protocol,
-                labels=labels_from(args.labels),
+                labels=labels_from(args.labels, ignore_label=args.ignore_label),
                 pred_labels=labels_from(args.pred_labels),
                 probabilities=args.probabilities,
                 allow_missing=args.allow_missing,

@@ -10,7 +10,8 @@ check            severity  problem
 ``read``         error     unreadable, truncated, not 3D, bad DICOM series (gap, several series...)
 ``geometry``     error     image and label differ in shape, spacing, origin or direction (the same world
                            grid stored in another voxel order, e.g. LAS against L,P,I, is not a problem)
-``label_values`` error     labels not integral, not finite, or outside {0, 1, 2} (or the ``labels`` mapping)
+``label_values`` error     labels not integral, not finite, or outside {0, 1, 2} (or the ``labels`` mapping);
+                           an ignore value only when declared (``ignore_label``, or ``dataset.json``)
 ``kind``         error     the image is a label map (a few small integers), not a CT scan
 ``non_finite``   error     NaN or inf in the image
 ``hu_range``     error     constant image; values look normalised (all within -10..10) or like raw
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.data.discovery import Case, scan_dataset
-from medseg.errors import MedsegError
+from medseg.errors import ConfigError, MedsegError
 from medseg.io.label_map import (
     LITS_MAPPING,
     LabelMapping,
@@ -49,7 +50,8 @@ from medseg.io.reader import read_volume
 from medseg.io.volume import Volume
 from medseg.utils.progress import tqdm_disable
 
-__all__ = ["LABEL_VALUES", "CheckReport", "Problem", "SpacingLimits", "check_case", "check_dataset"]
+__all__ = ["LABEL_VALUES", "CheckReport", "Problem", "SpacingLimits", "check_case", "check_dataset",
+           "resolve_ignore_label"]
 
 LABEL_VALUES = (0, 1, 2)
 
@@ -132,25 +134,40 @@ def check_dataset(
     progress: bool | None = None,
     labels: LabelMapping | None = None,
     series_uid: str | None = None,
+    ignore_label: int | None = None,
 ) -> CheckReport:
     """Check every case of the data set under ``root`` (read in ``workers`` processes, with a progress bar).
 
     ``labels`` maps another tool's label values to liver/tumor (:class:`medseg.io.label_map.LabelMapping`);
     without it label maps must hold 0, 1, 2 only. ``series_uid`` chooses the series of DICOM case folders
-    that hold several.
+    that hold several. ``ignore_label`` declares the value of unannotated voxels (partial annotations); a
+    ``dataset.json`` may declare it too (``"ignore"`` among its labels). Undeclared, it is a bad label value.
 
     Raises:
         DataError: ``root`` holds no recognisable data set (see :func:`medseg.data.discovery.discover_dataset`).
+        ConfigError: ``ignore_label`` differs from the one ``dataset.json`` declares, or is not in 3..255.
+
+    Many parameters: one keyword per `medseg check` option, all defaulted.
     """
     from medseg.utils.parallel import map_with_progress
 
     scan = scan_dataset(root)
-    jobs = [(case, limits, labels or LITS_MAPPING, series_uid) for case in scan.cases]
+    mapping = (labels or LITS_MAPPING).with_ignore(resolve_ignore_label(ignore_label, scan.ignore_label, scan.root))
+    jobs = [(case, limits, mapping, series_uid) for case in scan.cases]
     per_case = map_with_progress(_check_job, jobs, workers=workers, desc="check",
                                  disable=tqdm_disable(progress))
     problems = [p for rows in per_case for p in rows]
     problems += [Problem("", str(p), "warning", "orphan", "label file matches no image") for p in scan.orphan_labels]
     return CheckReport(root=scan.root, layout=scan.layout, n_cases=len(scan.cases), problems=problems)
+
+
+def resolve_ignore_label(given: int | None, declared: int | None, root) -> int | None:
+    """The ignore value of a data set: the one given (``--ignore-label``, ``data.ignore_label``) or the one its
+    ``dataset.json`` declares; a :class:`~medseg.errors.ConfigError` when both are given and differ."""
+    if given is not None and declared is not None and int(given) != int(declared):
+        raise ConfigError(f"--ignore-label {given} differs from the ignore label {declared} that dataset.json "
+                          "declares", path=root)
+    return declared if given is None else int(given)
 
 
 def check_case(case: Case, *, limits: SpacingLimits = SpacingLimits(), labels: LabelMapping = LITS_MAPPING,
@@ -258,13 +275,13 @@ def _check_spacing(image: Volume, path: Path, limits: SpacingLimits, add) -> Non
 
 def _check_label(label: Volume, path: Path, labels: LabelMapping, add) -> Volume | None:
     """Report bad label values; the label map under ``labels`` (LiTS values), or ``None`` when unusable."""
-    problems = label_value_problems(label.array, allowed=None if labels.explicit else LABEL_VALUES)
+    problems = label_value_problems(label.array, allowed=labels.allowed_values)
     for message in problems:
         add(path, "error", "label_values", message)
     if problems:
         return None
     mapped = label.with_array(apply_label_mapping(label.array, labels, path=path))
-    if not np.any(mapped.array > 0):
+    if not np.any((mapped.array == 1) | (mapped.array == 2)):
         add(path, "warning", "no_liver", "the label map has no liver or tumor voxel")
     return mapped
 

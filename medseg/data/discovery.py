@@ -16,6 +16,11 @@ layout             what is recognised
                    ``<case>_seg.nii.gz``) beside the case folders.
 =================  ===========================================================================================
 
+A Decathlon/nnU-Net ``dataset.json`` may declare an *ignore* label, the value of voxels nobody annotated
+(partial annotations, issue #30): ``"labels": {"background": 0, "liver": 1, "tumor": 2, "ignore": 3}``
+(nnU-Net v2) or ``{"0": "background", "1": "liver", "2": "tumor", "3": "ignore"}`` (Decathlon);
+:attr:`DatasetScan.ignore_label` holds it.
+
 Hidden files (``.*``, such as the macOS ``._liver_0.nii.gz`` copies inside the Task03_Liver archive) are
 ignored. Case ids come from :func:`medseg.data.naming.case_id_from_path`.
 """
@@ -35,7 +40,7 @@ from medseg.errors import DataError
 from medseg.io.dicom import is_dicom_file
 from medseg.io.nifti import is_nifti
 
-__all__ = ["Case", "DatasetScan", "discover_dataset", "discover_images", "scan_dataset"]
+__all__ = ["Case", "DatasetScan", "declared_ignore_label", "discover_dataset", "discover_images", "scan_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +70,14 @@ class Case:
 
 @dataclass(frozen=True)
 class DatasetScan:
-    """What :func:`scan_dataset` found: the cases, and label files that match no image."""
+    """What :func:`scan_dataset` found: the cases, label files that match no image, and the ignore value
+    ``dataset.json`` declares (``None``: none)."""
 
     root: Path
     layout: str
     cases: list[Case]
     orphan_labels: list[Path] = field(default_factory=list)
+    ignore_label: int | None = None
 
 
 def discover_dataset(root: str | os.PathLike) -> list[Case]:
@@ -172,7 +179,30 @@ def _decathlon(root: Path) -> DatasetScan:
         raise DataError("Decathlon layout without images (imagesTr/ and imagesTs/ empty, no 'training' list)",
                         path=root)
     orphans = [p for p in _nifti_in(root / "labelsTr") if p not in used_labels]
-    return _finish(root, "decathlon", cases, orphans)
+    return _finish(root, "decathlon", cases, orphans, ignore_label=declared_ignore_label(meta, meta_path))
+
+
+def declared_ignore_label(meta: dict, path: Path | None = None) -> int | None:
+    """The ``"ignore"`` value of a ``dataset.json``'s labels, nnU-Net v2 (name -> value) or Decathlon
+    (value -> name) style; ``None`` when it declares none.
+
+    Raises:
+        DataError: An ignore entry whose value is not a whole number.
+    """
+    labels = meta.get("labels")
+    if not isinstance(labels, dict):
+        return None
+    if "ignore" in labels:
+        value = labels["ignore"]
+    else:
+        value = next((k for k, v in labels.items() if str(v).strip().lower() == "ignore"), None)
+        if value is None:
+            return None
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise DataError(f"dataset.json: the 'ignore' label must be a whole number, got {value!r}", path=path) from None
+    return number
 
 
 def _lits(root: Path, files: list[Path]) -> DatasetScan:
@@ -266,8 +296,10 @@ def _natural_key(case: Case) -> list:
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", case.case_id) if t]
 
 
-def _finish(root: Path, layout: str, cases: list[Case], orphans: list[Path]) -> DatasetScan:
+def _finish(root: Path, layout: str, cases: list[Case], orphans: list[Path], *,
+            ignore_label: int | None = None) -> DatasetScan:
     _unique_ids([c.case_id for c in cases], [c.image for c in cases])
     cases = sorted(cases, key=_natural_key)
     logger.debug("%s: %s layout, %d cases, %d orphan labels", root, layout, len(cases), len(orphans))
-    return DatasetScan(root=root, layout=layout, cases=cases, orphan_labels=sorted(orphans))
+    return DatasetScan(root=root, layout=layout, cases=cases, orphan_labels=sorted(orphans),
+                       ignore_label=ignore_label)

@@ -27,6 +27,7 @@ from medseg.evaluation.report import mark_incomplete, write_report
 from medseg.evaluation.result import CaseResult
 from medseg.geometry import axis_skew_deg
 from medseg.io.label_map import LabelMapping
+from medseg.labels import without_unannotated
 from medseg.utils.lock import folder_lock
 from medseg.utils.parallel import map_with_progress
 from medseg.utils.progress import tqdm_disable
@@ -70,6 +71,8 @@ def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFA
         ref = read_label_map(pair.ref, labels=labels)
         pred = None if pair.pred is None else read_label_map(pair.pred, labels=pred_labels, like=ref)
     pred_array = np.zeros(ref.shape, dtype=np.uint8) if pred is None else pred.array
+    # partial annotations: only the reference's annotated voxels are scored (the prediction is dense)
+    pred_array, ref_array = without_unannotated(pred_array, ref.array, LabelMapping.parse(labels).ignore)
     skew = axis_skew_deg(ref.affine)
     if skew > 0.01:  # overlap metrics are exact on any grid; millimetre ones are not
         logger.warning("%s: voxel axes are %.1f° from orthogonal (gantry tilt or sheared affine): volumes use "
@@ -77,7 +80,7 @@ def evaluate_pair(pair: CasePair, config: EvaluationConfig, protocol: str = DEFA
                        pair.case, skew)
     probability = (probabilities or {}).get(pair.case) if pred is not None else None
     result = score_case(
-        protocol, pred_array, ref.array, spacing_mm=ref.spacing_mm, case=pair.case, config=config, affine=ref.affine,
+        protocol, pred_array, ref_array, spacing_mm=ref.spacing_mm, case=pair.case, config=config, affine=ref.affine,
         tumor_probability=None if probability is None else _read_probability(probability, ref),
     )  # fmt: skip
     result.row["prediction_missing"] = pair.pred is None

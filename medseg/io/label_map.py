@@ -13,13 +13,17 @@ Examples of mappings (``--labels`` on the command line, ``labels=`` in the API):
     LabelMapping.parse(["liver=1", "tumor=2,3"])  # 3 (e.g. a cyst class) counted as tumor
     LabelMapping.parse(["liver=255"])           # a 0/255 mask
     LabelMapping.parse(['liver="Liver"'])       # a DICOM SEG segment, by its label
+
+Partial annotations (issue #30) declare an *ignore* value, "not annotated" (nnU-Net's ignore label):
+``LabelMapping().with_ignore(3)`` accepts 3 besides the mapped values and keeps it as 3 in the mapped map, so
+training and scoring can leave those voxels out. Undeclared, such a value is an error as any other.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,11 +48,13 @@ class LabelMapping:
         tumor: Values or segment labels read as tumor (LiTS label 2); tumor wins where both overlap.
         explicit: ``False`` for the LiTS default (values other than 0, 1, 2 are errors); ``True`` for a
             user's mapping (unlisted values are background).
+        ignore: The value of voxels that are not annotated (3..255, kept as it is by the mapping), or ``None``.
     """
 
     liver: tuple[int | str, ...] = (LIVER,)
     tumor: tuple[int | str, ...] = (TUMOR,)
     explicit: bool = False
+    ignore: int | None = None
 
     def __post_init__(self) -> None:
         both = set(self.liver) & set(self.tumor)
@@ -56,6 +62,24 @@ class LabelMapping:
             raise ConfigError(f"--labels: {sorted(map(str, both))} mapped to both liver and tumor")
         if self.explicit and not (self.liver or self.tumor):
             raise ConfigError("--labels maps nothing to liver or tumor")
+        if self.ignore is not None:
+            whole = isinstance(self.ignore, int | np.integer) and not isinstance(self.ignore, bool)
+            if not whole or not 3 <= self.ignore <= 255:
+                raise ConfigError(f"--ignore-label {self.ignore!r}: the ignore value must be an integer in 3..255 "
+                                  "(0, 1, 2 are background, liver, tumor)")
+            if self.ignore in (*self.liver, *self.tumor):
+                raise ConfigError(f"--ignore-label {self.ignore} is also mapped to liver or tumor by --labels")
+
+    def with_ignore(self, value: int | None) -> LabelMapping:
+        """This mapping with ``value`` declared as the ignore value ("not annotated"); ``None``: unchanged."""
+        return self if value is None else replace(self, ignore=int(value))
+
+    @property
+    def allowed_values(self) -> tuple[int, ...] | None:
+        """The values a stored map may hold: LiTS 0, 1, 2 (and the ignore value); ``None`` (any) when explicit."""
+        if self.explicit:
+            return None
+        return _LITS_VALUES if self.ignore is None else (*_LITS_VALUES, self.ignore)
 
     @classmethod
     def parse(cls, specs: LabelMapping | Sequence[str] | Mapping | str | None) -> LabelMapping:
@@ -88,8 +112,10 @@ class LabelMapping:
         return cls(liver=parsed["liver"], tumor=parsed["tumor"], explicit=True)
 
     def to_json(self) -> dict:
-        """``{"liver": [...], "tumor": [...], "explicit": bool}``, as recorded in summary and volumes JSON."""
-        return {"liver": list(self.liver), "tumor": list(self.tumor), "explicit": self.explicit}
+        """``{"liver": [...], "tumor": [...], "explicit": bool[, "ignore": value]}``, as recorded in summary and
+        volumes JSON."""
+        out = {"liver": list(self.liver), "tumor": list(self.tumor), "explicit": self.explicit}
+        return out if self.ignore is None else {**out, "ignore": self.ignore}
 
     @property
     def by_name(self) -> bool:
@@ -170,7 +196,9 @@ def label_value_problems(array: np.ndarray, *, allowed: Sequence[int] | None = _
         shown = ", ".join(f"{v:g}" for v in extra[:8]) + (f" ... ({len(extra)} values)" if len(extra) > 8 else "")
         hint = ("; this looks like a CT scan, not a label map" if _looks_like_ct(present)
                 else "; a map from another tool? map its values with --labels (e.g. --labels liver=5)")
-        problems.append(f"label values {shown} outside {{0, 1, 2}}{hint}")
+        if len(extra) == 1 and (LIVER in present or TUMOR in present):  # a sparse map: LiTS values and one more
+            hint += f"; or unannotated voxels? declare them with --ignore-label {extra[0]:g}"
+        problems.append(f"label values {shown} outside {{{', '.join(map(str, allowed))}}}{hint}")
     return problems
 
 
@@ -218,7 +246,7 @@ def apply_label_mapping(array: np.ndarray, mapping: LabelMapping = LITS_MAPPING,
     if mapping.by_name:
         raise DataError(f"--labels names segments ({mapping.to_json()}); only DICOM SEG files have segment "
                         "labels, map this file's integer values (e.g. --labels liver=5)", path=path)
-    problems = label_value_problems(array, allowed=None if mapping.explicit else _LITS_VALUES)
+    problems = label_value_problems(array, allowed=mapping.allowed_values)
     if problems:
         raise DataError("; ".join(problems), path=path)
     values = np.asarray(array)
@@ -236,6 +264,8 @@ def apply_label_mapping(array: np.ndarray, mapping: LabelMapping = LITS_MAPPING,
     out = np.zeros(values.shape, dtype=np.uint8)
     out[np.isin(values, list(mapping.liver))] = LIVER
     out[np.isin(values, list(mapping.tumor))] = TUMOR
+    if mapping.ignore is not None:
+        out[values == mapping.ignore] = mapping.ignore
     return out
 
 

@@ -135,3 +135,23 @@ def test_read_label_map_files(case, tmp_path):
     ct = write_volume(case.image, tmp_path / "ct.nii.gz")
     with pytest.raises(DataError, match="looks like a CT scan"):
         read_label_map(ct)
+
+
+def test_an_ignore_value_is_kept_only_when_declared():
+    from medseg.io.label_map import LITS_MAPPING
+
+    array = np.array([0, 1, 2, 3, 3], dtype=np.uint8)
+    with pytest.raises(DataError, match="label values 3 outside"):
+        apply_label_mapping(array, LITS_MAPPING)
+    np.testing.assert_array_equal(apply_label_mapping(array, LITS_MAPPING.with_ignore(3)), array)
+    mapping = LabelMapping.parse(["liver=5", "tumor=9"]).with_ignore(200)
+    mapped = apply_label_mapping(np.array([0, 5, 9, 200, 7]), mapping)
+    np.testing.assert_array_equal(mapped, [0, 1, 2, 200, 0])
+    assert LITS_MAPPING.with_ignore(3).to_json()["ignore"] == 3 and "ignore" not in LITS_MAPPING.to_json()
+    for bad in (1, 0, 256):
+        with pytest.raises(ConfigError, match=r"the ignore value must be an integer in 3\.\.255"):
+            LITS_MAPPING.with_ignore(bad)
+    with pytest.raises(ConfigError, match="the ignore value must be an integer"):
+        LabelMapping(ignore=True)
+    with pytest.raises(ConfigError, match="also mapped"):
+        LabelMapping.parse(["liver=5"]).with_ignore(5)

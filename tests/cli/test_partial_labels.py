@@ -1,0 +1,92 @@
+"""Partial annotations on the command line (issue #30): ``--ignore-label`` on ``check`` and ``evaluate``,
+and the ``"ignore"`` label of a ``dataset.json``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from medseg.cli import main
+
+IGNORE = 3
+CASES = ("0", "1")
+
+
+def _save(path, array, affine):
+    nib.save(nib.Nifti1Image(array.astype(np.uint8), affine), path)
+
+
+@pytest.fixture
+def sparse_lits(tiny_dataset, tmp_path):
+    """Two phantom cases in the LiTS layout whose labels are annotated on every third axial slice only."""
+    root = tmp_path / "sparse"
+    root.mkdir()
+    for case in CASES:
+        shutil.copy(tiny_dataset / f"volume-{case}.nii.gz", root / f"volume-{case}.nii.gz")
+        img = nib.load(tiny_dataset / f"segmentation-{case}.nii.gz")
+        data = np.asarray(img.dataobj).copy()
+        keep = np.zeros(data.shape, bool)
+        keep[..., ::3] = True
+        _save(root / f"segmentation-{case}.nii.gz", np.where(keep, data, IGNORE), img.affine)
+    return root
+
+
+def test_check_refuses_an_undeclared_ignore_value_and_accepts_a_declared_one(sparse_lits, capsys):
+    assert main(["check", str(sparse_lits), "--workers", "1"]) == 2
+    out = capsys.readouterr().out
+    assert "label values 3 outside {0, 1, 2}" in out and "--ignore-label" in out
+    assert main(["check", str(sparse_lits), "--workers", "1", "--ignore-label", "3"]) == 0
+    assert "label_values" not in capsys.readouterr().out
+    assert main(["check", str(sparse_lits), "--workers", "1", "--ignore-label", "4"]) == 2  # 3 is still undeclared
+
+
+def test_dataset_json_declares_the_ignore_label(sparse_lits, tmp_path, capsys):
+    root = tmp_path / "decathlon"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for case in CASES:
+        shutil.copy(sparse_lits / f"volume-{case}.nii.gz", root / "imagesTr" / f"liver_{case}_0000.nii.gz")
+        shutil.copy(sparse_lits / f"segmentation-{case}.nii.gz", root / "labelsTr" / f"liver_{case}.nii.gz")
+    meta = {"labels": {"background": 0, "liver": 1, "tumor": 2}}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    assert main(["check", str(root), "--workers", "1"]) == 2
+    capsys.readouterr()
+    for labels in ({"background": 0, "liver": 1, "tumor": 2, "ignore": 3},  # nnU-Net v2
+                   {"0": "background", "1": "liver", "2": "tumor", "3": "ignore"}):  # Decathlon
+        (root / "dataset.json").write_text(json.dumps({"labels": labels}))
+        assert main(["check", str(root), "--workers", "1"]) == 0
+    assert main(["check", str(root), "--workers", "1", "--ignore-label", "5"]) == 2
+    assert "differs from the ignore label 3 that dataset.json declares" in capsys.readouterr().err
+
+
+def test_evaluate_scores_a_prediction_wrong_only_on_ignored_voxels_as_perfect(sparse_lits, tiny_dataset, tmp_path,
+                                                                            capsys):
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    rng = np.random.default_rng(0)
+    for case in CASES:
+        dense = nib.load(tiny_dataset / f"segmentation-{case}.nii.gz")
+        sparse = np.asarray(nib.load(sparse_lits / f"segmentation-{case}.nii.gz").dataobj)
+        wrong = np.asarray(dense.dataobj).copy()
+        hidden = sparse == IGNORE
+        wrong[hidden] = rng.integers(0, 3, int(hidden.sum()))  # anything where nobody annotated
+        assert (wrong != np.asarray(dense.dataobj)).sum() > 100
+        _save(pred / f"{case}_seg.nii.gz", wrong, dense.affine)
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--pred", str(pred), "--ref", str(sparse_lits), "--out", str(out), "--workers", "1",
+            "--no-figures"]
+    assert main([*argv, "--ignore-label", "3"]) == 0
+    table = pd.read_csv(out / "per_case.csv", dtype={"case": str}).set_index("case")
+    assert (table["liver_dice"] == 1.0).all() and (table["liver_hd95_mm"] == 0.0).all()
+    assert (table["tumor_dice"] == 1.0).all() and (table["lesions_fp"] == 0).all() and (table["lesions_fn"] == 0).all()
+    assert (table["pixel_accuracy"] == 1.0).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["labels"]["reference"]["ignore"] == IGNORE
+    # undeclared, the sparse references are bad label maps: no case can be scored
+    assert main([*argv[:6], str(tmp_path / "eval2"), *argv[7:]]) == 2
+    assert "outside {0, 1, 2}" in capsys.readouterr().err
