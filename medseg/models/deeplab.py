@@ -31,50 +31,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
-from monai.networks.blocks.dynunet_block import UnetBasicBlock, UnetResBlock
-from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from monai.networks.blocks.dynunet_block import UnetBasicBlock
+from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
 from medseg.errors import ConfigError
+from medseg.models.blocks import ACT, CONV, DilatedResBlock, conv_norm_act, residual_encoder, upsample_to
 from medseg.models.common import Backbone, crop_outputs, pad_to_multiple, resolve_backbone
 from medseg.models.registry import register_model
 from medseg.models.settings import BackboneSettings
 
 __all__ = ["ASPP", "DeepLabV3Plus", "DilatedResBlock", "deeplabv3plus"]
-
-_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
-_ACT = ("leakyrelu", {"inplace": True, "negative_slope": 0.01})  # the U-Nets' activation
-
-
-def _conv_norm_act(dims: int, cin: int, cout: int, norm: tuple, *, kernel_size: int = 1, dilation=1) -> nn.Module:
-    """Convolution (no bias, 'same' padding) - norm - leaky ReLU."""
-    dilation = [dilation] * dims if isinstance(dilation, int) else list(dilation)
-    conv = _CONV[dims](cin, cout, kernel_size, padding=[d * (kernel_size // 2) for d in dilation],
-                       dilation=dilation, bias=False)  # fmt: skip
-    return nn.Sequential(conv, get_norm_layer(norm, dims, cout), get_act_layer(_ACT))
-
-
-class DilatedResBlock(nn.Module):
-    """MONAI's ``UnetResBlock`` (conv - norm - act - conv - norm, plus a 1x1 conv - norm projection when the
-    width changes, add, act) with stride 1 and per-axis ``dilation`` (Chen et al. 2017, "atrous")."""
-
-    def __init__(self, dims: int, cin: int, cout: int, kernel_size: int, dilation: Sequence[int], norm: tuple):
-        super().__init__()
-        pad = [d * (kernel_size // 2) for d in dilation]
-        self.conv1 = _CONV[dims](cin, cout, kernel_size, padding=pad, dilation=list(dilation), bias=False)
-        self.norm1 = get_norm_layer(norm, dims, cout)
-        self.conv2 = _CONV[dims](cout, cout, kernel_size, padding=pad, dilation=list(dilation), bias=False)
-        self.norm2 = get_norm_layer(norm, dims, cout)
-        self.act = get_act_layer(_ACT)
-        self.project = (
-            nn.Sequential(_CONV[dims](cin, cout, 1, bias=False), get_norm_layer(norm, dims, cout))
-            if cin != cout else nn.Identity()
-        )  # fmt: skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
-        return self.act(out + self.project(x))
 
 
 class ASPP(nn.Module):
@@ -87,22 +54,17 @@ class ASPP(nn.Module):
     def __init__(self, dims: int, cin: int, cout: int, *, rates: Sequence, kernel_size: int, norm: tuple,
                  dropout: float | None):  # fmt: skip
         super().__init__()
-        self.branches = nn.ModuleList([_conv_norm_act(dims, cin, cout, norm)])
-        self.branches.extend(_conv_norm_act(dims, cin, cout, norm, kernel_size=kernel_size, dilation=r) for r in rates)
+        self.branches = nn.ModuleList([conv_norm_act(dims, cin, cout, norm)])
+        self.branches.extend(conv_norm_act(dims, cin, cout, norm, kernel_size=kernel_size, dilation=r) for r in rates)
         pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)
-        self.image_pooling = nn.Sequential(pool, _CONV[dims](cin, cout, 1), get_act_layer(_ACT))
+        self.image_pooling = nn.Sequential(pool, CONV[dims](cin, cout, 1), get_act_layer(ACT))
         self.project = nn.Sequential(
-            _conv_norm_act(dims, (len(rates) + 2) * cout, cout, norm), nn.Dropout(dropout or 0.0)
+            conv_norm_act(dims, (len(rates) + 2) * cout, cout, norm), nn.Dropout(dropout or 0.0)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.image_pooling(x).expand(-1, -1, *x.shape[2:])
         return self.project(torch.cat([*(branch(x) for branch in self.branches), pooled], dim=1))
-
-
-def _upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    mode = "bilinear" if x.ndim == 4 else "trilinear"
-    return F.interpolate(x, size=list(size), mode=mode, align_corners=False)
 
 
 class DeepLabV3Plus(nn.Module):
@@ -126,22 +88,15 @@ class DeepLabV3Plus(nn.Module):
         super().__init__()
         b, dims, f = backbone, backbone.spatial_dims, backbone.filters
         last_strided = b.depth - 1 - atrous_levels
-        blocks, dilation = [], [1] * dims
-        for i, (cin, cout) in enumerate(zip([in_channels, *f[:-1]], f)):
-            if i <= last_strided:
-                blocks.append(UnetResBlock(dims, cin, cout, b.kernel_size, b.strides[i], b.norm, dropout=b.dropout))
-            else:
-                dilation = [d * s for d, s in zip(dilation, b.strides[i])]
-                blocks.append(DilatedResBlock(dims, cin, cout, b.kernel_size, dilation, b.norm))
-        self.encoder = nn.ModuleList(blocks)
+        self.encoder = residual_encoder(b, in_channels, atrous_levels=atrous_levels)
         self.aspp = ASPP(dims, f[-1], aspp_filters, rates=aspp_rates, kernel_size=b.kernel_size, norm=b.norm,
                          dropout=b.dropout)  # fmt: skip
         low_filters = max(1, round(aspp_filters * 48 / 256))
         self.low_level = low_level
-        self.reduce = _conv_norm_act(dims, f[low_level], low_filters, b.norm)
+        self.reduce = conv_norm_act(dims, f[low_level], low_filters, b.norm)
         self.refine = UnetBasicBlock(dims, aspp_filters + low_filters, aspp_filters, b.kernel_size, 1, b.norm)
-        self.classifier = _CONV[dims](aspp_filters, out_channels, 1)
-        self.aux_head = _CONV[dims](aspp_filters, out_channels, 1) if b.heads else None
+        self.classifier = CONV[dims](aspp_filters, out_channels, 1)
+        self.aux_head = CONV[dims](aspp_filters, out_channels, 1) if b.heads else None
         self._total_stride = b.cumulative[last_strided]  # the output stride
         self._head_strides = [self._total_stride] if b.heads else []
 
@@ -154,8 +109,8 @@ class DeepLabV3Plus(nn.Module):
             if level == self.low_level:
                 low = h
         context = self.aspp(h)
-        fused = torch.cat([_upsample(context, low.shape[2:]), self.reduce(low)], dim=1)
-        full = _upsample(self.classifier(self.refine(fused)), padded_size)
+        fused = torch.cat([upsample_to(context, low.shape[2:]), self.reduce(low)], dim=1)
+        full = upsample_to(self.classifier(self.refine(fused)), padded_size)
         if not (self.training and self._head_strides):
             return crop_outputs(full, [], size, [])[0]
         return crop_outputs(full, [self.aux_head(context)], size, self._head_strides)
