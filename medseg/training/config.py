@@ -52,7 +52,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the data set is and what its labels mean (``labels``: class index -> name, C entries)."""
+    """Where the data set is and what its labels mean (``labels``: class index -> name, C entries).
+
+    ``ignore_label``: the value of voxels nobody annotated (partial annotations, issue #30; ``num_classes``
+    ..255), left out of every loss, of foreground sampling and of validation; ``None``: every voxel is annotated.
+    """
 
     root: str | None = None
     num_classes: int = 3
@@ -66,6 +70,7 @@ class DataConfig:
     phantom_cases: int = 16
     phantom_size: str = "small"
     phantom_seed: int = 0
+    ignore_label: int | None = None
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ class PatchSettings:
         spacing_mm: Spacing of the preprocessed grid ``(X, Y, Z)``; ``None`` uses each case's own spacing
             from the cache (recommended).
         seed: Seed of the sample stream; batches do not depend on the number of workers.
+        ignore_label: Value of unannotated voxels: never a foreground centre; the maps come from the
+            annotated voxels (:func:`medseg.losses.compute_maps`).
 
     Raises:
         ConfigError: A value out of range, naming the field.
@@ -96,6 +98,7 @@ class PatchSettings:
     num_classes: int = 3
     spacing_mm: tuple[float, ...] | None = None
     seed: int = 0
+    ignore_label: int | None = None
 
     def __post_init__(self) -> None:
         if self.spatial_dims not in (2, 3):
@@ -192,7 +195,8 @@ class PatchDataset(Dataset):
         draw = rng.random()  # drawn with or without augmentation, so both see the same patch positions
         do_affine = self.augment is not None and draw < self.augment.affine_prob
         region = self._region_size(affine_margin(self.augment) if do_affine else 1.0)
-        picked = pick_foreground_voxel(case.class_locations, rng) if self._is_foreground(index) else None
+        picked = (pick_foreground_voxel(case.class_locations, rng, ignore_label=self.settings.ignore_label)
+                  if self._is_foreground(index) else None)  # fmt: skip
         if picked is not None:
             start = centered_start(picked[1], region)
         elif self.spatial_dims == 3:
@@ -231,7 +235,7 @@ class PatchDataset(Dataset):
         spacing = self.spacing_mm or tuple(case_spacing)
         spacing = spacing[: self.spatial_dims]  # 2D patches lie in the X-Y plane
         maps = compute_maps(label.numpy(), sorted(self.maps), num_classes=self.num_classes, spacing_mm=spacing,
-                            options=self.map_options)
+                            options=self.map_options, ignore_label=self.settings.ignore_label)
         return {name: torch.as_tensor(np.asarray(value, dtype=np.float32)) for name, value in maps.items()}
 
 

@@ -195,7 +195,7 @@ def make_loader_for(session: Session):
         context_slices=t.context_slices, foreground_fraction=config.sampling.foreground_fraction,
         augment=config.augmentation, maps=frozenset(getattr(session.loss_fn, "required_maps", frozenset())),
         map_options=getattr(session.loss_fn, "map_options", None) or {}, num_classes=config.data.num_classes,
-        seed=t.seed * 1_000_003 + session.info.rank,
+        seed=t.seed * 1_000_003 + session.info.rank, ignore_label=config.data.ignore_label,
     )  # fmt: skip
     workers = t.workers if t.workers is not None else max(0, (os.cpu_count() or 1) - 1)
     prepared = session.prepared
@@ -274,7 +274,7 @@ def validate_epoch(session: Session, epoch: int) -> dict[str, Any]:
                             amp=session.use_amp)  # fmt: skip
     postprocess = config.postprocessing if applies_to(config.data.labels) else None  # steps assume LiTS labels
     dice = validate_cases(session.model, prepared.cache_dir, ids, window, postprocess=postprocess,
-                          spacing_mm=prepared.plan.target_spacing_mm)  # fmt: skip
+                          spacing_mm=prepared.plan.target_spacing_mm, ignore_label=config.data.ignore_label)
     row: dict[str, Any] = {f"val_dice_{k}": val for k, val in dice.items() if k != "mean_foreground_dice"}
     row["val_metric"] = session.last_dice = dice[_METRIC_KEYS[v.metric]]
     return row

@@ -73,20 +73,25 @@ def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
 
 
 def score_combinations(cases: Iterable[tuple[np.ndarray, np.ndarray, Sequence[float]] | tuple[np.ndarray, ...]],
-                       configs: Sequence[PostprocessConfig]) -> np.ndarray:
+                       configs: Sequence[PostprocessConfig], *, ignore_label: int | None = None) -> np.ndarray:
     """Per-case Dice of every config: ``(n_cases, n_configs, 2)`` (liver, tumor).
 
     Args:
         cases: ``(prediction, reference, spacing_mm[, affine])``: raw (not post-processed) label maps on one
             grid; the grid's affine, when given, sizes lesions by the true voxel volume (a tilted scan).
         configs: The post-processings to score.
+        ignore_label: The references' value of unannotated voxels (partial annotations): each config runs
+            on the dense prediction and is scored on the annotated voxels only.
     """
     rows = []
     for pred, ref, spacing, *affine in cases:
+        annotated = None if ignore_label is None else np.asarray(ref) != ignore_label
         ref_liver, ref_tumor = liver_mask(ref), tumor_mask(ref)
         row = []
         for config in configs:
             out = postprocess_labels(pred, spacing_mm=spacing, config=config, affine=affine[0] if affine else None)
+            if annotated is not None:
+                out = np.where(annotated, out, 0)
             row.append((_dice(liver_mask(out), ref_liver), _dice(tumor_mask(out), ref_tumor)))
         rows.append(row)
     return np.asarray(rows, dtype=float).reshape(len(rows), len(configs), 2)
@@ -139,12 +144,15 @@ def _grid(configs: Sequence[PostprocessConfig]) -> list[float]:
 
 
 def choose_postprocessing(root: str | os.PathLike, fold_cases: Sequence[Any], *, progress: bool = False,
-                          grid_mm3: Sequence[float] = LESION_VOLUME_GRID_MM3) -> dict[str, Any]:
+                          grid_mm3: Sequence[float] = LESION_VOLUME_GRID_MM3,
+                          ignore_label: int | None = None) -> dict[str, Any]:
     """Decide the post-processing on ``<root>/crossval/predictions`` (from :func:`~medseg.training.crossval.
-    run_crossval`) against the references of ``fold_cases``; write and return ``<root>/postprocessing.json``."""
+    run_crossval`) against the references of ``fold_cases``; write and return ``<root>/postprocessing.json``.
+    ``ignore_label``: the references' value of unannotated voxels, which are not scored."""
     from tqdm.auto import tqdm
 
     from medseg.data.naming import prediction_filename
+    from medseg.io.label_map import LITS_MAPPING
     from medseg.io.orientation import align_to
     from medseg.io.reader import read_label_map
     from medseg.utils.atomic import atomic_write_json
@@ -155,12 +163,12 @@ def choose_postprocessing(root: str | os.PathLike, fold_cases: Sequence[Any], *,
 
     def load():
         for case in tqdm(all_cases, desc="post-processing", unit="scan", disable=not progress):
-            ref = read_label_map(case.label)
+            ref = read_label_map(case.label, labels=LITS_MAPPING.with_ignore(ignore_label))
             pred = align_to(read_label_map(pred_dir / prediction_filename(case.case_id)), ref,
                             what="out-of-fold prediction", reference_what="reference")  # fmt: skip
             yield np.asarray(pred.array), np.asarray(ref.array), ref.spacing_mm, ref.affine
 
-    result = decide(score_combinations(load(), configs), configs)
+    result = decide(score_combinations(load(), configs, ignore_label=ignore_label), configs)
     result["predictions"] = str(pred_dir)
     atomic_write_json(Path(root) / POSTPROCESSING_FILE, result)
     logger.info("post-processing chosen on %d cross-validation cases: %s", result["cases"], result["chosen"])

@@ -66,12 +66,20 @@ def resolve_data_root(config: PipelineConfig, data: str | os.PathLike | None) ->
     return root, True
 
 
-def _labelled_cases(root: Path, *, workers: int | None) -> list[Any]:
-    """Run ``medseg check`` on ``root`` and return its labelled cases; errors stop training."""
-    from medseg.data.check import check_dataset
-    from medseg.data.discovery import discover_dataset
+def _labelled_cases(root: Path, *, workers: int | None, ignore_label: int | None = None) -> list[Any]:
+    """Run ``medseg check`` on ``root`` and return its labelled cases; errors stop training.
 
-    report = check_dataset(root, workers=workers, progress=False)
+    ``ignore_label`` is ``data.ignore_label``; a ``dataset.json`` that declares another one (or one the
+    pipeline does not declare) is a :class:`~medseg.errors.ConfigError`, since the losses must know it.
+    """
+    from medseg.data.check import check_dataset
+    from medseg.data.discovery import discover_dataset, scan_dataset
+
+    declared = scan_dataset(root).ignore_label
+    if declared is not None and ignore_label != declared:
+        raise ConfigError(f"dataset.json declares the ignore label {declared} (unannotated voxels); set "
+                          f"data.ignore_label: {declared} in the pipeline (got {ignore_label})", path=root)
+    report = check_dataset(root, workers=workers, progress=False, ignore_label=ignore_label)
     if not report.ok:
         first = report.errors[0]
         raise DataError(
@@ -114,7 +122,7 @@ def prepare_data(
     if not 0 <= fold < config.data.folds:
         raise ConfigError(f"--fold must be in 0..{config.data.folds - 1}, got {fold}")
     root, _ = resolve_data_root(config, data)
-    cases = _labelled_cases(root, workers=workers)
+    cases = _labelled_cases(root, workers=workers, ignore_label=config.data.ignore_label)
     folds = folds or split_for(config.data, cases)
     known = {c.case_id for c in cases}
     missing = sorted(set(folds[fold]["train"] + folds[fold]["val"]) - known)

@@ -54,6 +54,10 @@ def _check_data(config: PipelineConfig) -> None:
         _at_least(f"data.{key}", getattr(d, key), 0)
     _one_of("data.phantom_size", d.phantom_size, sorted(PHANTOM_SIZES))
     _one_of("data.group_by", d.group_by, list(GROUP_BY))
+    if d.ignore_label is not None and (isinstance(d.ignore_label, bool) or not isinstance(d.ignore_label, int)
+                                       or not d.num_classes <= d.ignore_label <= 255):
+        raise ConfigError(f"data.ignore_label must be an integer in {d.num_classes}..255 (above the classes "
+                          f"0..{d.num_classes - 1}) or null, got {d.ignore_label!r}")
     expected = [str(c) for c in range(d.num_classes)]
     if sorted(d.labels, key=lambda k: (len(k), k)) != expected:
         raise ConfigError(

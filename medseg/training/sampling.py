@@ -30,18 +30,20 @@ def foreground_count(batch_size: int, fraction: float, rng: np.random.Generator)
 
 
 def pick_foreground_voxel(
-    class_locations: Mapping[int, np.ndarray], rng: np.random.Generator
+    class_locations: Mapping[int, np.ndarray], rng: np.random.Generator, *, ignore_label: int | None = None
 ) -> tuple[int, np.ndarray] | None:
     """Pick a class uniformly among those with stored locations, then one of its voxels.
 
     Args:
         class_locations: class -> ``(N, 3)`` voxel indices (classes > 0 only are considered).
         rng: Random generator.
+        ignore_label: The value of unannotated voxels (partial annotations): never a foreground class, so
+            a foreground patch is always centred on an annotated foreground voxel.
 
     Returns:
         ``(class, (3,) voxel index)``, or ``None`` when the case has no foreground.
     """
-    classes = sorted(c for c, loc in class_locations.items() if c > 0 and len(loc))
+    classes = sorted(c for c, loc in class_locations.items() if c > 0 and c != ignore_label and len(loc))
     if not classes:
         return None
     cls = classes[int(rng.integers(len(classes)))]

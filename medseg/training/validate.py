@@ -9,6 +9,10 @@ With ``postprocess`` given, each case's argmax is also post-processed as ``medse
 (:func:`medseg.inference.postprocess.postprocess_labels`, on the preprocessed grid) and scored again:
 ``liver_post`` / ``tumor_post``, so the curves show what the run's predictions will be, not only the raw
 network output.
+
+With partial annotations (``ignore_label``, issue #30) the prediction stays dense, post-processing runs on
+the dense prediction, and Dice counts the reference's annotated voxels only
+(:func:`medseg.labels.without_unannotated`).
 """
 
 from __future__ import annotations
@@ -42,9 +46,14 @@ def _region_masks(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.stack(masks)[None]
 
 
-def region_dice(pred: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray, *, num_classes: int = 3) -> dict:
-    """Dice of each region for one case (see the module docstring). ``pred``/``ref``: ``(X, Y, Z)`` labels."""
+def region_dice(pred: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray, *, num_classes: int = 3,
+                ignore_label: int | None = None) -> dict:
+    """Dice of each region for one case (see the module docstring). ``pred``/``ref``: ``(X, Y, Z)`` labels;
+    ``ignore_label``: the reference's value of unannotated voxels, which are not scored."""
     pred, ref = _as_tensor(pred), _as_tensor(ref)
+    if ignore_label is not None:
+        annotated = ref != ignore_label
+        pred, ref = torch.where(annotated, pred, 0), torch.where(annotated, ref, 0)
     dice = compute_dice(
         _region_masks(pred, num_classes).float(), _region_masks(ref, num_classes).float(),
         include_background=True, ignore_empty=False,
@@ -67,6 +76,7 @@ def validate_cases(
     *,
     postprocess: PostprocessConfig | None = None,
     spacing_mm: Sequence[float] | None = None,
+    ignore_label: int | None = None,
 ) -> dict[str, float]:
     """Mean Dice per region over ``case_ids`` of a preprocessed cache, plus ``mean_foreground_dice`` (of
     the raw regions).
@@ -80,6 +90,7 @@ def validate_cases(
         postprocess: A :class:`~medseg.inference.postprocess.PostprocessConfig`: also report each region
             after post-processing (``<region>_post``). Needs ``spacing_mm``, the cache's grid spacing.
         spacing_mm: Spacing ``(X, Y, Z)`` of the cache's grid, in mm.
+        ignore_label: The references' value of unannotated voxels (partial annotations): not scored.
     """
     from medseg.inference.sliding_window import predict_logits
     from medseg.preprocessing import load_preprocessed
@@ -95,12 +106,13 @@ def validate_cases(
             image = image[None] if image.ndim == 3 else image
             logits = predict_logits(model, torch.from_numpy(image), window)
             pred, ref = logits.argmax(0), np.asarray(case.label)
-            dice = region_dice(pred, ref, num_classes=num_classes)
+            dice = region_dice(pred, ref, num_classes=num_classes, ignore_label=ignore_label)
             if postprocess is not None:
                 from medseg.inference.postprocess import postprocess_labels
 
                 post = postprocess_labels(pred.numpy(), spacing_mm=spacing_mm, config=postprocess)
-                dice.update({f"{k}_post": v for k, v in region_dice(post, ref, num_classes=num_classes).items()})
+                post_dice = region_dice(post, ref, num_classes=num_classes, ignore_label=ignore_label)
+                dice.update({f"{k}_post": v for k, v in post_dice.items()})
             per_case.append(dice)
     finally:
         model.train(was_training)
