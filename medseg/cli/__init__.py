@@ -21,14 +21,14 @@ import sys
 from collections.abc import Sequence
 
 from medseg import __version__
-from medseg.cli import compare, crossval, data, evaluate, predict, train
+from medseg.cli import compare, crossval, data, evaluate, predict, sparsify, train
 from medseg.errors import MedsegError
 from medseg.utils.paths import os_error_line
 
 __all__ = ["build_parser", "cli_reference", "main"]
 
 # Sub-command modules, in the order they appear in `medseg --help`.
-_COMMAND_MODULES = (data, train, crossval, predict, evaluate, compare)
+_COMMAND_MODULES = (data, sparsify, train, crossval, predict, evaluate, compare)
 
 _EPILOG = """examples:
   medseg phantom data/phantom --cases 8 --size small

@@ -8,7 +8,7 @@ import pytest
 
 from medseg.cli import build_parser, cli_reference, main
 
-COMMANDS = ["phantom", "check", "train", "crossval", "predict", "evaluate", "volumes", "compare"]
+COMMANDS = ["phantom", "check", "sparsify", "train", "crossval", "predict", "evaluate", "volumes", "compare"]
 
 
 def _subparsers():

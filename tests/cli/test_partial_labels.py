@@ -90,3 +90,29 @@ def test_evaluate_scores_a_prediction_wrong_only_on_ignored_voxels_as_perfect(sp
     # undeclared, the sparse references are bad label maps: no case can be scored
     assert main([*argv[:6], str(tmp_path / "eval2"), *argv[7:]]) == 2
     assert "outside {0, 1, 2}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scheme", ["slices", "scribbles", "patches", "boxes"])
+def test_sparsify_writes_a_checked_decathlon_set_and_reports_the_fraction(tiny_dataset, tmp_path, capsys, scheme):
+    out = tmp_path / scheme
+    assert main(["sparsify", str(tiny_dataset), str(out), "--scheme", scheme, "--fraction", "0.2", "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["labels"]["ignore"] == IGNORE and meta["numTraining"] == 4
+    record = meta["sparsify"]
+    annotated = total = 0
+    for case in ("0", "1", "2", "3"):
+        sparse = np.asarray(nib.load(out / "labelsTr" / f"{case}.nii.gz").dataobj)
+        dense = np.asarray(nib.load(tiny_dataset / f"segmentation-{case}.nii.gz").dataobj)
+        keep = sparse != IGNORE
+        if scheme != "boxes":  # boxes turn tumors into cores: checked in tests/data/test_boxes.py
+            np.testing.assert_array_equal(sparse[keep], dense[keep])
+        assert record["cases"][case] == pytest.approx(keep.mean())
+        annotated, total = annotated + keep.sum(), total + keep.size
+    assert record["annotated_fraction"] == pytest.approx(annotated / total)
+    assert f"{100 * annotated / total:.2f}% of the voxels annotated" in printed
+    expected = {"slices": (0.15, 0.25), "scribbles": (0.002, 0.05), "patches": (0.2, 0.3), "boxes": (0.98, 1.0)}
+    low, high = expected[scheme]
+    assert low <= record["annotated_fraction"] <= high
+    assert main(["check", str(out), "--workers", "1"]) == 0  # dataset.json declares the ignore label
+    assert main(["sparsify", str(tiny_dataset), str(out), "--scheme", scheme]) == 2  # OUT not empty
