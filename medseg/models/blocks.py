@@ -17,9 +17,19 @@ from monai.networks.blocks.dynunet_block import UnetResBlock
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
+from medseg.errors import ConfigError
 from medseg.models.common import Backbone
 
-__all__ = ["ACT", "CONV", "DilatedResBlock", "conv_norm_act", "encoder_strides", "residual_encoder", "upsample_to"]
+__all__ = [
+    "ACT",
+    "CONV",
+    "DilatedResBlock",
+    "conv_norm_act",
+    "encoder_strides",
+    "per_axis",
+    "residual_encoder",
+    "upsample_to",
+]
 
 CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 ACT = ("leakyrelu", {"inplace": True, "negative_slope": 0.01})  # the U-Nets' activation
@@ -82,3 +92,21 @@ def upsample_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear (2D) or trilinear (3D) interpolation of ``x`` ``(B, C, *n)`` to ``size`` (align_corners=False)."""
     mode = "bilinear" if x.ndim == 4 else "trilinear"
     return F.interpolate(x, size=list(size), mode=mode, align_corners=False)
+
+
+def per_axis(key: str, values: Sequence, dims: int, *, minimum: int = 1) -> list[tuple[int, ...]]:
+    """``values`` (each an int or ``dims`` ints) as per-axis tuples.
+
+    Raises:
+        ConfigError: Empty, or an entry that is not an int or ``dims`` ints >= ``minimum``, naming ``key``.
+    """
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ConfigError(f"model.{key} must be a non-empty list, got {values!r}")
+    out = []
+    for v in values:
+        v = [v] * dims if isinstance(v, int) and not isinstance(v, bool) else v
+        if (not isinstance(v, Sequence) or len(v) != dims
+                or not all(isinstance(a, int) and not isinstance(a, bool) and a >= minimum for a in v)):  # fmt: skip
+            raise ConfigError(f"model.{key} entries must be an int or {dims} ints >= {minimum}, got {v!r}")
+        out.append(tuple(v))
+    return out

@@ -15,7 +15,8 @@ from medseg.models import available_models, build_model, count_parameters
 
 UNETS = ["unet", "resunet", "attention_unet"]
 CLASSIC = ["fcn32s", "fcn16s", "fcn8s", "segnet", "deeplabv3plus"]
-MODELS = UNETS + CLASSIC
+RESNET_BASED = ["pspnet", "refinenet", "gcn"]  # issue #32
+MODELS = UNETS + CLASSIC + RESNET_BASED
 SIZES = {2: (13, 11), 3: (13, 11, 9)}  # odd, not divisible by the total stride
 
 
@@ -49,9 +50,40 @@ def _expected_classic(name, dims, *, c_in, classes, filters, heads, k):
     return encoder + projections + aspp + decoder + heads * (f * c + c)
 
 
+def _expected_resnet_based(name, dims, *, c_in, classes, filters, heads, k):
+    """PSPNet, RefineNet and GCN parameters for depth 3 (strides 1, 2, 2), counted by hand from the papers'
+    modules as built here. Encoder: resunet's (a 1x1 projection + norm on every block, as each changes width)."""
+    kd, c = k**dims, classes
+    encoder = sum(_block(a, b, kd) + a * b + 2 * b for a, b in itertools.pairwise((c_in, *filters)))
+    if name == "pspnet":  # level 2 atrous (same weights); 4 bins of 16 // 4 = 4 channels, 1x1 conv with bias
+        f, branch = filters[-1], filters[-1] // 4
+        pyramid = 4 * (f * branch + branch)
+        bottleneck = (f + 4 * branch) * f * kd + 2 * f  # conv (no bias) + norm
+        return encoder + pyramid + bottleneck + (f * c + c) + heads * (filters[-2] * c + c)
+
+    def conv(a, b, kernel=kd, bias=True):
+        return a * b * kernel + (b if bias else 0)
+
+    if name == "refinenet":  # RCU: two k-convs with bias; CRP: 2 k-convs without; fusion: a k-conv per path
+        rcu = [2 * conv(w, w) for w in filters]
+        total = encoder
+        for i, w in enumerate(filters):
+            total += 2 * rcu[i] + 2 * conv(w, w, bias=False) + rcu[i]  # two RCUs, CRP, output RCU
+            if i + 1 < len(filters):  # the coarser path: two RCUs and its fusion conv; this path's fusion conv
+                total += 2 * rcu[i + 1] + conv(filters[i + 1], w) + conv(w, w)
+        total += 2 * rcu[0] + conv(filters[0], c, 1)  # final RCUs, classifier
+        return total + sum(conv(filters[i], c, 1) for i in range(1, heads + 1))
+    # gcn: per level dims branches of dims one-axis convs of 7 (bias), first f -> C then C -> C; 5 boundary
+    # refinements (two k-convs C -> C with bias); 2 transposed convs C x C of kernel 4 per axis, no bias
+    gcns = sum(dims * (conv(f, c, 7) + (dims - 1) * conv(c, c, 7)) for f in filters)
+    return encoder + gcns + 5 * 2 * conv(c, c) + 2 * c * c * 4**dims
+
+
 def _expected_parameters(name, dims, *, c_in=2, classes=3, filters=(4, 8, 16), heads=0, k=3):
     """Parameter count worked out by hand from the architecture (instance norm with affine, no conv bias)."""
     kd = k**dims
+    if name in RESNET_BASED:
+        return _expected_resnet_based(name, dims, c_in=c_in, classes=classes, filters=filters, heads=heads, k=k)
     if name in CLASSIC:
         return _expected_classic(name, dims, c_in=c_in, classes=classes, filters=filters, heads=heads, k=k)
 
@@ -80,6 +112,9 @@ DS_STRIDES = {
     "fcn8s": (3, [2, 4, 8]),
     "segnet": (3, [2, 4, 8]),  # a head on every decoder level
     "deeplabv3plus": (1, [4]),  # the ASPP output, at the output stride (level 3 atrous)
+    "pspnet": (1, [2]),  # encoder level 2 (atrous, as level 3): at the output stride 2
+    "refinenet": (3, [2, 4, 8]),  # the RefineNet blocks of levels 1..3
+    "gcn": (3, [2, 4, 8]),  # the refined score maps of levels 1..3
 }
 
 
@@ -195,7 +230,7 @@ def test_save_load_weights_only(name, dims, tmp_path):
 
 
 @pytest.mark.parametrize("dims", [2, 3])
-@pytest.mark.parametrize("name", CLASSIC)
+@pytest.mark.parametrize("name", CLASSIC + RESNET_BASED)
 def test_tiny_training_reduces_the_loss(name, dims):
     """Fifteen Adam steps on one tiny batch (a bright square/cube is class 1, its centre class 2) lower the
     cross-entropy to less than 70 % of its start, deep supervision included."""
@@ -223,7 +258,7 @@ def _resize(target, size):
     return torch.nn.functional.interpolate(target[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
 
 
-@pytest.mark.parametrize("name", CLASSIC)
+@pytest.mark.parametrize("name", CLASSIC + RESNET_BASED)
 @pytest.mark.parametrize(
     ("change", "message"),
     [({"norm": "layer"}, "model.norm"), ({"strides": [1, 2]}, "model.strides"), ({"kernel_size": 2}, "kernel_size"),
