@@ -37,6 +37,9 @@ PAPERS = {
     "fcn8s": "Long et al. 2015",
     "segnet": "Badrinarayanan et al. 2015",
     "deeplabv3plus": "Chen et al. 2018",
+    "pspnet": "Zhao et al. 2017",
+    "refinenet": "Lin et al. 2017",
+    "gcn": "Peng et al. 2017",
 }
 
 

@@ -40,3 +40,16 @@ def test_count_parameters_trainable_only():
     assert count_parameters(layer) == 8
     layer.bias.requires_grad_(False)
     assert count_parameters(layer) == 6 and count_parameters(layer, trainable_only=False) == 8
+
+
+def test_docs_models_lists_every_network_with_its_paper():
+    """docs/models.md has a table row per registered network naming its paper (a year) and when to use it."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z0-9_]+)` \|.*$", text, flags=re.M)}
+    for name in available_models():
+        assert name in rows, name
+        cells = [c.strip() for c in rows[name].strip("|").split("|")]
+        assert len(cells) == 4 and re.search(r"(19|20)\d\d", cells[1]) and cells[3], rows[name]
