@@ -91,3 +91,26 @@ def test_model_config_fields_are_the_settings_keys():
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     assert fields - {"name", "options"} == set(SETTINGS_KEYS) - {"in_channels", "out_channels"}
     assert set(available_models()) >= {"unet", "fcn8s", "segnet", "deeplabv3plus"}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("model.norm=layer", "model.norm must be one of instance, batch, group, got 'layer'"),
+     ("model.kernel_size=4", "model.kernel_size must be an odd positive integer, got 4"),
+     ("model.deep_supervision_heads=0", "model.deep_supervision_heads must be a positive integer or null, got 0"),
+     ("model.max_filters=4", "model.max_filters must be >= model.base_filters"),
+     ("model.name=gcn", None), ("model.name=pspnet", None)],
+)  # fmt: skip
+def test_pipeline_model_section_is_checked_by_the_settings_object(override, message):
+    """The pipeline rules build BackboneSettings: a bad value stops load_pipeline with the settings' own
+    message (before any data is read); a good one gives the settings the network is built from."""
+    from medseg.training.loader import load_pipeline
+
+    if message is not None:
+        with pytest.raises(ConfigError) as raised:
+            load_pipeline("liver", device="cpu", overrides=[override])
+        assert message in str(raised.value)
+        return
+    config = load_pipeline("liver", device="cpu", overrides=[override])
+    settings, _ = model_settings(config.model_config())
+    assert (settings.base_filters, settings.depth, settings.out_channels) == (8, 4, 3)  # the CPU profile's
