@@ -21,7 +21,7 @@ every voxel that the scheme leaves unannotated set to the ignore value V:
              rest of each box inside the liver ignored; boxes from --boxes (CSV: case, x_min, y_min, z_min,
              x_max, y_max, z_max[, class], world mm) or, without it, the dense lesions' tight boxes
 Prints the annotated fraction of each case and of the set (also in dataset.json, "sparsify"). Train on it
-with `medseg train liver --data OUT --set data.ignore_label=V`.
+with `medseg train liver --data OUT --set data.ignore_label=3` (V = 3 here).
 """
 
 

@@ -1,4 +1,5 @@
-"""Data sets: the synthetic LiTS-like phantom, data-set discovery and integrity checks."""
+"""Data sets: the synthetic LiTS-like phantom, data-set discovery and integrity checks, partial annotations
+(sparse schemes and lesion boxes, issue #30)."""
 
 from medseg.utils.lazy import lazy_exports
 
@@ -19,6 +20,14 @@ _EXPORTS = {
     "phantom_case_ids": "phantom",
     "write_phantom_case": "phantom",
     "write_phantom_dataset": "phantom",
+    "LesionBox": "boxes",
+    "box_labels": "boxes",
+    "boxes_from_labels": "boxes",
+    "read_boxes_csv": "boxes",
+    "SparsifySettings": "sparse_dataset",
+    "write_sparse_dataset": "sparse_dataset",
+    "annotated_fraction": "sparsify",
+    "sparsify_labels": "sparsify",
 }
 
 __all__ = sorted(_EXPORTS)
