@@ -88,8 +88,11 @@ class PostprocessConfig:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return asdict(self)
+        """Plain-JSON form (``crf`` only when it is on, so files written before it existed compare equal)."""
+        data = asdict(self)
+        if data["crf"] is None:
+            del data["crf"]
+        return data
 
 
 #: Every step off: the raw argmax of the network (``medseg predict --no-postprocessing``).
