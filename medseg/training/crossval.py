@@ -61,11 +61,13 @@ NO_POSTPROCESSING = PostprocessConfig(keep_largest_liver=False, tumor_inside_liv
 
 @dataclass(frozen=True)
 class FoldCases:
-    """One fold's run folder and its validation cases (image and reference label map)."""
+    """One fold's run folder, its validation cases (image and reference label map) and the references'
+    ignore value (the run's ``data.ignore_label``: partial annotations, scored on annotated voxels only)."""
 
     fold: int
     run: Path
     cases: tuple[Case, ...]
+    ignore_label: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,21 @@ def out_of_fold_cases(root: str | os.PathLike, folds: Sequence[int] | None = Non
             if case is None or case.label is None:
                 raise DataError(f"validation case {case_id} has no image with a label map in {data_root}", path=run)
             cases.append(case)
-        result.append(FoldCases(fold=fold, run=run, cases=tuple(cases)))
+        result.append(FoldCases(fold=fold, run=run, cases=tuple(cases), ignore_label=_ignore_label(run, data_root)))
     return result
+
+
+def _ignore_label(run: Path, data_root: Path) -> int | None:
+    """The run's ``data.ignore_label``, else the one its data set's ``dataset.json`` declares."""
+    from medseg.data.discovery import scan_dataset
+    from medseg.errors import MedsegError
+    from medseg.training.run_files import load_run_config
+
+    try:
+        value = load_run_config(run).data.ignore_label
+    except (MedsegError, OSError):
+        value = None
+    return value if value is not None else scan_dataset(data_root).ignore_label
 
 
 def _read_split(run: Path) -> tuple[int, list[dict[str, list[str]]]]:
@@ -195,12 +210,14 @@ def evaluate_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.Pat
     from medseg.evaluation.matching import CasePair
     from medseg.evaluation.protocols import summarize_protocol
     from medseg.evaluation.runner import evaluate_pair
+    from medseg.io.label_map import LITS_MAPPING
 
     results, fold_column = [], []
     for part in fold_cases:
         for case in part.cases:
             pair = CasePair(case=case.case_id, ref=case.label, pred=Path(pred_dir) / prediction_filename(case.case_id))
-            results.append(evaluate_pair(pair, EvaluationConfig(), protocol))
+            labels = LITS_MAPPING.with_ignore(part.ignore_label)  # partial references: annotated voxels only
+            results.append(evaluate_pair(pair, EvaluationConfig(), protocol, labels=labels))
             fold_column.append(part.fold)
     per_case = to_dataframe(results)
     per_case.insert(1, "fold", fold_column)

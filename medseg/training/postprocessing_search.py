@@ -148,7 +148,8 @@ def choose_postprocessing(root: str | os.PathLike, fold_cases: Sequence[Any], *,
                           ignore_label: int | None = None) -> dict[str, Any]:
     """Decide the post-processing on ``<root>/crossval/predictions`` (from :func:`~medseg.training.crossval.
     run_crossval`) against the references of ``fold_cases``; write and return ``<root>/postprocessing.json``.
-    ``ignore_label``: the references' value of unannotated voxels, which are not scored."""
+    ``ignore_label``: the references' value of unannotated voxels, which are not scored (default: the folds'
+    own, :attr:`~medseg.training.crossval.FoldCases.ignore_label`)."""
     from tqdm.auto import tqdm
 
     from medseg.data.naming import prediction_filename
@@ -160,6 +161,8 @@ def choose_postprocessing(root: str | os.PathLike, fold_cases: Sequence[Any], *,
     pred_dir = Path(root) / "crossval" / "predictions"
     configs = candidates(grid_mm3)
     all_cases = [case for part in fold_cases for case in part.cases]
+    if ignore_label is None:
+        ignore_label = next((p.ignore_label for p in fold_cases if getattr(p, "ignore_label", None) is not None), None)
 
     def load():
         for case in tqdm(all_cases, desc="post-processing", unit="scan", disable=not progress):

@@ -103,3 +103,30 @@ def test_postprocessing_choice_scores_annotated_voxels_only():
     scores = score_combinations([(pred, ref, (1.0, 1.0, 1.0))], configs, ignore_label=IGNORE)
     np.testing.assert_allclose(scores, 1.0)
     assert score_combinations([(pred, ref, (1.0, 1.0, 1.0))], configs)[0, 0, 1] < 0.5
+
+
+def test_out_of_fold_scoring_and_postprocessing_choice_use_the_folds_ignore_label(tiny_dataset, tmp_path):
+    import nibabel as nib
+
+    from medseg.data.discovery import Case
+    from medseg.data.naming import prediction_filename
+    from medseg.training.crossval import FoldCases, evaluate_out_of_fold
+    from medseg.training.postprocessing_search import choose_postprocessing
+
+    pred_dir = tmp_path / "crossval" / "predictions"
+    pred_dir.mkdir(parents=True)
+    cases = []
+    for case in ("0", "1"):
+        img = nib.load(tiny_dataset / f"segmentation-{case}.nii.gz")
+        dense = np.asarray(img.dataobj)
+        sparse = dense.copy()
+        sparse[..., 1::2] = IGNORE
+        wrong = np.where(sparse == IGNORE, 2, dense)  # tumor wherever nobody annotated
+        nib.save(nib.Nifti1Image(sparse.astype(np.uint8), img.affine), tmp_path / f"ref-{case}.nii.gz")
+        nib.save(nib.Nifti1Image(wrong.astype(np.uint8), img.affine), pred_dir / prediction_filename(case))
+        cases.append(Case(case, tiny_dataset / f"volume-{case}.nii.gz", tmp_path / f"ref-{case}.nii.gz", "lits"))
+    folds = [FoldCases(fold=0, run=tmp_path, cases=tuple(cases), ignore_label=IGNORE)]
+    per_case, _, _ = evaluate_out_of_fold(folds, pred_dir)
+    assert (per_case["liver_dice"] == 1.0).all() and (per_case["tumor_dice"] == 1.0).all()
+    choice = choose_postprocessing(tmp_path, folds, grid_mm3=(100.0,))
+    assert choice["dice"]["none"] == {"liver": 1.0, "tumor": 1.0}
