@@ -105,15 +105,19 @@ class PreprocessingPlan:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def _case_fingerprint(job: tuple[Any, int]) -> dict[str, Any]:
+def _case_fingerprint(job: tuple[Any, int, int | None]) -> dict[str, Any]:
     """Canonical spacing/shape and sampled foreground HU of one case (runs in a worker)."""
     from medseg.io import to_canonical
     from medseg.preprocessing.cases import load_case_volumes
 
-    spec, seed = job
+    spec, seed, ignore_label = job
     image, label = load_case_volumes(spec)
     canonical, _ = to_canonical(image)
-    foreground = np.asarray(image.array)[np.asarray(label.array) > 0] if label is not None else np.empty(0)
+    foreground = np.empty(0)
+    if label is not None:
+        values = np.asarray(label.array)
+        mask = values > 0 if ignore_label is None else (values > 0) & (values != ignore_label)
+        foreground = np.asarray(image.array)[mask]
     rng = np.random.default_rng([seed, 12_345])
     if foreground.size > _SAMPLES_PER_CASE:
         foreground = rng.choice(foreground, _SAMPLES_PER_CASE, replace=False)
@@ -126,7 +130,12 @@ def _case_fingerprint(job: tuple[Any, int]) -> dict[str, Any]:
 
 
 def compute_fingerprint(
-    cases: Sequence[Any], *, workers: int | None = None, progress: bool | None = None, seed: int = 0
+    cases: Sequence[Any],
+    *,
+    workers: int | None = None,
+    progress: bool | None = None,
+    seed: int = 0,
+    ignore_label: int | None = None,
 ) -> dict[str, Any]:
     """Summarise a training set: spacings, shapes and foreground intensity statistics.
 
@@ -136,6 +145,7 @@ def compute_fingerprint(
         workers: Worker processes (``None``: all cores).
         progress: Show a progress bar (``None``: when stderr is a terminal).
         seed: Seed of the foreground voxel sampling (up to 10,000 voxels per case, as nnU-Net).
+        ignore_label: Label value of unannotated voxels (partial annotations): not foreground.
 
     Returns:
         A JSON-serialisable dict: ``case_ids``, ``spacings_mm`` and ``shapes`` (canonical R, A, S order,
@@ -152,7 +162,7 @@ def compute_fingerprint(
     specs = [as_case_spec(c) for c in cases]
     if not specs:
         raise DataError("compute_fingerprint needs at least one case")
-    jobs = [(spec, seed * 1_000_003 + i) for i, spec in enumerate(specs)]
+    jobs = [(spec, seed * 1_000_003 + i, ignore_label) for i, spec in enumerate(specs)]
     results = map_with_progress(_case_fingerprint, jobs, workers=workers, desc="fingerprint",
                                 disable=tqdm_disable(progress))
     values = np.concatenate([r["foreground"] for r in results]).astype(np.float64)

@@ -130,7 +130,7 @@ def prepare_data(
         raise DataError(f"cases {missing[:5]} of the saved folds are no longer in the data set", path=root)
     if plan is None:
         p = config.preprocessing
-        fingerprint = compute_fingerprint(cases, workers=workers, progress=None)
+        fingerprint = compute_fingerprint(cases, workers=workers, progress=None, ignore_label=config.data.ignore_label)
         plan = plan_from_fingerprint(
             fingerprint, normalization=p.normalization, target_spacing_mm=p.target_spacing_mm, window_hu=p.window_hu
         )
