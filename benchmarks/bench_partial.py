@@ -59,7 +59,8 @@ def _variant(slug: str, tmp: Path, args) -> dict:
         fraction = json.loads((data / "dataset.json").read_text())["sparsify"]["annotated_fraction"]
     run = tmp / f"run-{slug}"
     sets = [f"data.folds={args.folds}", f"training.iterations_per_epoch={args.iterations}", "training.seed=0",
-            f"validation.every_n_epochs={args.epochs}", f"data.cache_dir={tmp / 'cache'}"]  # fmt: skip
+            f"validation.every_n_epochs={args.epochs}", f"data.cache_dir={tmp / 'cache'}",
+            f"sampling.foreground_fraction={args.foreground_fraction}"]  # fmt: skip
     if sparsify is not None:
         sets.append("data.ignore_label=3")
     started = time.perf_counter()
@@ -103,7 +104,8 @@ def _table(rows: list[dict], args) -> list[str]:
         f"`--cases {args.test_cases} --seed 1` (test set); `medseg sparsify` makes the partial copies "
         "(ignore label 3, seed 0); each set trains the same run: `medseg train "
         f"{args.pipeline} --epochs {args.epochs} --set training.iterations_per_epoch={args.iterations} --set "
-        f"data.folds={args.folds} --set data.ignore_label=3` (CPU profile; fold 0 trains "
+        f"data.folds={args.folds} --set sampling.foreground_fraction={args.foreground_fraction} --set "
+        "data.ignore_label=3` (CPU profile; fold 0 trains "
         f"{args.cases - args.cases // args.folds} of the {args.cases} cases), then "
         "`medseg predict` on the test scans (dense predictions, the run's post-processing) and `medseg evaluate` "
         "against their dense labels: mean Dice over the test cases. Annotated: the share of the training "
@@ -129,6 +131,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--foreground-fraction", type=float, default=1.0,
+                        help="share of foreground-centred patches (default 1: tumors are seen within the budget)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()

@@ -116,3 +116,19 @@ def test_sparsify_writes_a_checked_decathlon_set_and_reports_the_fraction(tiny_d
     assert low <= record["annotated_fraction"] <= high
     assert main(["check", str(out), "--workers", "1"]) == 0  # dataset.json declares the ignore label
     assert main(["sparsify", str(tiny_dataset), str(out), "--scheme", scheme]) == 2  # OUT not empty
+
+
+def test_train_on_a_sparsified_set_with_the_ignore_label(tiny_dataset, tmp_path, capsys):
+    from ..conftest import FOLD_TINY
+
+    data = tmp_path / "sparse"
+    assert main(["sparsify", str(tiny_dataset), str(data), "--scheme", "slices", "--fraction", "0.5"]) == 0
+    loss = "loss=[{name: dice_ce}, {name: boundary, weight: 0.1}]"  # a distance loss: its maps with the ignore value
+    sets = [a for s in [*FOLD_TINY, f"data.cache_dir={tmp_path / 'cache'}", loss] for a in ("--set", s)]
+    common = ["train", "liver", "--data", str(data), "--device", "cpu", "--epochs", "1", "--no-progress", *sets]
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "undeclared")]) == 2
+    assert "dataset.json declares the ignore label 3" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "run"), "--set", "data.ignore_label=3"]) == 0
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert np.isfinite(metrics["train_loss"]).all() and metrics["val_dice_liver"].between(0, 1).all()
