@@ -146,8 +146,6 @@ def check_dataset(
     Raises:
         DataError: ``root`` holds no recognisable data set (see :func:`medseg.data.discovery.discover_dataset`).
         ConfigError: ``ignore_label`` differs from the one ``dataset.json`` declares, or is not in 3..255.
-
-    Many parameters: one keyword per `medseg check` option, all defaulted.
     """
     from medseg.utils.parallel import map_with_progress
 

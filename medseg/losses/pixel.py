@@ -124,7 +124,6 @@ class BorderCrossEntropyLoss(SegLoss):
         reduction: str = "mean",
         ignore_index: int | None = None,
     ):
-        """Many parameters: the paper's w0 and sigma, its class balance, spacing and the shared loss options."""
         super().__init__(activation=activation, reduction=reduction, ignore_index=ignore_index)
         if not (w0 >= 0 and sigma > 0 and (sigma_mm is None or sigma_mm > 0)):
             raise ValueError(f"w0={w0} must be >= 0, sigma={sigma} and sigma_mm={sigma_mm} > 0")

@@ -39,10 +39,7 @@ def dice_ce(
     ce_weight: float = 1.0,
     ignore_index: int | None = None,
 ) -> CompoundLoss:
-    """Dice + cross-entropy, the nnU-Net default (Isensee et al., Nature Methods 2021); ``class_weights`` go to CE.
-
-    Many parameters: the two terms' options and weights, keyword-only, as a pipeline file names them.
-    """
+    """Dice + cross-entropy, the nnU-Net default (Isensee et al., Nature Methods 2021); ``class_weights`` go to CE."""
     dice = _dice(activation, include_background, batch, smooth_nr, smooth_dr, ignore_index)
     ce = CrossEntropyLoss(activation=activation, class_weights=class_weights, ignore_index=ignore_index)
     return CompoundLoss([LossTerm("dice", dice, dice_weight), LossTerm("ce", ce, ce_weight)])
