@@ -2,7 +2,8 @@
 annotated fraction, on the phantom.
 
 One phantom training set (dense labels) is turned into partially annotated copies with `medseg sparsify`
-(20 % of the axial slices, scribbles on 20 % of the slices, lesion boxes inside the dense liver); each copy
+(20 % of the axial slices, scribbles on 20 % of the slices, lesion boxes inside the dense liver with two
+tumor-core sizes); each copy
 and the dense set train the same pipeline (`medseg train` with `data.ignore_label=3`, same seed, epochs,
 iterations and network, fold 0); each run predicts a separate dense
 phantom test set (`medseg predict`, the run's post-processing) scored by `medseg evaluate` (mean Dice over
@@ -33,7 +34,8 @@ VARIANTS = {  # short name -> (table label, medseg sparsify arguments; None: the
     "dense": ("dense", None),
     "slices": ("20 % of axial slices", ["--scheme", "slices", "--fraction", "0.2"]),
     "scribbles": ("scribbles on 20 % of slices", ["--scheme", "scribbles", "--fraction", "0.2"]),
-    "boxes": ("tumor boxes, dense liver", ["--scheme", "boxes"]),
+    "boxes": ("tumor boxes (core 0.5), dense liver", ["--scheme", "boxes"]),
+    "boxes80": ("tumor boxes (core 0.8), dense liver", ["--scheme", "boxes", "--core", "0.8"]),
 }
 
 
