@@ -102,21 +102,20 @@ class _BilateralGrid:
     def __init__(self, image_hu: np.ndarray, spacing_mm: Sequence[float], theta_mm: float, theta_hu: float):
         shape = image_hu.shape
         extent = [n * s / theta_mm for n, s in zip(shape, spacing_mm)] + [float(np.ptp(image_hu)) / theta_hu]
-        self._CELLS_PER_SIGMA = 3.0 if math.prod(e * 3.0 + 2 for e in extent) <= self._MAX_CELLS else 2.0
-        cell_mm, cell_hu = theta_mm / self._CELLS_PER_SIGMA, theta_hu / self._CELLS_PER_SIGMA
+        cells = 3.0 if math.prod(e * 3.0 + 2 for e in extent) <= self._MAX_CELLS else 2.0  # cells per sigma
+        cell_mm, cell_hu = theta_mm / cells, theta_hu / cells
         axes = [np.arange(n, dtype=np.float32) * (s / cell_mm) for n, s in zip(shape, spacing_mm)]
-        low = float(image_hu.min())
-        coords = [*np.meshgrid(*axes, indexing="ij"), (image_hu.astype(np.float32) - low) / cell_hu]
-        self.coords = np.stack([c.ravel() for c in coords])  # (4, N) fractional grid positions
-        self.base = np.floor(self.coords).astype(np.int64)
-        self.frac = (self.coords - self.base).astype(np.float32)
+        coords = np.stack([c.ravel() for c in (*np.meshgrid(*axes, indexing="ij"),
+                                               (image_hu.astype(np.float32) - float(image_hu.min())) / cell_hu)])
+        self.base = np.floor(coords).astype(np.int64)  # (4, N) lower grid corner of each voxel
+        self.frac = (coords - self.base).astype(np.float32)  # (4, N) its position within the cell
         self.grid_shape = tuple(int(self.base[a].max()) + 2 for a in range(4))
         self.shape = shape
         # linear splatting and slicing each widen the kernel by a tent's variance (1/6 cell^2): the blur
-        # makes up the rest, so the end-to-end kernel is the Gaussian of theta (CELLS_PER_SIGMA cells)
-        self.sigma = math.sqrt(self._CELLS_PER_SIGMA**2 - 2.0 / 6.0)
-        # its unnormalised form: the normalised 4D Gaussian of CELLS_PER_SIGMA cells times its integral
-        self.scale = (math.sqrt(2.0 * math.pi) * self._CELLS_PER_SIGMA) ** 4
+        # makes up the rest, so the end-to-end kernel is the Gaussian of theta (``cells`` cells)
+        self.sigma = math.sqrt(cells**2 - 2.0 / 6.0)
+        # its unnormalised form: the normalised 4D Gaussian of ``cells`` cells times its integral
+        self.scale = (math.sqrt(2.0 * math.pi) * cells) ** 4
         radius = int(4.0 * self.sigma + 0.5)
         kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / self.sigma) ** 2)
         g0, g1 = kernel[radius] / kernel.sum(), kernel[radius + 1] / kernel.sum()
@@ -126,6 +125,7 @@ class _BilateralGrid:
         self.self_weight = np.prod((f**2 + (1 - f) ** 2) * g0 + 2 * f * (1 - f) * g1, axis=0)
 
     def _corners(self):
+        """The 16 corners of each voxel's cell: their flat grid index and the voxel's linear weight on them."""
         for corner in range(16):
             bits = [(corner >> a) & 1 for a in range(4)]
             index = np.ravel_multi_index(tuple(self.base[a] + bits[a] for a in range(4)), self.grid_shape)
@@ -134,31 +134,25 @@ class _BilateralGrid:
                 weight *= self.frac[a] if bits[a] else (1.0 - self.frac[a])
             yield index, weight
 
-    def _splat(self, values: np.ndarray) -> np.ndarray:
-        grid = np.zeros(int(np.prod(self.grid_shape)), np.float32)
-        for index, weight in self._corners():
-            grid += np.bincount(index, weights=values * weight, minlength=grid.size).astype(np.float32)
-        return grid.reshape(self.grid_shape)
-
-    def _blur(self, grid: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(grid, sigma=self.sigma, mode="constant", cval=0.0, truncate=4.0)
-
-    def _slice(self, grid: np.ndarray) -> np.ndarray:
-        flat = grid.ravel()
-        out = np.zeros(self.base.shape[1], np.float64)
-        for index, weight in self._corners():
-            out += flat[index] * weight
-        return out
-
     def sums(self, q: np.ndarray) -> np.ndarray:
-        """``sum_{j != i} exp(-d_ij^2/2theta^2 - dI^2/2theta_hu^2) q_j`` per class (grid approximation)."""
-        out = np.empty_like(q)
-        for k in range(q.shape[0]):
-            values = q[k].ravel()
-            sliced = self._slice(self._blur(self._splat(values)))
-            # the grid also spreads each voxel's own value over its neighbours: remove it in proportion
-            out[k] = ((sliced - self.self_weight * values) * self.scale).reshape(self.shape)
-        return out
+        """``sum_{j != i} exp(-d_ij^2/2theta^2 - dI^2/2theta_hu^2) q_j`` per class (grid approximation).
+
+        Splats every class per corner (each corner's indices and weights computed once per call, not once per
+        class), blurs each class's grid, slices them back the same way."""
+        values = q.reshape(q.shape[0], -1)
+        size = int(np.prod(self.grid_shape))
+        grids = np.zeros((q.shape[0], size), np.float32)
+        for index, weight in self._corners():
+            for k in range(q.shape[0]):
+                grids[k] += np.bincount(index, weights=values[k] * weight, minlength=size).astype(np.float32)
+        blurred = [ndimage.gaussian_filter(g.reshape(self.grid_shape), sigma=self.sigma, mode="constant", cval=0.0,
+                                           truncate=4.0).ravel() for g in grids]  # fmt: skip
+        sliced = np.zeros(values.shape, np.float64)
+        for index, weight in self._corners():
+            for k in range(q.shape[0]):
+                sliced[k] += blurred[k][index] * weight
+        # the grid also spreads each voxel's own value over its neighbours: remove it in proportion
+        return ((sliced - self.self_weight * values) * self.scale).reshape(q.shape).astype(q.dtype)
 
 
 def dense_crf(probabilities: np.ndarray, image_hu: np.ndarray, *, spacing_mm: Sequence[float],

@@ -270,7 +270,7 @@ class Predictor:
         record = RunRecord.from_checkpoint(checkpoint, source=source)
         try:
             postprocessing = PostprocessConfig.from_dict(record.postprocessing)
-            fine_tuned_nnunet = record.model_config["name"] == NNUNET_MODEL_NAME  # medseg.training.finetune
+            fine_tuned_nnunet = record.model_config["name"] == NNUNET_MODEL_NAME  # a run fine-tuned from nnU-Net
             network = (build_trainable_network if fine_tuned_nnunet else build_model)(record.model_config)
         except ConfigError as exc:
             raise DataError(f"checkpoint: {exc}", path=source) from None
