@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# --dist load: xdist's file-grouped schedulers (loadfile/loadscope) can wait forever after a worker dies
+# (pytest-xdist #784/#1378); load replaces the worker and goes on. --timeout: a hung test fails, with every
+# thread's stack printed, after 15 minutes (the whole suite takes ~5 on 2 cores).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --dist loadfile -q
+	$(PY) -m pytest -n 2 --dist load --timeout 900 --timeout-method thread -q
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

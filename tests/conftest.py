@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Each test process (each xdist worker) and every command it starts keeps the phantom sets, preprocessed
+# arrays and converted OpenVINO networks in a cache of its own, removed at exit: never the user's
+# ~/.cache/medseg, never shared between the two workers of `make test`.
+_CACHE_HOME = tempfile.mkdtemp(prefix="medseg-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE_HOME
+atexit.register(shutil.rmtree, _CACHE_HOME, ignore_errors=True)
 
 
 def pytest_configure(config):

@@ -18,9 +18,10 @@ model takes a tenth of a second. So the converted model is kept, in one folder p
   (:func:`medseg.utils.atomic.atomic_dir`), so a reader sees a whole entry or none. Two processes
   converting the same network both convert; the first rename wins and the other uses the winner's entry
   (the same key, hence the same model).
-- **Where**: ``~/.cache/medseg/openvino`` by default (a folder of the user's, never a run folder);
-  ``InferenceSettings.cache_dir`` / ``medseg predict --cache-dir`` choose another. A cache that cannot be
-  written (read-only, full) is logged and the converted model used from memory.
+- **Where**: ``$XDG_CACHE_HOME/medseg/openvino`` (``~/.cache/medseg/openvino``) by default (a folder of
+  the user's, never a run folder); ``InferenceSettings.cache_dir`` / ``medseg predict --cache-dir`` choose
+  another. A cache that cannot be written (read-only, full) is logged and the converted model used from
+  memory.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any
 import torch
 
 from medseg.utils.atomic import atomic_dir
+from medseg.utils.cache_home import medseg_cache_dir
 
 __all__ = ["CACHE_FORMAT", "IrKey", "cached_model", "default_cache_dir", "network_sha256"]
 
@@ -53,8 +55,8 @@ _FILES = ("model.xml", "model.bin")
 
 
 def default_cache_dir() -> Path:
-    """``~/.cache/medseg/openvino``: the user's own cache folder."""
-    return Path.home() / ".cache" / "medseg" / "openvino"
+    """``$XDG_CACHE_HOME/medseg/openvino`` or ``~/.cache/medseg/openvino``: the user's own cache folder."""
+    return medseg_cache_dir() / "openvino"
 
 
 def network_sha256(network: torch.nn.Module) -> str:

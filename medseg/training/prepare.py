@@ -19,6 +19,7 @@ from typing import Any
 from medseg.errors import ConfigError, DataError
 from medseg.training.config import PipelineConfig
 from medseg.training.splits import make_folds, split_for
+from medseg.utils.cache_home import medseg_cache_dir
 
 __all__ = ["PreparedData", "cache_dir_for", "default_cache_root", "make_folds", "plan_cache_dir", "prepare_data",
            "resolve_data_root"]
@@ -39,8 +40,9 @@ class PreparedData:
 
 
 def default_cache_root() -> Path:
-    """``~/.cache/medseg``: generated phantom data and preprocessed arrays."""
-    return Path.home() / ".cache" / "medseg"
+    """``$XDG_CACHE_HOME/medseg`` or ``~/.cache/medseg`` (:func:`~medseg.utils.cache_home.medseg_cache_dir`):
+    generated phantom data and preprocessed arrays."""
+    return medseg_cache_dir()
 
 
 def resolve_data_root(config: PipelineConfig, data: str | os.PathLike | None) -> tuple[Path, bool]:
