@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from medseg.geometry import bounding_box
+from medseg.boxes import bounding_box
 from medseg.io.volume import Volume
 from medseg.utils.paths import displayable
 

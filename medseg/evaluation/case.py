@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medseg.boxes import grow_box, joint_bounding_box
 from medseg.evaluation.binary import BINARY_METRIC_KEYS, binary_metrics
 from medseg.evaluation.confusion import confusion_matrix, confusion_row
 from medseg.evaluation.detection import score_lesions
 from medseg.evaluation.lesions import match_lesions
 from medseg.evaluation.result import REGIONS, CaseResult
-from medseg.geometry import grow_box, joint_bounding_box
 from medseg.labels import region_masks, tumor_burden_percent
 
 __all__ = ["REGIONS", "CaseResult", "EvaluationConfig", "evaluate_case", "not_scored"]

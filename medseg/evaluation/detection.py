@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from medseg.boxes import grow_box, joint_bounding_box
 from medseg.evaluation.lesions import label_lesions
-from medseg.geometry import grow_box, joint_bounding_box
 
 __all__ = [
     "FROC_FP_RATES",

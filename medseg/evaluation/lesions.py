@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from medseg.boxes import union_box
 from medseg.evaluation.surface import check_spacing, crop_pair, surface_metrics
 from medseg.geometry import voxel_volume_ml
 
@@ -174,12 +175,8 @@ def _lesion_row(
 
 def _lesion_assd_mm(labelled: _LabelledPair, i: int, partners: dict[int, int], *, spacing: np.ndarray) -> float:
     """ASSD (mm) of reference lesion ``i`` and its merged predictions, on the box holding them all."""
-    box = _union_box([labelled.ref_boxes[i - 1], *(labelled.pred_boxes[j - 1] for j in partners)])
+    box = union_box([labelled.ref_boxes[i - 1], *(labelled.pred_boxes[j - 1] for j in partners)])
     lesion_ref = labelled.ref_labels[box] == i
     lesion_pred = np.isin(labelled.pred_labels[box], list(partners))
     return surface_metrics(lesion_pred, lesion_ref, spacing_mm=spacing)["assd_mm"]
 
-
-def _union_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, ...]:
-    """The smallest box (tuple of slices) holding all ``boxes``."""
-    return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(len(boxes[0])))

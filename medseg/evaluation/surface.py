@@ -35,7 +35,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from medseg.geometry import bounding_box, check_spacing
+from medseg.boxes import joint_bounding_box
+from medseg.geometry import check_spacing
 
 __all__ = [
     "crop_pair",
@@ -59,16 +60,13 @@ def crop_pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray
     those of the full arrays, with the image border still counting as background. Returns ``None`` when
     both masks are empty.
     """
-    boxes = [b for b in (bounding_box(pred), bounding_box(ref)) if b is not None]
-    if not boxes:
+    window = joint_bounding_box(pred, ref)
+    if window is None:
         return None
-    lo = np.min([[s.start for s in b] for b in boxes], axis=0)
-    hi = np.max([[s.stop for s in b] for b in boxes], axis=0)
-    window = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    inner = tuple(slice(1, int(b - a) + 1) for a, b in zip(lo, hi))
+    inner = tuple(slice(1, s.stop - s.start + 1) for s in window)
     out = []
     for mask in (pred, ref):
-        padded = np.zeros(tuple(int(b - a) + 2 for a, b in zip(lo, hi)), dtype=bool)
+        padded = np.zeros(tuple(s.stop - s.start + 2 for s in window), dtype=bool)
         padded[inner] = mask[window]
         out.append(padded)
     return out[0], out[1]

@@ -29,9 +29,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from medseg.boxes import bounding_box, touches_border
 from medseg.evaluation.diameters import max_diameter_mm, recist_axes_mm
 from medseg.evaluation.lesions import label_lesions
-from medseg.geometry import axis_skew_deg, bounding_box, check_spacing, touches_border, voxel_volume_ml
+from medseg.geometry import axis_skew_deg, check_spacing, voxel_volume_ml
 from medseg.io.volume import Volume
 from medseg.labels import REGION_LABELS, region_masks, tumor_burden_percent
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from medseg.boxes import bounding_box, box_on_grid
 from medseg.geometry import voxel_volume_ml
 from medseg.inference.restore import argmax_classes
 from medseg.inference.sliding_window import MAX_OVERLAP, WindowBlend, WindowSettings, predict_logits
@@ -47,7 +48,7 @@ __all__ = [
     "coarse_foreground",
     "faces_reached",
     "foreground_box",
-    "grow_box",
+    "grow_faces",
     "locate_box",
     "predict_coarse_to_fine",
     "refine_in_box",
@@ -239,7 +240,7 @@ def refine_in_box(network: Network, image: torch.Tensor, window: WindowSettings,
             break
         # a tiled box near the edge needs the edge's window anyway; grid windows (centred, reach) do not
         snap = window.window if window.box_windows == "tile" else None
-        box = grow_box(box, faces, shape, step_vox=step_vox, foreground=foreground, snap_vox=snap)
+        box = grow_faces(box, faces, shape, step_vox=step_vox, foreground=foreground, snap_vox=snap)
         logger.info("fine foreground reaches the box faces %s; growing the box to %s", faces, _as_list(box))
     else:
         logger.info("the box still grows after %d fine passes; predicting the whole scan", settings.max_rounds)
@@ -270,14 +271,7 @@ def _box_on_fine_grid(kept: np.ndarray | None, fine_shape: Sequence[int], *, mar
     """:func:`foreground_box` of the components already kept (``None``: no box)."""
     if kept is None:
         return None
-    box = []
-    for axis, (n_coarse, n_fine, m) in enumerate(zip(kept.shape, fine_shape, margin_vox)):
-        idx = np.flatnonzero(kept.any(axis=tuple(a for a in range(3) if a != axis)))
-        scale = n_fine / n_coarse
-        lo = int(np.floor(idx[0] * scale - m))
-        hi = int(np.ceil((idx[-1] + 1) * scale + m))
-        box.append(slice(max(0, lo), min(n_fine, hi)))
-    return tuple(box)
+    return box_on_grid(bounding_box(kept), kept.shape, fine_shape, margin=margin_vox)
 
 
 def faces_reached(foreground: np.ndarray, box: Box, *, guard_vox: Sequence[int], min_fraction: float = 0.1
@@ -298,26 +292,24 @@ def faces_reached(foreground: np.ndarray, box: Box, *, guard_vox: Sequence[int],
     if kept is None:
         return []
     faces = []
-    for axis, (s, n, g) in enumerate(zip(box, foreground.shape, guard_vox)):
-        idx = np.flatnonzero(kept.any(axis=tuple(a for a in range(3) if a != axis)))
-        if s.start > 0 and idx[0] < s.start + g:
+    for axis, (s, n, g, extent) in enumerate(zip(box, foreground.shape, guard_vox, bounding_box(kept))):
+        if s.start > 0 and extent.start < s.start + g:
             faces.append((axis, 0))
-        if s.stop < n and idx[-1] >= s.stop - g:
+        if s.stop < n and extent.stop - 1 >= s.stop - g:
             faces.append((axis, 1))
     return faces
 
 
-def grow_box(box: Box, faces: Sequence[Face], shape: Sequence[int], *, step_vox: Sequence[int],
-             foreground: np.ndarray | None = None, snap_vox: Sequence[int] | None = None) -> Box:
+def grow_faces(box: Box, faces: Sequence[Face], shape: Sequence[int], *, step_vox: Sequence[int],
+               foreground: np.ndarray | None = None, snap_vox: Sequence[int] | None = None) -> Box:
     """``box`` with each of ``faces`` moved out by ``step_vox`` (and past ``foreground``'s extent by as
     much), clamped to ``shape``; a face that ends closer than ``snap_vox`` (a window) to the scan's edge
-    goes to the edge (one more pass could not run fewer windows there)."""
+    goes to the edge (one more pass could not run fewer windows there). Per face, unlike the uniform
+    :func:`medseg.boxes.grow_box`."""
     lo, hi = [s.start for s in box], [s.stop for s in box]
+    reached = None if foreground is None else bounding_box(foreground)
     for axis, side in faces:
-        extent = None
-        if foreground is not None and foreground.any():
-            idx = np.flatnonzero(foreground.any(axis=tuple(a for a in range(3) if a != axis)))
-            extent = (int(idx[0]), int(idx[-1]) + 1)
+        extent = None if reached is None else (reached[axis].start, reached[axis].stop)
         if side == 0:
             reach = lo[axis] if extent is None else min(lo[axis], extent[0])
             lo[axis] = max(0, reach - step_vox[axis])

@@ -189,13 +189,12 @@ def refine_labels(labels: np.ndarray, probabilities: np.ndarray, image_hu: np.nd
                   spacing_mm: Sequence[float], settings: CrfSettings = CrfSettings()) -> np.ndarray:
     """The label map after the dense CRF, run inside the predicted liver's box plus ``settings.margin_mm``
     (outside it the labels are kept): ``(X, Y, Z)`` uint8. No liver predicted: the labels as they are."""
-    from medseg.geometry import bounding_box, grow_box
+    from medseg.boxes import bounding_box
 
-    box = bounding_box(np.asarray(labels) > 0)
+    margin = [math.ceil(settings.margin_mm / s) for s in spacing_mm]
+    box = bounding_box(np.asarray(labels) > 0, margin=margin)
     if box is None:
         return np.asarray(labels, dtype=np.uint8)
-    margin = [math.ceil(settings.margin_mm / s) for s in spacing_mm]
-    box = grow_box(box, margin, np.shape(labels))
     refined = dense_crf(np.asarray(probabilities)[(slice(None), *box)], np.asarray(image_hu)[box],
                         spacing_mm=spacing_mm, settings=settings)  # fmt: skip
     out = np.array(labels, dtype=np.uint8)

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from medseg.boxes import bounding_box
 from medseg.errors import ConfigError
-from medseg.geometry import bounding_box, grow_box, voxel_volume_ml
+from medseg.geometry import voxel_volume_ml
 from medseg.inference.crf import CrfSettings
 from medseg.labels import LIVER, TUMOR, is_lits
 
@@ -113,12 +114,6 @@ def ball_mm(radius_mm: float, *, spacing_mm: Sequence[float]) -> np.ndarray:
     return dist2 <= radius_mm**2 + 1e-9
 
 
-def _bbox(mask: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...] | None:
-    """Bounding box of ``mask``'s non-zero voxels grown by ``margin`` (clamped; no copy of an integer map)."""
-    box = bounding_box(mask)
-    return None if box is None else grow_box(box, margin, mask.shape)
-
-
 def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """26-connected components of ``mask`` as uint16 when they fit (half the memory of int32)."""
     try:
@@ -138,7 +133,7 @@ def _sizes(components: np.ndarray, n: int) -> np.ndarray:
 def keep_largest_foreground(labels: np.ndarray) -> np.ndarray:
     """Keep the largest 26-connected component of ``labels > 0``; returns a new ``(X, Y, Z)`` map."""
     out = labels.copy()
-    box = _bbox(labels, (0, 0, 0))
+    box = bounding_box(labels)
     if box is None:
         return out
     components, n = _components(labels[box] > 0)
@@ -167,7 +162,7 @@ def restrict_tumor_to_liver(labels: np.ndarray, *, spacing_mm: Sequence[float], 
         return out
     ball = ball_mm(dilation_mm, spacing_mm=spacing_mm)
     reach = [b // 2 + 1 for b in ball.shape]  # how far a liver voxel's dilation reaches, per axis
-    box = _bbox(labels, reach)
+    box = bounding_box(labels, margin=reach)
     liver = labels[box] == LIVER
     components, n = _components(tumor[box])
     keep = np.zeros(n + 1, dtype=bool)
@@ -202,7 +197,7 @@ def remove_small_lesions(labels: np.ndarray, *, spacing_mm: Sequence[float], min
     if min_volume_mm3 <= 0 or not tumor.any():
         return out
     voxel_mm3 = voxel_volume_ml(spacing_mm, affine=affine) * 1000.0
-    box = _bbox(labels, (1, 1, 1))
+    box = bounding_box(labels, margin=(1, 1, 1))
     components, n = _components(tumor[box])
     sizes_mm3 = _sizes(components, n) * voxel_mm3
     small = sizes_mm3 < min_volume_mm3
@@ -234,7 +229,7 @@ def postprocess_labels(
     out = np.asarray(labels).astype(np.uint8, copy=True)
     dilation = config.tumor_inside_liver_dilation_mm or 0.0
     margin = [int(np.floor(dilation / s)) + 2 for s in spacing_mm]
-    box = _bbox(out, margin)  # all steps act near the foreground: work on its box (less memory)
+    box = bounding_box(out, margin=margin)  # all steps act near the foreground: work on its box (less memory)
     if box is None:
         return out
     crop = out[box].copy()

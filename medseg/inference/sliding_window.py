@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 from tqdm.auto import tqdm
 
+from medseg.boxes import grow_to_window
+
 __all__ = ["BACKGROUND_FILL_LOGIT", "BOX_WINDOWS", "LAYOUTS", "MAX_OVERLAP", "WindowBlend", "WindowSettings",
            "grid_windows_for_box", "plan_windows", "predict_logits"]
 
@@ -154,19 +156,6 @@ def plan_windows(
     if mask is not None:
         slices = [s for s in slices if bool(mask[s].any())]
     return [tuple(s) for s in slices], total
-
-
-def _grow_box(box: Box, shape: Sequence[int], window: Sequence[int]) -> Box:
-    """Grow ``box`` about its centre to at least one ``window`` per axis (clamped to ``shape``)."""
-    out = []
-    for s, n, w in zip(box, shape, window):
-        lo, hi = s.start, s.stop
-        need = min(w, n)
-        if hi - lo < need:
-            lo = max(0, min((lo + hi) // 2 - need // 2, n - need))
-            hi = lo + need
-        out.append(slice(lo, hi))
-    return tuple(out)
 
 
 @torch.inference_mode()
@@ -332,7 +321,7 @@ def _place_windows(padded: Sequence[int], settings: WindowSettings, mask, box: B
     says) and the box they fill (``"tile"``: grown to at least one window)."""
     window, overlap = settings.window, settings.overlap
     if box is not None and settings.box_windows == "tile":  # a window grid laid over the box alone
-        box = _grow_box(box, padded, window)
+        box = grow_to_window(box, padded, window)
         sub_mask = None if mask is None else torch.as_tensor(mask)[box]
         local, total = plan_windows([b.stop - b.start for b in box], window, overlap=overlap, mask=sub_mask,
                                     layout=settings.layout)

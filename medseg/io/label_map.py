@@ -27,8 +27,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from medseg.boxes import bounding_box
 from medseg.errors import ConfigError, DataError
-from medseg.geometry import bounding_box
 from medseg.labels import BACKGROUND, LIVER, TUMOR
 
 __all__ = ["LITS_MAPPING", "LabelMapping", "apply_label_mapping", "label_value_problems", "looks_like_label_map"]

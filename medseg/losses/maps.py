@@ -30,8 +30,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
+from medseg.boxes import bounding_box
 from medseg.errors import ConfigError
-from medseg.geometry import bounding_box, check_spacing, grow_box
+from medseg.geometry import check_spacing
 
 __all__ = [
     "MAP_NAMES",
@@ -84,10 +85,9 @@ def inside_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     (lesions) then cost a small transform instead of a whole-volume one.
     """
     out = np.zeros(mask.shape)
-    box = bounding_box(mask)
-    if box is None:
+    window = bounding_box(mask, margin=1)
+    if window is None:
         return out
-    window = grow_box(box, 1, mask.shape)
     out[window] = ndimage.distance_transform_edt(mask[window], sampling=spacing)
     return out
 

@@ -13,7 +13,7 @@ from medseg.inference.coarse_to_fine import (
     CoarseToFineSettings,
     faces_reached,
     foreground_box,
-    grow_box,
+    grow_faces,
     predict_coarse_to_fine,
 )
 from medseg.inference.restore import argmax_classes
@@ -186,7 +186,7 @@ def test_foreground_box_maps_coarse_voxels_to_the_fine_grid():
     assert foreground_box(np.zeros((4, 4, 4), dtype=bool), (8, 8, 8), margin_vox=(1, 1, 1)) is None
 
 
-def test_faces_reached_and_grow_box():
+def test_faces_reached_and_grow_faces():
     fg = np.zeros((20, 20, 20), dtype=bool)
     fg[5:10, 0:3, 8:12] = True  # y touches the scan's edge (not a face to grow), x within 1 of the low face
     box = (slice(4, 15), slice(0, 15), slice(6, 14))
@@ -194,9 +194,9 @@ def test_faces_reached_and_grow_box():
     assert faces_reached(fg, box, guard_vox=(1, 1, 2)) == []
     assert faces_reached(fg, box, guard_vox=(1, 1, 3)) == [(2, 0), (2, 1)]
     assert faces_reached(np.zeros_like(fg), box, guard_vox=(2, 2, 2)) == []
-    grown = grow_box(box, [(0, 0), (2, 1)], (20, 20, 20), step_vox=(3, 3, 10), foreground=fg)
+    grown = grow_faces(box, [(0, 0), (2, 1)], (20, 20, 20), step_vox=(3, 3, 10), foreground=fg)
     assert grown == (slice(1, 15), slice(0, 15), slice(6, 20))  # x: 4 - 3; z: 14 + 10 clamped to 20
-    snapped = grow_box(box, [(0, 0), (2, 1)], (40, 20, 40), step_vox=(1, 1, 2), foreground=fg, snap_vox=(4, 4, 8))
+    snapped = grow_faces(box, [(0, 0), (2, 1)], (40, 20, 40), step_vox=(1, 1, 2), foreground=fg, snap_vox=(4, 4, 8))
     assert snapped == (slice(0, 15), slice(0, 15), slice(6, 16))  # x: 3 < 4 from the edge -> 0; z: 24 left
 
 
