@@ -9,15 +9,9 @@ from scipy import ndimage
 
 from medseg.data import make_phantom
 from medseg.io import Volume, to_canonical
-from medseg.preview import (
-    LIVER_RGB,
-    TUMOR_RGB,
-    preview_caption,
-    preview_figure,
-    preview_slices,
-    write_preview,
-)
-from medseg.preview import _view as view_of
+from medseg.preview import preview_caption, write_preview
+from medseg.viz import LIVER_RGB, TUMOR_RGB, preview_figure, preview_slices
+from medseg.viz import _view as view_of
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +20,8 @@ def case():
 
 
 def _near(rgb: np.ndarray, colour, tol=40) -> np.ndarray:
-    return np.abs(rgb[..., :3].astype(int) - np.asarray(colour)).max(axis=-1) <= tol
+    """Pixels of an 8-bit ``rgb`` image within ``tol`` of ``colour`` (RGB in [0, 1])."""
+    return np.abs(rgb[..., :3].astype(int) - np.asarray(colour) * 255).max(axis=-1) <= tol
 
 
 def test_png_size_not_blank_and_legend(case, tmp_path):
