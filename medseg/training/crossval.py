@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from medseg.errors import DataError
 from medseg.inference.ensemble import find_fold_runs, fold_checkpoint
 from medseg.inference.postprocess import PostprocessConfig
 from medseg.inference.predictor import InferenceSettings
+from medseg.io.label_map import LabelMapping
 
 __all__ = [
     "CROSSVAL_DIR",
@@ -47,6 +48,7 @@ __all__ = [
     "out_of_fold_cases",
     "predict_out_of_fold",
     "run_crossval",
+    "write_crossval_report",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -197,14 +199,20 @@ def run_crossval(root: str | os.PathLike, settings: CrossvalSettings | None = No
     fold_of = predict_out_of_fold(fold_cases, out / "predictions", settings)
     per_case, lesions, summary = evaluate_out_of_fold(fold_cases, out / "predictions", settings.protocol)
     summary["fold_of_case"] = fold_of
-    _write(out, per_case, lesions, summary, figures=settings.figures)
+    write_crossval_report(out, per_case, lesions, summary, figures=settings.figures)
     return summary
 
 
-def evaluate_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.PathLike, protocol: str = "medseg"
+def evaluate_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.PathLike | Mapping[str, Path],
+                         protocol: str = "medseg", *, labels: LabelMapping | None = None
                          ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Per-case table (with ``fold``), lesion table and summary (``pooled`` and per fold) of the
-    out-of-fold predictions in ``pred_dir``."""
+    out-of-fold predictions in ``pred_dir`` (``<case>_seg.nii.gz``), or of the files of a mapping case id
+    -> prediction (nnU-Net's ``fold_K/validation/<case>.nii.gz``).
+
+    ``labels``: which values of the predictions and references are liver and tumor (default LiTS'; an
+    nnU-Net model's classes with ``--labels liver=5``); each fold's ignore value is added for the references.
+    """
     from medseg.evaluation.case import EvaluationConfig
     from medseg.evaluation.cohort import lesions_dataframe, to_dataframe
     from medseg.evaluation.matching import CasePair
@@ -212,12 +220,16 @@ def evaluate_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.Pat
     from medseg.evaluation.runner import evaluate_pair
     from medseg.io.label_map import LITS_MAPPING
 
+    mapping = labels or LITS_MAPPING
     results, fold_column = [], []
     for part in fold_cases:
         for case in part.cases:
-            pair = CasePair(case=case.case_id, ref=case.label, pred=Path(pred_dir) / prediction_filename(case.case_id))
-            labels = LITS_MAPPING.with_ignore(part.ignore_label)  # partial references: annotated voxels only
-            results.append(evaluate_pair(pair, EvaluationConfig(), protocol, labels=labels))
+            pred = (pred_dir[case.case_id] if isinstance(pred_dir, Mapping)
+                    else Path(pred_dir) / prediction_filename(case.case_id))  # fmt: skip
+            pair = CasePair(case=case.case_id, ref=case.label, pred=pred)
+            ref_labels = mapping.with_ignore(part.ignore_label)  # partial references: annotated voxels only
+            results.append(evaluate_pair(pair, EvaluationConfig(), protocol, labels=ref_labels,
+                                         pred_labels=None if labels is None else mapping))  # fmt: skip
             fold_column.append(part.fold)
     per_case = to_dataframe(results)
     per_case.insert(1, "fold", fold_column)
@@ -255,7 +267,9 @@ def dice_table(per_case: pd.DataFrame) -> dict[str, dict[str, float]]:
     return table
 
 
-def _write(out: Path, per_case: pd.DataFrame, lesions: pd.DataFrame, summary: dict, *, figures: bool) -> None:
+def write_crossval_report(out: Path, per_case: pd.DataFrame, lesions: pd.DataFrame, summary: dict, *,
+                          figures: bool) -> None:
+    """``per_case.csv``, ``lesions.csv``, ``summary.json`` and the figures (``folds.png`` too) in ``out``."""
     from medseg.evaluation.report import write_report
 
     files = write_report(out, per_case, summary, lesions=lesions, figures=figures)

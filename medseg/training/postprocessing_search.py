@@ -30,8 +30,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,9 @@ from medseg.inference.ensemble import POSTPROCESSING_FILE
 from medseg.inference.postprocess import PostprocessConfig, postprocess_labels
 from medseg.labels import liver_mask, tumor_mask
 
-__all__ = ["LESION_VOLUME_GRID_MM3", "MIN_GAIN", "POSTPROCESSING_FILE", "TUMOR_DILATION_MM",
-           "candidates", "choose_postprocessing", "decide", "score_combinations"]  # fmt: skip
+__all__ = ["LESION_VOLUME_GRID_MM3", "MIN_GAIN", "POSTPROCESSING_FILE", "TUMOR_DILATION_MM", "SearchSettings",
+           "candidates", "choose_postprocessing", "choose_postprocessing_on", "decide",
+           "score_combinations"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -150,29 +151,60 @@ def choose_postprocessing(root: str | os.PathLike, fold_cases: Sequence[Any], *,
     run_crossval`) against the references of ``fold_cases``; write and return ``<root>/postprocessing.json``.
     ``ignore_label``: the references' value of unannotated voxels, which are not scored (default: the folds'
     own, :attr:`~medseg.training.crossval.FoldCases.ignore_label`)."""
+    from medseg.data.naming import prediction_filename
+
+    pred_dir = Path(root) / "crossval" / "predictions"
+    if ignore_label is None:
+        ignore_label = next((p.ignore_label for p in fold_cases if getattr(p, "ignore_label", None) is not None), None)
+    pairs = [(pred_dir / prediction_filename(case.case_id), case.label) for part in fold_cases for case in part.cases]
+    search = SearchSettings(grid_mm3=tuple(grid_mm3), ignore_label=ignore_label, progress=progress)
+    return choose_postprocessing_on(pairs, Path(root) / POSTPROCESSING_FILE, search,
+                                    extra={"predictions": str(pred_dir)})
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How :func:`choose_postprocessing_on` reads the label maps and which volumes it tries.
+
+    Attributes:
+        labels: Which values of the predictions and references are liver and tumor (``None``: LiTS').
+        ignore_label: The references' value of unannotated voxels (not scored), or ``None``.
+        grid_mm3: Minimum lesion volumes tried (:data:`LESION_VOLUME_GRID_MM3`).
+        progress: Progress bar over cases.
+    """
+
+    labels: Any = None
+    ignore_label: int | None = None
+    grid_mm3: tuple[float, ...] = LESION_VOLUME_GRID_MM3
+    progress: bool = False
+
+
+def choose_postprocessing_on(pairs: Sequence[tuple[Path, Path]], out_file: str | os.PathLike,
+                             settings: SearchSettings | None = None, *, extra: Mapping[str, Any] | None = None
+                             ) -> dict[str, Any]:
+    """Decide the post-processing on raw predictions against their references, ``(prediction, reference)``
+    file pairs (each prediction brought onto its reference's grid, both mapped to LiTS' labels by
+    ``settings.labels``); write the result, with ``extra``, to ``out_file`` and return it."""
     from tqdm.auto import tqdm
 
-    from medseg.data.naming import prediction_filename
     from medseg.io.label_map import LITS_MAPPING
     from medseg.io.orientation import align_to
     from medseg.io.reader import read_label_map
     from medseg.utils.atomic import atomic_write_json
 
-    pred_dir = Path(root) / "crossval" / "predictions"
-    configs = candidates(grid_mm3)
-    all_cases = [case for part in fold_cases for case in part.cases]
-    if ignore_label is None:
-        ignore_label = next((p.ignore_label for p in fold_cases if getattr(p, "ignore_label", None) is not None), None)
+    settings = settings or SearchSettings()
+    configs = candidates(settings.grid_mm3)
+    mapping = settings.labels or LITS_MAPPING
 
     def load():
-        for case in tqdm(all_cases, desc="post-processing", unit="scan", disable=not progress):
-            ref = read_label_map(case.label, labels=LITS_MAPPING.with_ignore(ignore_label))
-            pred = align_to(read_label_map(pred_dir / prediction_filename(case.case_id)), ref,
+        for pred_path, ref_path in tqdm(pairs, desc="post-processing", unit="scan", disable=not settings.progress):
+            ref = read_label_map(ref_path, labels=mapping.with_ignore(settings.ignore_label))
+            pred = align_to(read_label_map(pred_path, labels=settings.labels), ref,
                             what="out-of-fold prediction", reference_what="reference")  # fmt: skip
             yield np.asarray(pred.array), np.asarray(ref.array), ref.spacing_mm, ref.affine
 
-    result = decide(score_combinations(load(), configs, ignore_label=ignore_label), configs)
-    result["predictions"] = str(pred_dir)
-    atomic_write_json(Path(root) / POSTPROCESSING_FILE, result)
+    result = decide(score_combinations(load(), configs, ignore_label=settings.ignore_label), configs)
+    result.update(extra or {})
+    atomic_write_json(Path(out_file), result)
     logger.info("post-processing chosen on %d cross-validation cases: %s", result["cases"], result["chosen"])
     return result

@@ -8,6 +8,10 @@ order) so that the tiny scans exercise several windows, nnU-Net's separate-z res
 
 ``python _nnunet_oracle.py predict MODEL_FOLDER OUT_FOLDER MIRROR FILE...``: ``nnUNetPredictor`` on the
 files (fold 0, ``checkpoint_final.pth``), probabilities saved.
+
+``python _nnunet_oracle.py validate ROOT``: the ``nnUNetv2_train ... --val`` step on the model ``build`` left:
+its ``run_training`` loads ``fold_0/checkpoint_final.pth`` and runs the trainer's ``perform_actual_validation``, which
+writes ``fold_0/validation/<case>.nii.gz`` and nnU-Net's ``summary.json`` (its per-label Dice).
 """
 
 from __future__ import annotations
@@ -89,6 +93,14 @@ def build(root: Path) -> None:
     trainer.on_epoch_end()  # logs NumPy scalars, writes checkpoint_best.pth
     trainer.on_train_end()  # writes checkpoint_final.pth with its save_checkpoint
 
+def validate() -> None:
+    """``nnUNetv2_train 501 3d_fullres 0 --val``: its ``run_training`` with ``only_run_validation``."""
+    import torch
+    from nnunetv2.run.run_training import run_training
+
+    run_training(DATASET, CONFIG, 0, only_run_validation=True, device=torch.device("cpu"))
+
+
 def predict(model: str, out: str, mirror: bool, files: list[str]) -> None:
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -107,5 +119,7 @@ if __name__ == "__main__":
     if command == "build":
         _write_raw(target)
         build(target)
+    elif command == "validate":
+        validate()
     else:
         predict(str(target), sys.argv[3], sys.argv[4] == "1", sys.argv[5:])
