@@ -104,6 +104,10 @@ def _add_postprocessing_options(p) -> None:
     p.add_argument("--no-postprocessing", action="store_true",
                    help="raw argmax of the network: none of the run's post-processing (largest liver, tumor "
                         "inside the liver, small lesions), e.g. to compare with nnU-Net's predictor")
+    p.add_argument("--postprocessing", metavar="FILE", default=None,
+                   help="the post-processing a postprocessing.json of `medseg crossval` chose, instead of the "
+                        "run's: how an nnU-Net folder gets the choice made on its validation outputs "
+                        "(docs/crossval.md)")
 
 
 def _add_compute_options(p) -> None:
@@ -126,7 +130,6 @@ def _predict(args: argparse.Namespace) -> int:
     from medseg.inference.batch import collect_inputs, predict_batch, shard_from_env
     from medseg.inference.cpu import cpu_threads
     from medseg.inference.parts import resolve_part
-    from medseg.inference.postprocess import NO_POSTPROCESSING
     from medseg.inference.predictor import InferenceSettings
     from medseg.outputs import record_part
     from medseg.runs.provenance import PHANTOM_WARNING, phantom_only
@@ -142,7 +145,7 @@ def _predict(args: argparse.Namespace) -> int:
                                  skip_air=args.skip_air, progress=bool(args.progress),
                                  probabilities=args.save_probabilities, precision=args.precision,
                                  runtime=args.runtime, cache_dir=args.cache_dir,
-                                 postprocessing=NO_POSTPROCESSING if args.no_postprocessing else None,
+                                 postprocessing=_postprocessing_override(args),
                                  strict=args.strict)  # the Predictor runs the scan checks
     inputs, failures = collect_inputs(args.inputs)
     _check_outputs(args, inputs)
@@ -189,9 +192,23 @@ def _load_predictor(args: argparse.Namespace, device, settings):
         predictor = predictor.with_settings(postprocessing=dataclasses.replace(steps, crf=CrfSettings()))
     if args.labels is not None:  # another model's classes as liver/tumor
         predictor = dataclasses.replace(predictor, label_mapping=labels_from(args.labels))
-    elif not args.no_volumes:
+    elif not args.no_volumes or args.postprocessing is not None:  # post-processing acts on liver and tumor
         _check_lits_classes(args.model, predictor.labels)
     return predictor
+
+
+def _postprocessing_override(args: argparse.Namespace):
+    """``NO_POSTPROCESSING`` with ``--no-postprocessing``, ``--postprocessing FILE``'s choice, else ``None``
+    (the run's own)."""
+    from medseg.errors import ConfigError
+    from medseg.inference.ensemble import read_postprocessing_file
+    from medseg.inference.postprocess import NO_POSTPROCESSING
+
+    if args.postprocessing is None:
+        return NO_POSTPROCESSING if args.no_postprocessing else None
+    if args.no_postprocessing:
+        raise ConfigError("--postprocessing and --no-postprocessing contradict each other", path=args.postprocessing)
+    return read_postprocessing_file(args.postprocessing)
 
 
 def _writer(args: argparse.Namespace, settings, predictor, rank: int, part):

@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ import torch
 from medseg.errors import DataError
 from medseg.geometry import voxel_volume_ml
 from medseg.runs.folder import CHECKPOINT_NAMES
+
+if TYPE_CHECKING:
+    from medseg.inference.postprocess import PostprocessConfig
 
 __all__ = [
     "POSTPROCESSING_FILE",
@@ -46,6 +49,7 @@ __all__ = [
     "fold_checkpoint",
     "is_fold_folder",
     "read_chosen_postprocessing",
+    "read_postprocessing_file",
 ]
 
 #: The post-processing chosen on the cross-validation (``medseg crossval``), beside the fold runs.
@@ -220,11 +224,32 @@ def read_chosen_postprocessing(root: str | os.PathLike) -> dict[str, Any] | None
     Raises:
         DataError: The file is unreadable or has no ``chosen`` mapping.
     """
+    path = Path(root) / POSTPROCESSING_FILE
+    return _read_chosen(path) if path.is_file() else None
+
+
+def read_postprocessing_file(path: str | os.PathLike) -> PostprocessConfig:
+    """The ``chosen`` post-processing of a ``postprocessing.json`` that ``medseg crossval`` wrote (``medseg
+    predict --postprocessing FILE``: the choice made on an nnU-Net folder's validation outputs).
+
+    Raises:
+        DataError: No such file, unreadable, no ``chosen`` mapping, or unknown/invalid steps; one line.
+    """
+    from medseg.errors import ConfigError
+    from medseg.inference.postprocess import PostprocessConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("--postprocessing: no such file (a postprocessing.json that medseg crossval wrote)", path=path)
+    try:
+        return PostprocessConfig.from_dict(_read_chosen(path))
+    except (ConfigError, TypeError) as exc:
+        raise DataError(f"--postprocessing: {exc}", path=path) from None
+
+
+def _read_chosen(path: Path) -> dict[str, Any]:
     import json
 
-    path = Path(root) / POSTPROCESSING_FILE
-    if not path.is_file():
-        return None
     try:
         chosen = json.loads(path.read_text(encoding="utf-8")).get("chosen")
     except (OSError, ValueError, AttributeError) as exc:
