@@ -63,8 +63,8 @@ def _one_run(model: Path, folder: Path, reference, out: Path, device: str) -> di
     from medseg.inference import Predictor
     from medseg.inference.batch import predict_batch
     from medseg.io.dicom_seg_writer import SegSettings
-    from medseg.manifest import RunManifest, file_sha256
-    from medseg.outputs import OutputSettings, PredictOutputs
+    from medseg.outputs.case import OutputSettings, PredictOutputs
+    from medseg.outputs.manifest import RunManifest, file_sha256
     from medseg.runs import find_checkpoint
 
     torch.set_num_threads(1)

@@ -20,8 +20,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 #: The sub-packages reachable as attributes of ``medseg`` (imported on first access).
-SUBPACKAGES = ("cli", "data", "evaluation", "inference", "interop", "io", "losses", "models", "preprocessing",
-               "runs", "training", "utils")  # fmt: skip
+SUBPACKAGES = ("cli", "data", "evaluation", "inference", "interop", "io", "losses", "models", "outputs",
+               "preprocessing", "runs", "training", "utils")  # fmt: skip
 
 __all__ = ["SUBPACKAGES", "__version__", *SUBPACKAGES]
 

@@ -7,6 +7,7 @@ from medseg import interop as interop
 from medseg import io as io
 from medseg import losses as losses
 from medseg import models as models
+from medseg import outputs as outputs
 from medseg import preprocessing as preprocessing
 from medseg import runs as runs
 from medseg import training as training

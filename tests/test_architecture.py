@@ -28,13 +28,12 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "losses": ("data", "runs", "training", "inference", "evaluation", "cli", "demo", "interop"),
     "runs": ("losses", "training", "inference", "evaluation", "cli", "demo", "interop"),
     # other tools' models (nnU-Net v2 folders): read and build from io alone; inference uses it
-    "interop": (*_STAGES, "viz", "demo", "preview", "outputs", "manifest"),
-    "inference": ("losses", "training", "evaluation", "cli", "demo"),
-    "evaluation": ("models", "losses", "runs", "training", "inference", "cli", "demo", "interop"),
+    "interop": (*_STAGES, "viz", "demo", "outputs"),
+    "inference": ("losses", "training", "evaluation", "cli", "demo", "outputs"),
+    "evaluation": ("models", "losses", "runs", "training", "inference", "cli", "demo", "interop", "outputs"),
     "training": ("cli", "demo"),
-    "viz": ("runs", "training", "inference", "evaluation", "cli", "demo"),
-    "preview": ("runs", "training", "inference", "evaluation", "cli", "demo", "outputs"),
-    "manifest": (*_STAGES, "io", "viz", "demo", "preview", "outputs", "interop"),
+    "viz": ("runs", "training", "inference", "evaluation", "cli", "demo", "outputs"),
+    # what predict writes per case and run (case writer, preview file, run.json): after evaluation, before cli
     "outputs": ("training", "cli", "demo"),
 }
 

@@ -13,7 +13,7 @@ import pytest
 from medseg.evaluation.runner import EvaluateOptions, evaluate_folders
 from medseg.inference.batch import BatchOptions, collect_inputs, predict_batch
 from medseg.io import Volume, write_volume
-from medseg.manifest import MANIFEST_NAME, ManifestInfo, RunManifest
+from medseg.outputs.manifest import MANIFEST_NAME, ManifestInfo, RunManifest
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
 

@@ -193,7 +193,7 @@ def _start_manifest(args: argparse.Namespace, config):
     """``run.json`` in --out, status ``running``: the command line and the resolved settings."""
     import dataclasses
 
-    from medseg.manifest import RunManifest
+    from medseg.outputs.manifest import RunManifest
 
     settings = {"protocol": args.protocol, "config": dataclasses.asdict(config) if config is not None else None,
                 "pred": str(args.pred), "ref": str(args.ref), "labels": args.labels, "pred_labels": args.pred_labels,

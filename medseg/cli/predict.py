@@ -131,7 +131,7 @@ def _predict(args: argparse.Namespace) -> int:
     from medseg.inference.cpu import cpu_threads
     from medseg.inference.parts import resolve_part
     from medseg.inference.predictor import InferenceSettings
-    from medseg.outputs import record_part
+    from medseg.outputs.case import record_part
     from medseg.runs.provenance import PHANTOM_WARNING, phantom_only
 
     rank, world_size, local_rank = shard_from_env()
@@ -218,8 +218,8 @@ def _writer(args: argparse.Namespace, settings, predictor, rank: int, part):
 
     from medseg import __version__
     from medseg.io.dicom_seg_writer import SegSettings
-    from medseg.manifest import RunManifest
-    from medseg.outputs import OutputSettings, PredictOutputs
+    from medseg.outputs.case import OutputSettings, PredictOutputs
+    from medseg.outputs.manifest import RunManifest
     from medseg.runs.folder import find_checkpoint
     from medseg.runs.provenance import PHANTOM_WARNING, describe_models, phantom_only
 
@@ -266,7 +266,7 @@ def _models_sha256(checkpoints: list) -> str:
     """SHA-256 of the checkpoint, or for an ensemble of the folds' SHA-256s joined in fold order."""
     import hashlib
 
-    from medseg.manifest import file_sha256
+    from medseg.outputs.manifest import file_sha256
 
     shas = [file_sha256(p) for p in checkpoints]
     return shas[0] if len(shas) == 1 else hashlib.sha256(",".join(shas).encode()).hexdigest()
@@ -301,8 +301,8 @@ def _check_outputs(args: argparse.Namespace, inputs: list) -> None:
 
     from medseg.data.naming import prediction_filename
     from medseg.inference.batch import volumes_filename
-    from medseg.outputs import map_filename, seg_filename
-    from medseg.preview import preview_filename
+    from medseg.outputs.case import map_filename, seg_filename
+    from medseg.outputs.preview import preview_filename
     from medseg.utils.paths import check_outputs
 
     out = Path(args.out)

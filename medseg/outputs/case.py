@@ -2,10 +2,10 @@
 
 Per case (in the output folder): ``<case>_volumes.json`` (:func:`medseg.evaluation.volumes.volumes_report`
 plus ``warnings``), ``<case>_seg.dcm`` (DICOM SEG, :mod:`medseg.io.dicom_seg_writer`) and
-``<case>_preview.png`` (:mod:`medseg.preview`), with ``--save-probabilities`` the uint8 maps
+``<case>_preview.png`` (:mod:`medseg.outputs.preview`), with ``--save-probabilities`` the uint8 maps
 ``<case>_prob_liver.nii.gz``, ``<case>_prob_tumor.nii.gz`` and ``<case>_uncertainty.nii.gz``
 (:mod:`medseg.inference.probability_maps`). A fold ensemble's agreement (``stats["uncertainty"]``) goes
-into the volumes JSON (``uncertainty``) and the cohort table. Per run: ``run.json`` (:mod:`medseg.manifest`;
+into the volumes JSON (``uncertainty``) and the cohort table. Per run: ``run.json`` (:mod:`medseg.outputs.manifest`;
 under ``torchrun`` each process writes its own ``run.rank<R>.json``, rank 0 the plain name). Per folder:
 ``volumes.csv`` and ``lesions.csv`` (:mod:`medseg.evaluation.tables`). The per-case files are the source of
 truth: after every case the two tables are rebuilt from every ``<case>_volumes.json`` in the folder while
@@ -34,7 +34,7 @@ from typing import Any
 
 from medseg.errors import DataError, MedsegError
 from medseg.io.volume import Volume
-from medseg.manifest import RunManifest
+from medseg.outputs.manifest import RunManifest
 from medseg.utils.atomic import atomic_write_json
 
 __all__ = ["FAILURES_FILE", "FORMATS", "PARTS_FILE", "CaseFiles", "OutputSettings", "PredictOutputs", "map_filename",
@@ -200,7 +200,7 @@ class PredictOutputs:
             out.files.append(str(path))
 
     def _preview(self, case_id: str, scan: Volume, labels: Volume, report, out: CaseFiles) -> Path:
-        from medseg.preview import preview_caption, preview_filename, write_preview
+        from medseg.outputs.preview import preview_caption, preview_filename, write_preview
 
         caption = preview_caption(case_id, report, out.warnings)
         if self.settings.model and self.settings.model.get("trained_on"):

@@ -20,7 +20,7 @@ from medseg.cli import main
 from medseg.data import make_phantom, write_phantom_case
 from medseg.evaluation.tables import VOLUME_COLUMNS
 from medseg.io import read_volume, write_dicom_series
-from medseg.manifest import file_sha256
+from medseg.outputs.manifest import file_sha256
 
 
 @pytest.fixture(scope="module")

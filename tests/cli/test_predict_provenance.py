@@ -30,10 +30,10 @@ def test_every_output_says_what_the_model_was_trained_on(fold_runs, tiny_dataset
     series = tmp_path / "patient"
     write_dicom_series(make_phantom(size="tiny", seed=4, index=1).image, series)
     captions = []
-    import medseg.preview
+    import medseg.outputs.preview
 
-    real = medseg.preview.write_preview
-    monkeypatch.setattr(medseg.preview, "write_preview",
+    real = medseg.outputs.preview.write_preview
+    monkeypatch.setattr(medseg.outputs.preview, "write_preview",
                         lambda *a, caption="", **k: captions.append(caption) or real(*a, caption=caption, **k))
     out = tmp_path / "pred"
     with caplog.at_level(logging.WARNING):

@@ -167,7 +167,7 @@ def test_predicts_own_outputs_in_a_folder_are_never_scans(tmp_path):
     """Issue #29.7: `predict` on a folder holding its earlier outputs predicted the ``_prob_*`` and
     ``_uncertainty`` maps as CT scans; a ``_seg.dcm`` made the folder look like a DICOM series."""
     from medseg.data.naming import is_output_name
-    from medseg.outputs import map_filename, seg_filename
+    from medseg.outputs.case import map_filename, seg_filename
 
     folder = tmp_path / "scans"
     _touch(folder / "a.nii.gz")

@@ -10,8 +10,8 @@ import pytest
 
 from medseg.inference.batch import CaseOutcome
 from medseg.io import read_volume, write_dicom_series
-from medseg.manifest import RunManifest
-from medseg.outputs import OutputSettings, PredictOutputs, wants_seg
+from medseg.outputs.case import OutputSettings, PredictOutputs, wants_seg
+from medseg.outputs.manifest import RunManifest
 
 
 @pytest.mark.parametrize(("fmt", "dicom", "expected"), [
@@ -86,7 +86,7 @@ def test_resumed_case_keeps_its_table_rows(tmp_path, tiny_case):
 def test_two_predicts_into_one_folder_keep_each_others_cases(tmp_path, tiny_case):
     """Issue #29.6: two `medseg predict` into one folder ended with only the second run's cases in
     volumes.csv, lesions.csv and run.json; the tables are rebuilt from every <case>_volumes.json."""
-    from medseg.outputs import rebuild_cohort_tables
+    from medseg.outputs.case import rebuild_cohort_tables
 
     scan = tiny_case.image.with_array(tiny_case.image.array, format="nifti")
     out = tmp_path / "out"

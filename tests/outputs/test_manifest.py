@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from medseg.manifest import MANIFEST_NAME, RunManifest, file_sha256
+from medseg.outputs.manifest import MANIFEST_NAME, RunManifest, file_sha256
 
 KEYS = {"manifest_version", "command", "status", "argv", "medseg_version", "python", "versions", "host", "pid",
         "device", "checkpoints", "pipeline", "settings", "started", "updated", "finished", "cases"}

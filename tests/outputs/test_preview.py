@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from medseg.data import make_phantom
 from medseg.io import Volume, to_canonical
-from medseg.preview import preview_caption, write_preview
+from medseg.outputs.preview import preview_caption, write_preview
 from medseg.viz import LIVER_RGB, TUMOR_RGB, preview_figure, preview_slices
 from medseg.viz import _view as view_of
 
