@@ -199,7 +199,7 @@ def run_crossval(root: str | os.PathLike, settings: CrossvalSettings | None = No
     fold_of = predict_out_of_fold(fold_cases, out / "predictions", settings)
     per_case, lesions, summary = evaluate_out_of_fold(fold_cases, out / "predictions", settings.protocol)
     summary["fold_of_case"] = fold_of
-    write_crossval_report(out, per_case, lesions, summary, figures=settings.figures)
+    write_crossval_report(out, per_case, lesions, summary, figures=settings.figures and settings.protocol == "medseg")
     return summary
 
 
@@ -249,17 +249,17 @@ def evaluate_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.Pat
 
 def dice_table(per_case: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Mean per-case Dice and global Dice (summed voxel counts) of liver and tumor, per fold and pooled
-    (``medseg`` protocol columns; empty for other protocols)."""
+    (the ``medseg`` protocol's columns, or the ``lits2017`` scorer's ``liver_dice``/``lesion_dice_per_case``
+    with its intersections ``*_I`` and sums ``*_S``; empty for a table with neither)."""
     if "liver_dice" not in per_case:
         return {}
 
     def row(frame: pd.DataFrame) -> dict[str, float]:
         out = {"cases": len(frame)}
         for region in ("liver", "tumor"):
-            out[f"{region}_dice_mean"] = float(frame[f"{region}_dice"].mean())
-            both = frame[f"{region}_pred_voxels"].sum() + frame[f"{region}_ref_voxels"].sum()
-            inter = frame[f"{region}_intersection_voxels"].sum()
-            out[f"{region}_dice_global"] = float(2 * inter / both) if both else float("nan")
+            dice, inter, both = _dice_columns(frame, region)
+            out[f"{region}_dice_mean"] = float(dice.mean())
+            out[f"{region}_dice_global"] = float(2 * inter.sum() / both.sum()) if both.sum() else float("nan")
         return out
 
     table = {f"fold{k}": row(frame) for k, frame in per_case.groupby("fold")}
@@ -267,9 +267,19 @@ def dice_table(per_case: pd.DataFrame) -> dict[str, dict[str, float]]:
     return table
 
 
+def _dice_columns(frame: pd.DataFrame, region: str) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Per-case Dice, intersection and pred + ref voxel counts of ``region`` in either protocol's table."""
+    if f"{region}_pred_voxels" in frame:  # medseg
+        both = frame[f"{region}_pred_voxels"] + frame[f"{region}_ref_voxels"]
+        return frame[f"{region}_dice"], frame[f"{region}_intersection_voxels"], both
+    name = "liver" if region == "liver" else "lesion"  # lits2017: tumor is "lesion", S = |pred| + |ref|
+    return frame["liver_dice" if region == "liver" else "lesion_dice_per_case"], frame[f"{name}_I"], frame[f"{name}_S"]
+
+
 def write_crossval_report(out: Path, per_case: pd.DataFrame, lesions: pd.DataFrame, summary: dict, *,
                           figures: bool) -> None:
-    """``per_case.csv``, ``lesions.csv``, ``summary.json`` and the figures (``folds.png`` too) in ``out``."""
+    """``per_case.csv``, ``lesions.csv``, ``summary.json`` and the figures (``folds.png`` too; the ``medseg``
+    protocol's columns: ``lits2017`` draws none, as ``medseg evaluate``) in ``out``."""
     from medseg.evaluation.report import write_report
 
     files = write_report(out, per_case, summary, lesions=lesions, figures=figures)

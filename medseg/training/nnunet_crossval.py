@@ -205,7 +205,7 @@ def run_nnunet_crossval(folder: str | os.PathLike, settings: NnUNetCrossvalSetti
                                                       labels=labels)  # fmt: skip
     source = {"nnunet_folder": str(Path(folder)), "data": str(settings.data), "labels": _mapping_dict(found.labels)}
     summary.update(fold_of_case={c.case_id: p.fold for p in found.folds for c in p.cases}, source=source)
-    write_crossval_report(out, per_case, lesions, summary, figures=settings.figures)
+    write_crossval_report(out, per_case, lesions, summary, figures=settings.figures and settings.protocol == "medseg")
     if settings.postprocessing:
         pairs = [(found.predictions[c.case_id], c.label) for p in found.folds for c in p.cases]
         search = SearchSettings(labels=labels, ignore_label=found.folds[0].ignore_label, progress=settings.progress)
