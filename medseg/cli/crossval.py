@@ -14,7 +14,7 @@ _EPILOG = """examples:
   medseg crossval runs/liver                      # every trained fold's validation cases, then post-processing
   medseg crossval runs/liver --protocol lits2017 --tta
   medseg crossval runs/liver --data /new/place/LiTS --device cuda
-  medseg crossval nnUNet_results/Dataset501_Liver/nnUNetTrainer__nnUNetPlans__3d_fullres \
+  medseg crossval nnUNet_results/Dataset501_Liver/nnUNetTrainer__nnUNetPlans__3d_fullres \\
       --data nnUNet_raw/Dataset501_Liver --out crossval_nnunet          # nnU-Net's own validation outputs
 
 Each fold's validation cases (its folds.json) are predicted by that fold's model on their own scan grids
@@ -51,7 +51,7 @@ def register(subparsers) -> None:
                    "an nnU-Net folder: its raw data set (imagesTr/, labelsTr/; required)")
     p.add_argument("--out", metavar="DIR", help="the report's folder: required for an nnU-Net folder (nothing is "
                    "written inside it); a folder of fold runs reports in RUNS/crossval")
-    add_labels_option(p, what="nnU-Net model's classes, in its predictions and references")
+    add_labels_option(p, what="nnU-Net model's label maps (its validation predictions and the references)")
     p.add_argument("--protocol", choices=("medseg", "lits2017"), default="medseg",
                    help="evaluation conventions (docs/metrics.md; default medseg)")
     p.add_argument("--mode", choices=("coarse-to-fine", "full"), default="coarse-to-fine",
