@@ -75,3 +75,19 @@ def test_every_json_crossval_writes_is_strict(crossval_run):
     assert any(p.name == "postprocessing.json" for p in files) and any(p.name == "summary.json" for p in files)
     for path in files:
         json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_dice_table_reads_the_lits2017_scorers_columns():
+    """``--protocol lits2017``: mean of its per-case Dice and global Dice 2 sum(I) / sum(S) (S = |pred| + |ref|),
+    hand computed."""
+    from medseg.training.crossval import dice_table
+
+    per_case = pd.DataFrame({"case": ["a", "b", "c"], "fold": [0, 0, 1], "liver_dice": [0.8, 1.0, 0.5],
+                             "lesion_dice_per_case": [0.0, 1.0, 0.25], "liver_I": [40, 10, 5], "liver_S": [100, 20, 20],
+                             "lesion_I": [0, 3, 1], "lesion_S": [4, 6, 8]})  # fmt: skip
+    table = dice_table(per_case)
+    assert table["fold0"] == {"cases": 2, "liver_dice_mean": 0.9, "liver_dice_global": 100 / 120,
+                              "tumor_dice_mean": 0.5, "tumor_dice_global": 0.6}  # fmt: skip
+    assert table["pooled"]["liver_dice_global"] == pytest.approx(110 / 140)
+    assert table["pooled"]["tumor_dice_global"] == pytest.approx(8 / 18)
+    assert table["fold1"]["tumor_dice_mean"] == 0.25
