@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ from medseg.inference.restore import restore_argmax
 from medseg.io.volume import Volume
 from medseg.runs.device import resolve_device
 from medseg.runs.provenance import TrainingData
+from medseg.runs.record import RunRecord
 
 __all__ = ["mapped_scores", "nnunet_predictor", "prepare_input", "restore_labels", "restore_probabilities"]
 
@@ -50,10 +53,13 @@ def nnunet_predictor(cls: type, path: str | os.PathLike, *, device: str | torch.
     d = model.description  # dataset.json's name and numTraining, the folder's trainer, plans, configuration
     trained_on = TrainingData(name=str(d["dataset"]), n_cases=d.get("n_training"), framework="nnunet",
                               trainer=f"{d['trainer']}__{d['plans']}__{d['configuration']}")
-    return cls(network=network, plan=model.plan, patch_size=model.plan.patch_size, num_classes=model.num_classes,
-               mirror_axes=model.mirror_axes, labels=dict(model.labels), postprocessing=NO_POSTPROCESSING,
-               device=device, members=len(networks), sources=model.sources,
-               training_data=(trained_on,) * len(networks), **kwargs)
+    patch = tuple(model.plan.patch_size)
+    runs = tuple(RunRecord(model_config=MappingProxyType(dict(d)), plan=model.plan, spatial_dims=len(patch),
+                           patch_size=patch, num_classes=model.num_classes, mirror_axes=model.mirror_axes,
+                           labels=MappingProxyType(dict(model.labels)), source=Path(source), training_data=trained_on)
+                 for source in model.sources)  # one record per fold, as for medseg's own folds
+    return cls(network=network, run=runs[0], postprocessing=NO_POSTPROCESSING, device=device, members=len(networks),
+               sources=model.sources, fold_runs=runs if len(runs) > 1 else (), **kwargs)
 
 
 def prepare_input(volume: Volume, plan: Any, *, air_threshold_hu: float | None):

@@ -63,13 +63,14 @@ from medseg.inference.postprocess import PostprocessConfig, applies_to, postproc
 from medseg.inference.runtime import RUNTIMES, network_input_shape, resolve_runtime
 from medseg.inference.sliding_window import BOX_WINDOWS, MAX_OVERLAP, WindowSettings, predict_logits
 from medseg.inference.tta import mirrored
-from medseg.io.label_map import apply_label_mapping
+from medseg.io.label_map import LabelMapping, apply_label_mapping
 from medseg.io.volume import Volume
 from medseg.labels import lits_labels
+from medseg.preprocessing.plan import PreprocessingPlan
 from medseg.runs.device import resolve_device
 from medseg.runs.folder import find_checkpoint
 from medseg.runs.provenance import TrainingData
-from medseg.runs.record import RunRecord
+from medseg.runs.record import RunRecord, ScanPlan
 from medseg.utils.memory import release_freed_memory
 
 __all__ = ["MODES", "InferenceSettings", "Predictor"]
@@ -172,39 +173,71 @@ class Predictor:
     Build with :meth:`from_run` (or :meth:`from_checkpoint` for an in-memory checkpoint dict); call on a
     :class:`~medseg.io.Volume` to get a uint8 label map with the scan's shape and affine.
 
+    What the run says (plan, patch size, classes, 2.5D context, mirrored axes, labels, what it was trained
+    on) is its :class:`~medseg.runs.RunRecord`, held as it is and read through the properties below.
+
     Attributes:
         network: The model in ``eval()`` mode on ``device``.
-        plan: The run's :class:`~medseg.preprocessing.PreprocessingPlan`.
-        patch_size: Training patch size (window), 2 or 3 entries.
-        num_classes: Output classes (0 = background).
-        context_slices: 2.5D neighbours per side (2D models).
-        mirror_axes: Spatial axes mirrored in training, so the ones test-time augmentation mirrors
-            (``None``: every axis, for checkpoints that do not record them).
-        labels: Class index (str) -> name.
-        postprocessing: The run's post-processing configuration.
+        run: The run's :class:`~medseg.runs.RunRecord` (an ensemble: the first fold's).
+        postprocessing: The run's post-processing configuration (parsed from ``run.postprocessing``, or
+            the one ``medseg crossval`` chose).
         settings: :class:`InferenceSettings`.
         device: Where the network runs.
         members: Folds in ``network`` (a :class:`~medseg.inference.ensemble.FoldEnsemble` when > 1).
         sources: The checkpoint file of each fold.
         compiled: The OpenVINO networks compiled so far (runtime ``"openvino"``: once per fold, window and
             precision; shared with the copies :meth:`with_settings` makes).
+        label_mapping: Another tool's classes read as liver and tumor (``--labels``), or ``None``.
+        fold_runs: An ensemble's record of every fold, in order (empty for a single run).
     """
 
     network: torch.nn.Module
-    plan: Any
-    patch_size: tuple[int, ...]
-    num_classes: int
-    context_slices: int = 0
-    mirror_axes: tuple[int, ...] | None = None
-    labels: dict[str, str] = field(default_factory=lits_labels)
+    run: RunRecord
     postprocessing: PostprocessConfig = field(default_factory=PostprocessConfig)
     settings: InferenceSettings = field(default_factory=InferenceSettings)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     members: int = 1
     sources: tuple[str, ...] = ()
     compiled: dict = field(default_factory=dict, repr=False, compare=False)
-    label_mapping: Any = None
-    training_data: tuple[TrainingData, ...] = ()
+    label_mapping: LabelMapping | None = None
+    fold_runs: tuple[RunRecord, ...] = ()
+
+    # -- what the run says (its RunRecord) ---------------------------------------------------------
+    @property
+    def plan(self) -> PreprocessingPlan | ScanPlan:
+        """The run's preprocessing plan."""
+        return self.run.plan
+
+    @property
+    def patch_size(self) -> tuple[int, ...]:
+        """Training patch size (the sliding window), 2 or 3 entries."""
+        return self.run.patch_size
+
+    @property
+    def num_classes(self) -> int:
+        """Output classes (0 = background)."""
+        return self.run.num_classes
+
+    @property
+    def context_slices(self) -> int:
+        """2.5D neighbours per side (2D models)."""
+        return self.run.context_slices
+
+    @property
+    def mirror_axes(self) -> tuple[int, ...] | None:
+        """Spatial axes mirrored in training, so the ones test-time augmentation mirrors (``None``: every
+        axis, for checkpoints that do not record them)."""
+        return self.run.mirror_axes
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Class index (str) -> name."""
+        return dict(self.run.labels)
+
+    @property
+    def training_data(self) -> tuple[TrainingData, ...]:
+        """What each fold was trained on (one entry for a single run)."""
+        return tuple(r.training_data for r in self.fold_runs) or (self.run.training_data,)
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, *, device: str | torch.device = "auto",
@@ -256,7 +289,7 @@ class Predictor:
         network = FoldEnsemble([p.network for p in singles]).eval()
         return replace(first, network=network, members=len(singles),
                        sources=tuple(s for p in singles for s in p.sources),
-                       training_data=tuple(t for p in singles for t in p.training_data))
+                       fold_runs=tuple(r for p in singles for r in (p.fold_runs or (p.run,))))
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any], *, device: str | torch.device = "auto",
@@ -280,19 +313,8 @@ class Predictor:
         except RuntimeError as exc:
             raise DataError(f"weights do not fit the model config ({str(exc).splitlines()[0]})", path=source) from None
         network.eval().to(device)
-        return cls(
-            network=network,
-            plan=record.plan,
-            patch_size=record.patch_size,
-            num_classes=record.num_classes,
-            context_slices=record.context_slices,
-            mirror_axes=record.mirror_axes,
-            labels=dict(record.labels),
-            postprocessing=postprocessing,
-            settings=settings or InferenceSettings(),
-            device=device,
-            training_data=(record.training_data,),
-        )
+        return cls(network=network, run=record, postprocessing=postprocessing, settings=settings or InferenceSettings(),
+                   device=device)
 
     def applied_postprocessing(self) -> dict[str, Any] | None:
         """The post-processing every prediction gets (the settings' override, else the run's, or the one
@@ -481,6 +503,6 @@ def _check_same_model_grid(first: Predictor, other: Predictor) -> None:
             raise DataError(f"cannot ensemble: its {what} ({b}) differs from {ref}'s ({a})", path=name)
 
 
-def _plan_dict(plan: Any) -> Any:
-    return plan.to_dict() if hasattr(plan, "to_dict") else plan
+def _plan_dict(plan: PreprocessingPlan | ScanPlan) -> dict[str, Any]:
+    return plan.to_dict()
 

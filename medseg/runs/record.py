@@ -18,16 +18,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from medseg.errors import DataError, MedsegError
 from medseg.labels import LITS_LABELS
 from medseg.preprocessing.plan import PreprocessingPlan
 from medseg.runs.provenance import UNKNOWN, TrainingData
 
-__all__ = ["RunRecord"]
+__all__ = ["RunRecord", "ScanPlan"]
 
 _REQUIRED = ("model", "model_config", "plan", "inference")
+
+
+class ScanPlan(Protocol):
+    """What inference reads of a preprocessing plan that is not medseg's own: an imported tool's plan
+    (:class:`medseg.interop.nnunet.NnUNetPlan`), which prepares and restores scans itself
+    (``prepare_scan``; the scan checks read ``clip_hu`` and ``target_spacing_mm``, ``run.json`` its
+    ``to_dict``)."""
+
+    @property
+    def clip_hu(self) -> tuple[float, float]: ...
+
+    @property
+    def target_spacing_mm(self) -> tuple[float, ...]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,8 @@ class RunRecord:
 
     Attributes:
         model_config: The network's builder config (:func:`medseg.models.build_model`), read-only.
-        plan: The run's :class:`~medseg.preprocessing.PreprocessingPlan`.
+        plan: The run's :class:`~medseg.preprocessing.PreprocessingPlan` (an imported model's own plan, a
+            :class:`ScanPlan`, for a run read from another tool's folder).
         spatial_dims: 2 or 3 (default: ``model_config["spatial_dims"]``).
         patch_size: Training patch size (the sliding window), ``spatial_dims`` positive entries.
         num_classes: Output classes, background included (default: ``model_config["out_channels"]``).
@@ -52,7 +68,7 @@ class RunRecord:
     """
 
     model_config: Mapping[str, Any]
-    plan: PreprocessingPlan
+    plan: PreprocessingPlan | ScanPlan
     spatial_dims: int
     patch_size: tuple[int, ...]
     num_classes: int

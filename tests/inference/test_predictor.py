@@ -137,7 +137,7 @@ def test_tta_mirrors_only_the_axes_seen_in_training(trained, monkeypatch, caplog
         return real(network, spatial_dims=spatial_dims, axes=axes)
 
     monkeypatch.setattr(predictor_module, "mirrored", spy)
-    only_ap = replace(trained, mirror_axes=(1, 2)).with_settings(tta=True, mode="full")
+    only_ap = replace(trained, run=replace(trained.run, mirror_axes=(1, 2))).with_settings(tta=True, mode="full")
     logits, _, _ = only_ap.predict_logits(image)
     assert seen == [(1, 2)]
     plain = trained.with_settings(mode="full")
@@ -146,7 +146,7 @@ def test_tta_mirrors_only_the_axes_seen_in_training(trained, monkeypatch, caplog
     manual = torch.stack([f.predict_logits(image)[0] for f in flips]).mean(0)  # TTA averages logits
     torch.testing.assert_close(logits, manual, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(plain.predict_logits(image)[0], manual, atol=1e-2)
-    none = replace(trained, mirror_axes=()).with_settings(tta=True, mode="full")
+    none = replace(trained, run=replace(trained.run, mirror_axes=())).with_settings(tta=True, mode="full")
     torch.testing.assert_close(none.predict_logits(image)[0], plain.predict_logits(image)[0])
     assert "without mirroring" in caplog.text and len(seen) == 1
 
@@ -243,3 +243,20 @@ def test_the_api_runs_the_scan_checks_of_the_cli(trained, caplog):
     as_scan = Volume(case.label.array, case.label.affine, {"path": "segmentation-1.nii.gz"})
     with pytest.raises(DataError, match="this is a label map"):
         trained.predict(as_scan)
+
+
+def test_predictor_holds_its_run_record(untrained_run):
+    """The predictor reads plan, window, classes and provenance from the RunRecord of its checkpoint, as
+    RunRecord.from_checkpoint reads them; an ensemble keeps one record per fold."""
+    from medseg.runs import RunRecord, find_checkpoint, load_checkpoint
+
+    path = find_checkpoint(untrained_run)
+    expected = RunRecord.from_checkpoint(load_checkpoint(path, map_location="cpu"), source=path)
+    single = Predictor.from_run(untrained_run, device="cpu")
+    assert single.run == expected and single.fold_runs == ()
+    assert single.plan == expected.plan and single.patch_size == expected.patch_size
+    assert single.num_classes == expected.num_classes and single.labels == dict(expected.labels)
+    assert single.training_data == (expected.training_data,)
+    pair = Predictor.from_runs([untrained_run, untrained_run], device="cpu")
+    assert pair.run == expected and pair.fold_runs == (expected, expected) and pair.members == 2
+    assert pair.training_data == (expected.training_data,) * 2
