@@ -27,7 +27,7 @@ margin (:func:`refine_labels`), so a LiTS-size scan costs the liver's box, not t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -185,18 +185,23 @@ def dense_crf(probabilities: np.ndarray, image_hu: np.ndarray, *, spacing_mm: Se
     return q.astype(np.float32)
 
 
-def refine_labels(labels: np.ndarray, probabilities: np.ndarray, image_hu: np.ndarray, *,
-                  spacing_mm: Sequence[float], settings: CrfSettings = CrfSettings()) -> np.ndarray:
+def refine_labels(labels: np.ndarray, probabilities: np.ndarray | Callable[[tuple[slice, ...]], np.ndarray],
+                  image_hu: np.ndarray, *, spacing_mm: Sequence[float], settings: CrfSettings = CrfSettings()
+                  ) -> np.ndarray:
     """The label map after the dense CRF, run inside the predicted liver's box plus ``settings.margin_mm``
-    (outside it the labels are kept): ``(X, Y, Z)`` uint8. No liver predicted: the labels as they are."""
+    (outside it the labels are kept): ``(X, Y, Z)`` uint8. No liver predicted: the labels as they are.
+
+    ``probabilities``: ``(K, X, Y, Z)``, or a function of the box (three slices) returning ``(K, *box shape)``
+    so that a large scan's probabilities are only ever made inside the box
+    (:func:`medseg.inference.restore.restore_probabilities_in_box`)."""
     from medseg.boxes import bounding_box
 
     margin = [math.ceil(settings.margin_mm / s) for s in spacing_mm]
     box = bounding_box(np.asarray(labels) > 0, margin=margin)
     if box is None:
         return np.asarray(labels, dtype=np.uint8)
-    refined = dense_crf(np.asarray(probabilities)[(slice(None), *box)], np.asarray(image_hu)[box],
-                        spacing_mm=spacing_mm, settings=settings)  # fmt: skip
+    inside = probabilities(box) if callable(probabilities) else np.asarray(probabilities)[(slice(None), *box)]
+    refined = dense_crf(inside, np.asarray(image_hu)[box], spacing_mm=spacing_mm, settings=settings)
     out = np.array(labels, dtype=np.uint8)
     out[box] = refined.argmax(axis=0).astype(np.uint8)
     return out

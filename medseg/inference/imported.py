@@ -29,15 +29,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.inference.crf import CrfSettings, refine_labels
 from medseg.inference.ensemble import FoldEnsemble
 from medseg.inference.postprocess import NO_POSTPROCESSING
-from medseg.inference.restore import restore_argmax
+from medseg.inference.restore import restore_argmax, restore_probabilities_in_box
 from medseg.io.volume import Volume
 from medseg.runs.device import resolve_device
 from medseg.runs.provenance import TrainingData
 from medseg.runs.record import RunRecord
 
-__all__ = ["mapped_scores", "nnunet_predictor", "prepare_input", "restore_labels", "restore_probabilities"]
+__all__ = ["crf_labels", "mapped_scores", "nnunet_predictor", "prepare_input", "restore_labels",
+           "restore_probabilities"]
 
 
 def nnunet_predictor(cls: type, path: str | os.PathLike, *, device: str | torch.device = "auto", settings=None,
@@ -86,6 +88,20 @@ def restore_probabilities(logits: torch.Tensor, record: Any) -> np.ndarray:
     from medseg.preprocessing import restore_to_scan
 
     return restore_to_scan(torch.softmax(logits, dim=0), record)
+
+
+def crf_labels(labels: np.ndarray, logits: torch.Tensor, record: Any, volume: Volume, settings: CrfSettings
+               ) -> np.ndarray:
+    """``labels`` (the restored argmax) refined by the dense CRF (:func:`~medseg.inference.crf.refine_labels`)
+    with the probabilities restored only inside its liver box (medseg's record; an nnU-Net record restores
+    the whole scan and crops)."""
+
+    def in_box(box: tuple[slice, ...]) -> np.ndarray:
+        if hasattr(record, "restore_probabilities"):
+            return record.restore_probabilities(logits)[(slice(None), *box)]
+        return restore_probabilities_in_box(logits, record, box)
+
+    return refine_labels(labels, in_box, volume.array, spacing_mm=volume.spacing_mm, settings=settings)
 
 
 def mapped_scores(scores: torch.Tensor, mapping: Any) -> torch.Tensor:

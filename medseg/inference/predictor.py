@@ -42,7 +42,6 @@ from medseg.errors import ConfigError, DataError
 from medseg.inference.checks import ScanChecks
 from medseg.inference.coarse_to_fine import CoarseToFineSettings, locate_box, refine_or_predict
 from medseg.inference.cpu import PRECISIONS, resolve_precision
-from medseg.inference.crf import refine_labels
 from medseg.inference.ensemble import (
     POSTPROCESSING_FILE,
     FoldEnsemble,
@@ -53,6 +52,7 @@ from medseg.inference.ensemble import (
     read_chosen_postprocessing,
 )
 from medseg.inference.imported import (
+    crf_labels,
     mapped_scores,
     nnunet_predictor,
     prepare_input,
@@ -361,8 +361,7 @@ class Predictor:
         labels = restore_labels(logits, record)
         config = self.settings.postprocessing or self.postprocessing
         if config.crf is not None and self.label_mapping is None and applies_to(self.labels):
-            labels = refine_labels(labels, restore_probabilities(logits, record), volume.array,
-                                   spacing_mm=volume.spacing_mm, settings=config.crf)  # fmt: skip
+            labels = crf_labels(labels, logits, record, volume, config.crf)  # probabilities only in the liver box
         del logits
         names = dict(self.labels)
         if self.label_mapping is not None:  # another tool's classes as LiTS' (--labels liver=5)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medseg.data import make_phantom
-from medseg.inference.restore import linear_indices, restore_argmax
+from medseg.inference.restore import linear_indices, restore_argmax, restore_probabilities_in_box
 from medseg.preprocessing import PreprocessingPlan, preprocess_image, preprocess_label, restore_to_scan
 
 
@@ -54,3 +54,19 @@ def test_all_background_is_zero_and_shape_is_checked():
     assert not restore_argmax(logits, record).any()
     with pytest.raises(ValueError, match="logits must be"):
         restore_argmax(logits[:, 1:], record)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])  # RAS, LPS, LPI, ALS storage: the box maps through flips/transposes
+@pytest.mark.parametrize("spacing", [(5.0, 5.5, 6.0), (11.0, 9.0, 13.0)])
+def test_probabilities_in_a_box_equal_the_cropped_full_restore(index, spacing):
+    case = make_phantom(size="tiny", seed=0, index=index)
+    image, record = preprocess_image(case.image, PreprocessingPlan(spacing))
+    logits = torch.randn(3, *image.shape, generator=torch.Generator().manual_seed(index))
+    full = restore_to_scan(torch.softmax(logits, dim=0), record)
+    shape = case.image.shape
+    box = (slice(1, shape[0] - 3), slice(shape[1] // 3, shape[1]), slice(2, max(3, shape[2] // 2)))
+    ours = restore_probabilities_in_box(logits, record, box, slices_per_block=2)  # float32: 1e-5 (lerp order)
+    assert ours.dtype == np.float32 and ours.shape == full[(slice(None), *box)].shape
+    np.testing.assert_allclose(ours, full[(slice(None), *box)], atol=1e-5, rtol=0)
+    whole = restore_probabilities_in_box(logits, record, tuple(slice(0, n) for n in shape))
+    np.testing.assert_allclose(whole, full, atol=1e-5, rtol=0)
