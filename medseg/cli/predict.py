@@ -213,63 +213,12 @@ def _postprocessing_override(args: argparse.Namespace):
 
 def _writer(args: argparse.Namespace, settings, predictor, rank: int, part):
     """The per-case outputs and the run manifest (``run.json``, started here) of this process."""
-    import dataclasses
-    from pathlib import Path
+    from medseg.outputs.case import OutputSettings
+    from medseg.outputs.run import predict_outputs
 
-    from medseg import __version__
-    from medseg.io.dicom_seg_writer import SegSettings
-    from medseg.outputs.case import OutputSettings, PredictOutputs
-    from medseg.outputs.manifest import RunManifest
-    from medseg.runs.folder import find_checkpoint
-    from medseg.runs.provenance import PHANTOM_WARNING, describe_models, phantom_only
-
-    applied = predictor.applied_postprocessing()
-    checkpoints = [Path(p) for p in predictor.sources] or [find_checkpoint(args.model)]
-    sha = _models_sha256(checkpoints)
-    name = checkpoints[0].name if len(checkpoints) == 1 else f"{Path(args.model).name} ({len(checkpoints)} folds)"
-    trained_on = describe_models(predictor.training_data)
-    model = {"name": name, "sha256": sha, "trained_on": trained_on, "phantom_only": phantom_only(
-        predictor.training_data), "training_data": [t.to_dict() for t in predictor.training_data]}
-    seg = SegSettings(algorithm_version=__version__, model_sha256=sha, model_name=name, training_data=trained_on)
-    outputs = OutputSettings(format=args.format, preview=not args.no_preview, volumes=not args.no_volumes, seg=seg,
-                             rank=rank, model=model, part=part.label if part.count > 1 else "")
-    resolved = {"inference": dataclasses.asdict(settings), "outputs": {
-        "format": args.format, "preview": outputs.preview, "volumes": outputs.volumes,
-        "skip_existing": args.skip_existing}, "compute": _compute_report(settings, predictor),
-        "part": part.to_dict()}
-    plan = getattr(predictor, "plan", None)
-    pipeline = plan.to_dict() if hasattr(plan, "to_dict") else {}
-    warnings = [PHANTOM_WARNING] if model["phantom_only"] else []
-    manifest = RunManifest.start(args.out, command="predict", settings=resolved, checkpoints=checkpoints,
-                                 pipeline={"model": str(args.model), "plan": pipeline, "postprocessing": applied,
-                                           "training_data": model["training_data"], "warnings": warnings},
-                                 device=str(predictor.device), name=outputs.run_file("run", ".json"),
-                                 shared=True)  # fmt: skip
-    return PredictOutputs(Path(args.out), outputs, manifest)
-
-
-def _compute_report(settings, predictor) -> dict:
-    """run.json's ``compute``: the runtime and precision used (``--runtime``, ``--precision`` resolved; with
-    OpenVINO its version), threads, the CPU's bfloat16 flags."""
-    import torch
-
-    from medseg.inference.cpu import cpu_bf16_flags, resolve_precision
-    from medseg.inference.runtime import openvino_version, resolve_runtime
-
-    runtime = resolve_runtime(settings.runtime, predictor.device)
-    return {"runtime": runtime, "openvino": openvino_version() if runtime == "openvino" else None,
-            "precision": resolve_precision(settings.precision, predictor.device), "threads": torch.get_num_threads(),
-            "cpu_bf16_flags": list(cpu_bf16_flags())}
-
-
-def _models_sha256(checkpoints: list) -> str:
-    """SHA-256 of the checkpoint, or for an ensemble of the folds' SHA-256s joined in fold order."""
-    import hashlib
-
-    from medseg.outputs.manifest import file_sha256
-
-    shas = [file_sha256(p) for p in checkpoints]
-    return shas[0] if len(shas) == 1 else hashlib.sha256(",".join(shas).encode()).hexdigest()
+    outputs = OutputSettings(format=args.format, preview=not args.no_preview, volumes=not args.no_volumes, rank=rank)
+    return predict_outputs(args.out, predictor, outputs, model=args.model, inference=settings,
+                           skip_existing=args.skip_existing, part=part)
 
 
 def _check_lits_classes(model, labels: dict) -> None:
@@ -300,8 +249,7 @@ def _check_outputs(args: argparse.Namespace, inputs: list) -> None:
     from pathlib import Path
 
     from medseg.data.naming import prediction_filename
-    from medseg.inference.batch import volumes_filename
-    from medseg.outputs.case import map_filename, seg_filename
+    from medseg.outputs.case import map_filename, seg_filename, volumes_filename
     from medseg.outputs.preview import preview_filename
     from medseg.utils.paths import check_outputs
 

@@ -11,6 +11,7 @@ _EXPORTS = {
     "BatchOptions": "batch",
     "BatchSummary": "batch",
     "CaseOutcome": "batch",
+    "CaseWriter": "batch",
     "collect_inputs": "batch",
     "predict_batch": "batch",
     "PostprocessConfig": "postprocess",

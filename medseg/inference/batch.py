@@ -1,13 +1,15 @@
-"""Predict a cohort: one label map (and volumes JSON) per scan, past bad inputs, sharded under torchrun.
+"""Predict a cohort: one label map per scan (and what a case writer adds), past bad inputs, sharded under
+torchrun.
 
-For each scan: read it (:func:`medseg.io.read_volume`: NIfTI file or DICOM series folder), predict,
-write ``<case>_volumes.json`` (the report function the caller passes; ``medseg predict`` passes
-:func:`medseg.evaluation.volumes.volumes_report`: liver, tumor, lesions, burden, so inference itself does
-not import evaluation) and then ``<case>_seg.nii.gz`` (uint8, the scan's shape and affine). Both are written atomically
-(temporary file + rename), the label map last, so an existing output is replaced only by a complete new
-one and an interrupted run leaves no truncated file; ``skip_existing`` resumes a cohort. Several
-processes may predict into one folder: each writes a case's two files while holding the folder's
-``.medseg-predict.lock`` (:func:`medseg.utils.lock.folder_lock`), so they always come from one process.
+For each scan: read it (:func:`medseg.io.read_volume`: NIfTI file or DICOM series folder), predict, let
+the :class:`CaseWriter` write its outputs (``medseg predict``'s is
+:class:`medseg.outputs.case.PredictOutputs`: volumes JSON, DICOM SEG, probability maps, preview; inference
+calls it through this protocol and never imports it) and then write ``<case>_seg.nii.gz`` (uint8, the
+scan's shape and affine) unless the writer says no. Files are written atomically (temporary file +
+rename), the label map last, so an existing output is replaced only by a complete new one and an
+interrupted run leaves no truncated file; ``skip_existing`` resumes a cohort. Several processes may
+predict into one folder: each writes a case's files while holding the folder's ``.medseg-predict.lock``
+(:func:`medseg.utils.lock.folder_lock`), so they always come from one process.
 
 A scan that fails (unreadable, not 3D, out of memory...) is recorded with a one-line reason and the
 batch goes on; :class:`BatchSummary` lists what failed. Under ``torchrun`` each process takes every
@@ -19,28 +21,24 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
 from medseg.data.naming import case_id_from_path, prediction_filename
 from medseg.errors import DataError, MedsegError
-from medseg.utils.atomic import atomic_write_json
+from medseg.inference.checks import ScanChecks
+from medseg.io.volume import Volume
 from medseg.utils.lock import folder_lock
 from medseg.utils.progress import tqdm_disable
 
-__all__ = ["BatchOptions", "BatchSummary", "CaseOutcome", "collect_inputs", "predict_batch", "shard_from_env",
-           "volumes_filename"]
+__all__ = ["BatchOptions", "BatchSummary", "CaseOutcome", "CaseWriter", "ScanPredictor", "WrittenCase",
+           "collect_inputs", "predict_batch", "shard_from_env"]
 
 logger = logging.getLogger(__name__)
-
-
-def volumes_filename(case_id: str) -> str:
-    """Name of the volumes JSON written next to ``<case>_seg.nii.gz``."""
-    return f"{case_id}_volumes.json"
 
 
 @dataclass(frozen=True)
@@ -119,6 +117,32 @@ def collect_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[str, 
     return unique, failures
 
 
+class ScanPredictor(Protocol):
+    """What :func:`predict_batch` predicts with (a :class:`~medseg.inference.Predictor`, or a stand-in)."""
+
+    def predict(self, volume: Volume) -> tuple[Volume, dict[str, Any]]: ...
+
+
+class WrittenCase(Protocol):
+    """What a :class:`CaseWriter` wrote for one case: at least whether the NIfTI label map is still due."""
+
+    write_label_map: bool
+
+
+class CaseWriter(Protocol):
+    """The per-case outputs beside the label map (``medseg predict``'s:
+    :class:`medseg.outputs.case.PredictOutputs`)."""
+
+    def write_case(self, case_id: str, source: Path, scan: Volume, labels: Volume, stats: dict[str, Any]
+                   ) -> WrittenCase:
+        """Write the case's outputs (called holding the folder's predict lock, before the label map)."""
+        ...
+
+    def case_done(self, outcome: CaseOutcome) -> None:
+        """Every outcome (``ok``, ``skipped``, ``failed``), in order."""
+        ...
+
+
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, MedsegError):
         return str(exc)
@@ -132,29 +156,26 @@ class BatchOptions:
 
     Attributes:
         skip_existing: Leave cases whose label map already exists alone (resume a cohort).
-        report: Called as ``report(labels, scan)`` (two :class:`~medseg.io.Volume`) for the mapping
-            written to ``<case>_volumes.json`` after ``case_id`` and ``input``, e.g.
-            :func:`medseg.evaluation.volumes.volumes_report`; ``None``: no volumes JSON.
         progress: Progress bar over scans (``None``: when stderr is a terminal).
-        writer: Further outputs per case (e.g. :class:`medseg.outputs.PredictOutputs`): its
-            ``write_case(case_id, path, scan, labels, stats)`` runs before the label map is written and
-            returns what it wrote (``write_label_map`` false: no NIfTI); ``case_done(outcome)`` gets
-            every outcome.
-        checks: A :class:`medseg.inference.checks.ScanChecks`: refuses unusable scans (NaN/inf, a label
-            map) before prediction and adds its findings to ``stats["warnings"]`` (errors when strict).
+        writer: The outputs per case besides the label map (a :class:`CaseWriter`, e.g.
+            :func:`medseg.outputs.predict_outputs`'s): its ``write_case`` runs before the label map is
+            written and returns what it wrote (``write_label_map`` false: no NIfTI); ``case_done(outcome)``
+            gets every outcome. ``None``: the label maps alone.
+        checks: Further :class:`~medseg.inference.checks.ScanChecks` (a :class:`~medseg.inference.Predictor`
+            runs its own): refuses unusable scans before prediction and adds its findings to
+            ``stats["warnings"]`` (errors when strict).
         series_uid: The series to read from DICOM folders holding several.
     """
 
     skip_existing: bool = False
-    report: Callable[[Any, Any], Mapping[str, Any]] | None = None
     progress: bool | None = None
-    writer: Any = None
-    checks: Any = None
+    writer: CaseWriter | None = None
+    checks: ScanChecks | None = None
     series_uid: str | None = None
 
 
 def predict_batch(
-    predictor,
+    predictor: ScanPredictor,
     inputs: Sequence[tuple[str, str | os.PathLike]],
     out_dir: str | os.PathLike,
     options: BatchOptions | None = None,
@@ -179,7 +200,7 @@ def predict_batch(
     from medseg.io import read_volume, write_volume
 
     o = replace(options or BatchOptions(), **fields)
-    skip_existing, report, writer, checks = o.skip_existing, o.report, o.writer, o.checks
+    skip_existing, writer, checks = o.skip_existing, o.writer, o.checks
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = BatchSummary()
@@ -202,10 +223,7 @@ def predict_batch(
             for finding in stats["warnings"]:
                 logger.warning("%s: %s", case_id, finding)
             timings["predict"] = time.perf_counter() - t0 - timings["read"]
-            volumes = {"case_id": case_id, "input": str(path), **report(labels, volume)} if report else None
             with folder_lock(out_dir, "predict", wait=True):  # this case's files come from one process
-                if volumes is not None:
-                    atomic_write_json(out_dir / volumes_filename(case_id), volumes)
                 extra = writer.write_case(case_id, Path(path), volume, labels, stats) if writer else None
                 if extra is None or extra.write_label_map:
                     write_volume(labels, target, label=True)
@@ -228,6 +246,6 @@ def predict_batch(
     return summary
 
 
-def _notify(writer, outcome: CaseOutcome) -> None:
+def _notify(writer: CaseWriter | None, outcome: CaseOutcome) -> None:
     if writer is not None:
         writer.case_done(outcome)

@@ -4,7 +4,9 @@
   volumes JSON, DICOM SEG, probability maps, preview) and the cohort tables of a folder;
 - :mod:`medseg.outputs.preview`: the QA picture ``<case>_preview.png`` (its file, caption and atomic
   write; the figure is :func:`medseg.viz.preview_figure`);
-- :mod:`medseg.outputs.manifest`: ``run.json``, what made an output folder.
+- :mod:`medseg.outputs.manifest`: ``run.json``, what made an output folder;
+- :mod:`medseg.outputs.run`: :func:`predict_outputs`, the writer and ``run.json`` of a prediction run as
+  ``medseg predict`` starts them, for API users too.
 
 It uses ``io``, ``evaluation`` and ``viz``; inference never imports it (see ``docs/architecture.md``).
 Names are imported on first use.
@@ -23,6 +25,7 @@ _EXPORTS = {
     "rebuild_cohort_tables": "case",
     "record_part": "case",
     "seg_filename": "case",
+    "volumes_filename": "case",
     "wants_seg": "case",
     "MANIFEST_NAME": "manifest",
     "ManifestInfo": "manifest",
@@ -32,6 +35,10 @@ _EXPORTS = {
     "preview_caption": "preview",
     "preview_filename": "preview",
     "write_preview": "preview",
+    "compute_report": "run",
+    "model_record": "run",
+    "models_sha256": "run",
+    "predict_outputs": "run",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -38,11 +38,16 @@ from medseg.outputs.manifest import RunManifest
 from medseg.utils.atomic import atomic_write_json
 
 __all__ = ["FAILURES_FILE", "FORMATS", "PARTS_FILE", "CaseFiles", "OutputSettings", "PredictOutputs", "map_filename",
-           "rebuild_cohort_tables", "record_part", "seg_filename", "wants_seg"]
+           "rebuild_cohort_tables", "record_part", "seg_filename", "volumes_filename", "wants_seg"]
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("auto", "nifti", "dicom-seg", "both")
+
+
+def volumes_filename(case_id: str) -> str:
+    """Name of the volumes JSON written next to ``<case>_seg.nii.gz``."""
+    return f"{case_id}_volumes.json"
 
 
 def seg_filename(case_id: str) -> str:
@@ -65,9 +70,12 @@ class OutputSettings:
     """What to write per case.
 
     Attributes:
-        format: One of :data:`FORMATS`.
+        format: One of :data:`FORMATS`: the label map as NIfTI (``<case>_seg.nii.gz``), as DICOM SEG
+            (``<case>_seg.dcm``) or both.
         preview: Write ``<case>_preview.png``.
         volumes: Write ``<case>_volumes.json`` and the cohort tables.
+        probabilities: Write the probability maps the predictor returned (``stats["probability_maps"]``,
+            :attr:`medseg.inference.InferenceSettings.probabilities`).
         seg: :class:`~medseg.io.dicom_seg_writer.SegSettings` for the DICOM SEG (``None``: defaults).
         rank: This process's rank (file names of the per-run outputs).
         part: This process's part of the cohort (``"K/N"``; empty: the whole cohort), recorded per case.
@@ -78,6 +86,7 @@ class OutputSettings:
     format: str = "auto"
     preview: bool = True
     volumes: bool = True
+    probabilities: bool = True
     seg: Any = None
     rank: int = 0
     model: dict | None = None
@@ -119,7 +128,7 @@ class PredictOutputs:
         out.uids = _dicom_uids(source, scan) if scan.meta.get("format") == "dicom" else {}
         report = self._step(out, "volumes", lambda: _volumes(scan, labels)) if self.settings.volumes else None
         maps = stats.pop("probability_maps", None)  # uint8 maps: written here, not kept with the outcome
-        if maps:
+        if maps and self.settings.probabilities:
             self._step(out, "probabilities", lambda: self._maps(case_id, scan, maps, out))
         if report is not None and stats.get("uncertainty"):
             report = {**report, "uncertainty": _rounded_uncertainty(stats["uncertainty"])}
@@ -137,9 +146,9 @@ class PredictOutputs:
             self._step(out, "preview", lambda: self._preview(case_id, scan, labels, report, out))
         if report is not None:  # the JSON last, with every warning of the case
             model = {"model": self.settings.model} if self.settings.model else {}
-            atomic_write_json(self.out_dir / f"{case_id}_volumes.json",
+            atomic_write_json(self.out_dir / volumes_filename(case_id),
                               {"case_id": case_id, "input": str(source), **report, "warnings": out.warnings, **model})
-            out.files.insert(0, str(self.out_dir / f"{case_id}_volumes.json"))
+            out.files.insert(0, str(self.out_dir / volumes_filename(case_id)))
         self._pending[case_id] = out
         return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,9 +15,9 @@ from medseg.inference.batch import (
     collect_inputs,
     predict_batch,
     shard_from_env,
-    volumes_filename,
 )
 from medseg.io import Volume, read_volume, write_volume
+from medseg.utils.atomic import atomic_write_json
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
 
@@ -29,6 +30,21 @@ class _Thresholder:
             raise RuntimeError("CUDA out of memory\nsecond line of the error")
         labels = (np.asarray(volume.array) > 0).astype(np.uint8)
         return volume.with_array(labels, kind="label"), {"mode": "stand-in"}
+
+
+class _JsonWriter:
+    """A CaseWriter: ``report(labels, scan)`` as ``<case>_volumes.json``, every outcome's status recorded."""
+
+    def __init__(self, out, report):
+        self.out, self.report, self.statuses = out, report, []
+
+    def write_case(self, case_id, source, scan, labels, stats):
+        atomic_write_json(self.out / f"{case_id}_volumes.json",
+                          {"case_id": case_id, "input": str(source), **self.report(labels, scan)})
+        return SimpleNamespace(write_label_map=True)
+
+    def case_done(self, outcome):
+        self.statuses.append((outcome.case_id, outcome.status))
 
 
 @pytest.fixture
@@ -49,7 +65,6 @@ def test_summary_counts_and_format():
     assert summary.counts() == {"ok": 1, "skipped": 1, "failed": 1}
     assert [o.case_id for o in summary.failed] == ["3"]
     assert summary.format() == "1 predicted, 1 skipped (output exists), 1 failed\n  FAILED 3 (x/3.nii): x/3.nii: not 3D"
-    assert volumes_filename("3") == "3_volumes.json"
 
 
 def test_collect_inputs_reports_bad_paths_and_repeated_ids(scans, tmp_path):
@@ -70,14 +85,16 @@ def test_shard_from_env():
         shard_from_env({"RANK": "one"})
 
 
-def test_batch_writes_labels_and_report_and_survives_a_failure(scans, tmp_path):
+def test_batch_writes_labels_and_the_writers_files_and_survives_a_failure(scans, tmp_path):
     inputs, _ = collect_inputs([scans])
     out = tmp_path / "pred"
 
     def report(labels, scan):
         return {"voxels": int(np.count_nonzero(labels.array)), "shape": list(scan.shape)}
 
-    summary = predict_batch(_Thresholder(), inputs, out, report=report)
+    writer = _JsonWriter(out, report)
+    summary = predict_batch(_Thresholder(), inputs, out, writer=writer)
+    assert writer.statuses == [("a", "ok"), ("b", "ok"), ("bad", "failed")]
     assert summary.counts() == {"ok": 2, "skipped": 0, "failed": 1}
     failed = summary.failed[0]
     assert failed.case_id == "bad" and failed.reason == "RuntimeError: CUDA out of memory"  # one line
@@ -93,7 +110,7 @@ def test_batch_writes_labels_and_report_and_survives_a_failure(scans, tmp_path):
     assert [o.status for o in again.outcomes] == ["skipped", "skipped", "failed"]
 
 
-def test_no_report_no_json(scans, tmp_path):
+def test_no_writer_only_label_maps(scans, tmp_path):
     inputs, _ = collect_inputs([scans / "a.nii.gz"])
     predict_batch(_Thresholder(), inputs, tmp_path / "pred")
     assert sorted(p.name for p in (tmp_path / "pred").iterdir() if not p.name.startswith(".")) == ["a_seg.nii.gz"]
@@ -129,6 +146,7 @@ def test_interrupted_batch_leaves_only_complete_files(untrained_run, cohort, tmp
     out = tmp_path / "pred"
     inputs, _ = collect_inputs([root / "nifti"])
     with pytest.raises(KeyboardInterrupt):
-        predict_batch(Interrupting(), inputs, out, report=volumes_report)
+        predict_batch(Interrupting(), inputs, out, writer=_JsonWriter(out, lambda labels, scan: volumes_report(
+            labels, scan)))
     assert sorted(p.name for p in out.iterdir()) == ["1_seg.nii.gz", "1_volumes.json"]
     assert read_volume(out / "1_seg.nii.gz").shape == read_volume(inputs[0][1]).shape
