@@ -45,7 +45,7 @@ from medseg.io.label_map import (
     label_value_problems,
     looks_like_label_map,
 )
-from medseg.io.orientation import reorient_like
+from medseg.io.orientation import align_to
 from medseg.io.reader import read_volume
 from medseg.io.volume import Volume
 from medseg.utils.progress import tqdm_disable
@@ -285,7 +285,7 @@ def _check_label(label: Volume, path: Path, labels: LabelMapping, add) -> Volume
 
 
 def _check_geometry(image: Volume, label: Volume, path: Path, add) -> None:
-    if reorient_like(label, image) is not None:  # the same grid, perhaps in another voxel order
+    if align_to(label, image, required=False) is not None:  # the same grid, perhaps in another voxel order
         return
     if sorted(image.shape) == sorted(label.shape) and image.shape != label.shape:
         add(path, "error", "geometry", f"label shape {label.shape} is the image shape {image.shape} permuted, but "

@@ -6,7 +6,7 @@ Segmentation Decathlon task (``labelsTr/*.nii.gz``) or a plain folder of label m
 (:func:`medseg.data.naming.case_id_from_path`) matches a reference. Scans (``volume-*``, ``imagesTr``)
 are never taken for labels. A reference may also be a DICOM SEG file (``<case>.dcm``), placed on its
 prediction's grid when read. "The same grid" is world geometry: a prediction stored in another voxel order
-than its reference (LAS against L,P,I, permuted axes) matches it (:func:`medseg.io.orientation.reorient_like`).
+than its reference (LAS against L,P,I, permuted axes) matches it (:func:`medseg.io.orientation.align_to`).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def check_pair_geometry(pair: CasePair, *, atol_mm: float = 0.05) -> str | None:
         ref, pred = nib.load(pair.ref), nib.load(pair.pred)
     except Exception as exc:  # unreadable headers are reported per case, like a mismatch
         return f"case {pair.case}: cannot read header ({exc})"
-    from medseg.io.orientation import describe_geometry, reorient_like
+    from medseg.io.orientation import align_to, describe_geometry
     from medseg.io.volume import Volume
 
     try:  # zero-stride arrays: header geometry only, nothing allocated
@@ -129,7 +129,7 @@ def check_pair_geometry(pair: CasePair, *, atol_mm: float = 0.05) -> str | None:
                                     {"path": str(path)}) for img, path in ((ref, pair.ref), (pred, pair.pred)))
     except ValueError as exc:
         return f"case {pair.case}: invalid header geometry ({' '.join(str(exc).split())})"
-    if reorient_like(pred_vol, ref_vol, atol_mm=atol_mm) is not None:
+    if align_to(pred_vol, ref_vol, atol_mm=atol_mm, required=False) is not None:
         return None
     return (f"case {pair.case}: prediction {pair.pred} ({describe_geometry(pred_vol)}) is not on the grid of the "
             f"reference {pair.ref} ({describe_geometry(ref_vol)})")

@@ -11,7 +11,6 @@ from medseg.io.orientation import (
     describe_geometry,
     from_canonical,
     place_on_grid,
-    reorient_like,
     to_canonical,
 )
 from medseg.io.reader import read_label_map, read_volume, write_volume
@@ -35,7 +34,6 @@ __all__ = [
     "read_dicom_series",
     "read_label_map",
     "read_volume",
-    "reorient_like",
     "to_canonical",
     "write_dicom_series",
     "write_volume",

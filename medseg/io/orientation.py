@@ -22,7 +22,7 @@ from medseg.errors import DataError
 from medseg.io.volume import Volume
 
 __all__ = ["CANONICAL_AXCODES", "GRID_TOLERANCE_MM", "Reorientation", "align_to", "axcodes", "describe_geometry",
-           "from_canonical", "reorient_like", "to_canonical"]
+           "from_canonical", "to_canonical"]
 
 CANONICAL_AXCODES = ("R", "A", "S")
 
@@ -98,13 +98,43 @@ def describe_geometry(volume: Volume) -> str:
     return f"shape {shape}, spacing {spacing} mm, orientation {''.join(axcodes(volume.affine))}, origin ({origin}) mm"
 
 
-def reorient_like(volume: Volume, reference: Volume, *, atol_mm: float = GRID_TOLERANCE_MM) -> Volume | None:
-    """``volume`` flipped/transposed onto ``reference``'s voxel order, or ``None`` if the grids differ.
+def align_to(
+    volume: Volume,
+    reference: Volume,
+    *,
+    atol_mm: float = GRID_TOLERANCE_MM,
+    what: str = "label map",
+    reference_what: str = "image",
+    required: bool = True,
+) -> Volume | None:
+    """``volume`` flipped/transposed onto ``reference``'s grid and voxel order.
 
     The two are the same grid when, after the exact flip/transpose that brings ``volume``'s axes onto
     ``reference``'s orientation, the shapes are equal and every corner voxel lies within ``atol_mm`` of
     the reference's (a distance in mm, so a direction error counts over the whole field of view).
+
+    Args:
+        volume: The volume to bring onto the reference grid (a label map, a prediction).
+        reference: The volume whose grid and voxel order are kept.
+        atol_mm: Corner-distance tolerance in mm.
+        what: Name of ``volume`` in the error message. reference_what: name of ``reference``.
+        required: Grids that differ are an error; ``False``: they give ``None`` (a question, not a demand).
+
+    Raises:
+        DataError: ``required`` and the grids differ: one line with both files and both geometries (shape,
+            spacing, orientation, origin).
     """
+    aligned = _reoriented(volume, reference, atol_mm)
+    if aligned is not None or not required:
+        return aligned
+    mine, theirs = volume.meta.get("path", "?"), reference.meta.get("path", "?")
+    raise DataError(f"{what} grid ({describe_geometry(volume)}) is not the grid of the {reference_what} {theirs} "
+                    f"({describe_geometry(reference)}), not even in another voxel order; resample one onto the "
+                    "other first", path=mine)
+
+
+def _reoriented(volume: Volume, reference: Volume, atol_mm: float) -> Volume | None:
+    """:func:`align_to`'s volume, or ``None`` if the grids differ."""
     transform = nio.ornt_transform(nio.io_orientation(volume.affine), nio.io_orientation(reference.affine))
     moved_shape = tuple(volume.shape[int(axis)] for axis in np.argsort(transform[:, 0]))
     if moved_shape != reference.shape:
@@ -118,34 +148,6 @@ def reorient_like(volume: Volume, reference: Volume, *, atol_mm: float = GRID_TO
     meta = {**volume.meta, "nifti_qform": None, "nifti_qform_code": 0,
             "reoriented_from": "".join(axcodes(volume.affine))}
     return Volume(array=array, affine=reference.affine.copy(), meta=meta)
-
-
-def align_to(
-    volume: Volume,
-    reference: Volume,
-    *,
-    atol_mm: float = GRID_TOLERANCE_MM,
-    what: str = "label map",
-    reference_what: str = "image",
-) -> Volume:
-    """``volume`` on ``reference``'s grid and voxel order; an error naming both files if the grids differ.
-
-    Args:
-        volume: The volume to bring onto the reference grid (a label map, a prediction).
-        reference: The volume whose grid and voxel order are kept.
-        atol_mm: Corner-distance tolerance (see :func:`reorient_like`).
-        what: Name of ``volume`` in the error message. reference_what: name of ``reference``.
-
-    Raises:
-        DataError: One line with both files and both geometries (shape, spacing, orientation, origin).
-    """
-    aligned = reorient_like(volume, reference, atol_mm=atol_mm)
-    if aligned is not None:
-        return aligned
-    mine, theirs = volume.meta.get("path", "?"), reference.meta.get("path", "?")
-    raise DataError(f"{what} grid ({describe_geometry(volume)}) is not the grid of the {reference_what} {theirs} "
-                    f"({describe_geometry(reference)}), not even in another voxel order; resample one onto the "
-                    "other first", path=mine)
 
 
 def _corner_distance_mm(affine: np.ndarray, reference_affine: np.ndarray, shape: tuple[int, ...]) -> float:

@@ -60,21 +60,21 @@ def load_case_volumes(spec: CaseSpec) -> tuple[Volume, Volume | None]:
     """Read the image and label of a case and check that they share one voxel grid.
 
     A label map on the same world grid stored in another voxel order (e.g. LAS for an L,P,I image) is
-    flipped/transposed onto the image's order (:func:`medseg.io.orientation.reorient_like`), as
+    flipped/transposed onto the image's order (:func:`medseg.io.orientation.align_to`), as
     ``medseg check`` accepts it.
 
     Raises:
         DataError: A file is unreadable, or label and image differ in shape or geometry.
     """
     from medseg.io import read_volume
-    from medseg.io.orientation import reorient_like
+    from medseg.io.orientation import align_to
 
     image = spec.image if isinstance(spec.image, Volume) else read_volume(spec.image)
     if spec.label is None:
         return image, None
     label = spec.label if isinstance(spec.label, Volume) else read_volume(spec.label)
     where = spec.label if isinstance(spec.label, Path) else None
-    aligned = reorient_like(label, image)
+    aligned = align_to(label, image, required=False)
     if aligned is not None:
         return image, aligned
     if label.shape != image.shape:

@@ -15,7 +15,6 @@ from medseg.io import (
     axcodes,
     from_canonical,
     place_on_grid,
-    reorient_like,
     to_canonical,
 )
 
@@ -78,7 +77,7 @@ def test_align_to_reorients_the_same_grid_exactly(lpi_scan, codes):
     aligned = align_to(stored, lpi_scan)
     np.testing.assert_array_equal(aligned.array, lpi_scan.array)
     np.testing.assert_allclose(aligned.affine, lpi_scan.affine)
-    assert reorient_like(stored, lpi_scan) is not None
+    assert align_to(stored, lpi_scan, required=False) is not None
 
 
 def test_align_to_tolerates_rounding_but_not_a_shift(lpi_scan):
@@ -117,3 +116,9 @@ def test_place_on_grid_pastes_a_sub_box(lpi_scan):
     np.testing.assert_array_equal(placed.array, expected)
     half = Volume(box, np.column_stack([lpi_scan.affine[:, :3], offset + np.array([0.4, 0, 0, 0])]), {})
     assert place_on_grid(half, lpi_scan) is None  # not on a voxel of the grid
+
+
+def test_align_to_not_required_gives_none_for_another_grid(lpi_scan):
+    other = Volume(lpi_scan.array[:, :, :4], lpi_scan.affine, {"path": "a.nii"})
+    assert align_to(other, lpi_scan, required=False) is None
+    assert align_to(lpi_scan, lpi_scan, required=False) is lpi_scan  # the same grid and order: unchanged
