@@ -25,11 +25,7 @@ MAX_PARAMETERS = 8
 
 #: ``module:qualified.name`` -> rule broken, for offenders not yet split (issue 14 split the long functions,
 #: issue #25 gave the wide keyword contracts settings objects).
-KNOWN: dict[str, str] = {
-    # owner: losses (issue #30 added ignore_index as a ninth keyword); loss_parameters reads a function
-    # builder's own signature only, so the Dice options cannot move into **kwargs without changing it
-    "medseg.losses.registry:dice_ce": "parameters",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _module_name(path: Path) -> str:

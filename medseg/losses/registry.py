@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -24,25 +25,43 @@ from medseg.losses.distance import BoundaryLoss, HausdorffDTLoss
 from medseg.losses.pixel import BorderCrossEntropyLoss, CrossEntropyLoss, FocalLoss
 from medseg.losses.region import DiceLoss, FocalTverskyLoss, TverskyLoss
 
-__all__ = ["LOSSES", "build_loss", "get_loss", "loss_parameters"]
+__all__ = ["LOSSES", "DiceCE", "build_loss", "get_loss", "loss_parameters"]
 
 
-def dice_ce(
-    *,
-    activation: str = "softmax",
-    include_background: bool = True,
-    batch: bool = False,
-    smooth_nr: float = 1e-5,
-    smooth_dr: float = 1e-5,
-    class_weights: Sequence[float] | None = None,
-    dice_weight: float = 1.0,
-    ce_weight: float = 1.0,
-    ignore_index: int | None = None,
-) -> CompoundLoss:
-    """Dice + cross-entropy, the nnU-Net default (Isensee et al., Nature Methods 2021); ``class_weights`` go to CE."""
-    dice = _dice(activation, include_background, batch, smooth_nr, smooth_dr, ignore_index)
-    ce = CrossEntropyLoss(activation=activation, class_weights=class_weights, ignore_index=ignore_index)
-    return CompoundLoss([LossTerm("dice", dice, dice_weight), LossTerm("ce", ce, ce_weight)])
+@dataclass(frozen=True, kw_only=True)
+class DiceCE:
+    """Dice + cross-entropy, the nnU-Net default (Isensee et al., Nature Methods 2021): the settings of the
+    ``dice_ce`` loss, which :func:`get_loss` builds with :meth:`build`.
+
+    Attributes:
+        activation: ``"softmax"`` or ``"sigmoid"``, for both terms.
+        include_background: Dice over the background class too.
+        batch: Dice over the whole batch instead of per sample.
+        smooth_nr: Dice numerator smoothing.
+        smooth_dr: Dice denominator smoothing.
+        class_weights: Per-class weights of the cross-entropy term (``None``: equal).
+        dice_weight: Weight of the Dice term.
+        ce_weight: Weight of the cross-entropy term.
+        ignore_index: Target value that neither term counts (partial annotations; ``None``: none).
+    """
+
+    activation: str = "softmax"
+    include_background: bool = True
+    batch: bool = False
+    smooth_nr: float = 1e-5
+    smooth_dr: float = 1e-5
+    class_weights: Sequence[float] | None = None
+    dice_weight: float = 1.0
+    ce_weight: float = 1.0
+    ignore_index: int | None = None
+
+    def build(self) -> CompoundLoss:
+        """The loss: ``dice_weight * Dice + ce_weight * CE``."""
+        dice = _dice(self.activation, self.include_background, self.batch, self.smooth_nr, self.smooth_dr,
+                     self.ignore_index)
+        ce = CrossEntropyLoss(activation=self.activation, class_weights=self.class_weights,
+                              ignore_index=self.ignore_index)
+        return CompoundLoss([LossTerm("dice", dice, self.dice_weight), LossTerm("ce", ce, self.ce_weight)])
 
 
 def dice_focal(
@@ -118,7 +137,8 @@ def _term(spec: Mapping | str, index: int) -> LossTerm:
     return LossTerm(str(spec["name"]), loss, weight, per_epoch, low, high)
 
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {
+#: Name -> a loss class, a function returning a loss, or a frozen settings class with ``build()``.
+LOSSES: dict[str, Callable[..., nn.Module | DiceCE]] = {
     "dice": DiceLoss,
     "tversky": TverskyLoss,
     "focal_tversky": FocalTverskyLoss,
@@ -127,7 +147,7 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
     "border_ce": BorderCrossEntropyLoss,
     "hausdorff": HausdorffDTLoss,
     "boundary": BoundaryLoss,
-    "dice_ce": dice_ce,
+    "dice_ce": DiceCE,
     "dice_focal": dice_focal,
     "compound": compound,
 }
@@ -151,7 +171,7 @@ def loss_parameters(name: str) -> dict[str, inspect.Parameter]:
     return params
 
 
-def _builder(name: str) -> Callable[..., nn.Module]:
+def _builder(name: str) -> Callable[..., nn.Module | DiceCE]:
     if name not in LOSSES:
         raise ConfigError(f"unknown loss {name!r}; valid names: {', '.join(sorted(LOSSES))}")
     return LOSSES[name]
@@ -176,7 +196,8 @@ def get_loss(name: str, **params) -> nn.Module:
     if missing:
         raise ConfigError(f"loss {name!r} needs parameter(s) {', '.join(missing)}")
     try:
-        return builder(**params)
+        loss = builder(**params)
+        return loss.build() if isinstance(loss, DiceCE) else loss
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:

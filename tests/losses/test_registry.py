@@ -51,3 +51,20 @@ def test_build_loss_forms(make_case):
         build_loss([{"name": "ce", "wieght": 2.0}])
     with pytest.raises(ConfigError, match="ramp"):
         build_loss([{"name": "ce", "ramp": {"per_epoc": 1}}])
+
+
+def test_dice_ce_is_a_frozen_settings_object_with_its_keywords():
+    import dataclasses
+
+    from medseg.losses.registry import DiceCE, loss_parameters
+
+    params = loss_parameters("dice_ce")
+    assert list(params) == ["activation", "include_background", "batch", "smooth_nr", "smooth_dr", "class_weights",
+                            "dice_weight", "ce_weight", "ignore_index"]
+    assert params["ce_weight"].default == 1.0 and params["ignore_index"].default is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DiceCE().ce_weight = 2.0  # type: ignore[misc]
+    loss = get_loss("dice_ce", dice_weight=0.25, ce_weight=0.5)
+    assert [(t.name, t.weight) for t in loss.terms] == [("dice", 0.25), ("ce", 0.5)]
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['gamma'\]; valid: .*ce_weight"):
+        get_loss("dice_ce", gamma=2.0)
