@@ -104,11 +104,11 @@ def _check_workers(workers: int | None) -> None:
 
 def _dataset_files(root: Path) -> list[Path]:
     """The files of the data set under ``root`` (images, labels, dataset.json); all of ``root`` if unrecognised."""
-    from medseg.data.discovery import scan_dataset
+    from medseg.data.discovery import discover_dataset
     from medseg.errors import MedsegError
 
     try:
-        scan = scan_dataset(root)
+        scan = discover_dataset(root, report_orphans=False)
     except MedsegError:
         return [root]  # the check will report the problem; meanwhile protect everything in the folder
     files = [p for case in scan.cases for p in (case.image, case.label) if p is not None]

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.data.discovery import Case, scan_dataset
+from medseg.data.discovery import Case, discover_dataset
 from medseg.errors import ConfigError, MedsegError
 from medseg.io.label_map import (
     LITS_MAPPING,
@@ -149,7 +149,7 @@ def check_dataset(
     """
     from medseg.utils.parallel import map_with_progress
 
-    scan = scan_dataset(root)
+    scan = discover_dataset(root, report_orphans=False)  # the orphans are problems of the report
     mapping = (labels or LITS_MAPPING).with_ignore(resolve_ignore_label(ignore_label, scan.ignore_label, scan.root))
     jobs = [(case, limits, mapping, series_uid) for case in scan.cases]
     per_case = map_with_progress(_check_job, jobs, workers=workers, desc="check",

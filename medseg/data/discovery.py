@@ -31,7 +31,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,9 +70,10 @@ class Case:
 
 
 @dataclass(frozen=True)
-class DatasetScan:
-    """What :func:`scan_dataset` found: the cases, label files that match no image, and the ignore value
-    ``dataset.json`` declares (``None``: none)."""
+class DatasetScan(Sequence[Case]):
+    """What :func:`discover_dataset` found: the cases, label files that match no image, and the ignore value
+    ``dataset.json`` declares (``None``: none). It is the sequence of its cases: ``for case in scan``,
+    ``len(scan)``, ``scan[0]``."""
 
     root: Path
     layout: str
@@ -79,22 +81,41 @@ class DatasetScan:
     orphan_labels: list[Path] = field(default_factory=list)
     ignore_label: int | None = None
 
+    def __len__(self) -> int:
+        return len(self.cases)
 
-def discover_dataset(root: str | os.PathLike) -> list[Case]:
-    """The cases of the data set under ``root``, sorted by case id (numbers in numeric order).
+    def __getitem__(self, index):
+        return self.cases[index]
+
+
+def discover_dataset(root: str | os.PathLike, *, report_orphans: bool = True) -> DatasetScan:
+    """The data set under ``root``: its cases sorted by case id (numbers in numeric order), its layout, the
+    label files that match no image, and the ignore label ``dataset.json`` declares.
+
+    Args:
+        root: The data set folder.
+        report_orphans: Log a warning per label file without an image (``False``: the caller reports them
+            itself, as ``medseg check`` does).
 
     Raises:
         DataError: ``root`` is missing, empty, in no supported layout, or two cases share an id.
     """
-    scan = scan_dataset(root)
-    for path in scan.orphan_labels:
-        logger.warning("%s: label without a matching image", path)
-    return scan.cases
+    scan = _scan(Path(root))
+    if report_orphans:
+        for path in scan.orphan_labels:
+            logger.warning("%s: label without a matching image", path)
+    return scan
 
 
 def scan_dataset(root: str | os.PathLike) -> DatasetScan:
-    """Like :func:`discover_dataset`, also returning the detected layout and labels without images."""
-    root = Path(root)
+    """Deprecated name of :func:`discover_dataset` (``report_orphans=False``)."""
+    warnings.warn("medseg.data.scan_dataset is deprecated; use discover_dataset(root, report_orphans=False)",
+                  DeprecationWarning, stacklevel=2)
+    return discover_dataset(root, report_orphans=False)
+
+
+def _scan(root: Path) -> DatasetScan:
+    """:func:`discover_dataset` without the warnings."""
     if not root.exists():
         raise DataError("no such folder", path=root)
     if not root.is_dir():

@@ -75,9 +75,9 @@ def _labelled_cases(root: Path, *, workers: int | None, ignore_label: int | None
     pipeline does not declare) is a :class:`~medseg.errors.ConfigError`, since the losses must know it.
     """
     from medseg.data.check import check_dataset
-    from medseg.data.discovery import discover_dataset, scan_dataset
+    from medseg.data.discovery import discover_dataset
 
-    declared = scan_dataset(root).ignore_label
+    declared = discover_dataset(root, report_orphans=False).ignore_label
     if declared is not None and ignore_label != declared:
         raise ConfigError(f"dataset.json declares the ignore label {declared} (unannotated voxels); set "
                           f"data.ignore_label: {declared} in the pipeline (got {ignore_label})", path=root)

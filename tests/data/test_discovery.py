@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medseg.data import discover_dataset, discover_images, scan_dataset
+from medseg.data import discover_dataset, discover_images
 from medseg.errors import DataError
 
 PREAMBLE = b"\0" * 128 + b"DICM"
@@ -26,7 +26,7 @@ def test_lits_layout_in_batches_pairs_by_id_and_sorts_numerically(tmp_path):
     _touch(tmp_path / "Training Batch 2" / "volume-11.nii.gz")  # no label
     _touch(tmp_path / "test" / "test-volume-5.nii")
     _touch(tmp_path / "Training Batch 1" / "._volume-3.nii")  # macOS resource fork: ignored
-    scan = scan_dataset(tmp_path)
+    scan = discover_dataset(tmp_path, report_orphans=False)
     assert scan.layout == "lits"
     assert [c.case_id for c in scan.cases] == ["0", "2", "5", "10", "11"]
     by_id = {c.case_id: c for c in scan.cases}
@@ -53,7 +53,7 @@ def test_decathlon_uses_training_list_and_imagests(tmp_path):
     meta = {"name": "Liver", "training": [{"image": f"./imagesTr/liver_{i}.nii.gz",
                                            "label": f"./labelsTr/liver_{i}.nii.gz"} for i in (0, 7)]}
     (tmp_path / "dataset.json").write_text(json.dumps(meta))
-    scan = scan_dataset(tmp_path)
+    scan = discover_dataset(tmp_path, report_orphans=False)
     assert scan.layout == "decathlon"
     assert [(c.case_id, c.split) for c in scan.cases] == [("liver_0", "train"), ("liver_7", "train"),
                                                           ("liver_132", "test")]
@@ -179,3 +179,25 @@ def test_predicts_own_outputs_in_a_folder_are_never_scans(tmp_path):
     with pytest.raises(DataError, match="probability or uncertainty map written by medseg predict"):
         discover_images([folder / map_filename("a", "tumor")])
     assert not is_output_name("liver_7_0000.nii.gz") and not is_output_name("prob_scan.nii.gz")
+
+
+def test_the_scan_is_the_sequence_of_its_cases_and_scan_dataset_is_deprecated(tiny_dataset, tmp_path, caplog):
+    import shutil
+
+    from medseg.data import scan_dataset
+
+    scan = discover_dataset(tiny_dataset)
+    assert list(scan) == scan.cases and len(scan) == len(scan.cases) == 4 and scan[0] == scan.cases[0]
+    with pytest.warns(DeprecationWarning, match="discover_dataset"):
+        assert scan_dataset(tiny_dataset) == scan
+    orphaned = tmp_path / "orphaned"
+    shutil.copytree(tiny_dataset, orphaned)
+    label = next(orphaned.rglob("segmentation-*.nii*"))
+    extra = label.with_name("segmentation-99" + "".join(label.suffixes))
+    shutil.copy(label, extra)
+    with caplog.at_level("WARNING"):
+        assert discover_dataset(orphaned, report_orphans=False).orphan_labels == [extra]
+    assert "label without a matching image" not in caplog.text
+    with caplog.at_level("WARNING"):
+        discover_dataset(orphaned)
+    assert f"{extra}: label without a matching image" in caplog.text
