@@ -20,10 +20,11 @@ _EPILOG = """examples:
 Each fold's validation cases (its folds.json) are predicted by that fold's model on their own scan grids
 (no post-processing) into RUNS/crossval/predictions/ and evaluated together: RUNS/crossval/per_case.csv
 (with the fold of each case), lesions.csv, summary.json (per fold and pooled over all cases), folds.png,
-boxplots.png, volumes.png. Then the post-processing is chosen on these predictions (keep the largest liver,
-tumor only inside the liver, a minimum lesion volume; each step kept only where it raises that region's
-cross-validation Dice and lowers no other) and written to RUNS/postprocessing.json, which `medseg predict
---model RUNS` applies (docs/crossval.md).
+boxplots.png, volumes.png. Then the post-processing is chosen on these predictions (the dense CRF, keep the
+largest liver, tumor only inside the liver, a minimum lesion volume; each step kept only where it raises that
+region's cross-validation Dice and lowers no other; for the CRF each case is also refined by it as it is
+predicted, into RUNS/crossval/predictions_crf/, unless --no-crf) and written to RUNS/postprocessing.json,
+which `medseg predict --model RUNS` applies (docs/crossval.md).
 
 An nnU-Net v2 trained-model folder (<trainer>__<plans>__<configuration>) is not predicted again: the
 predictions nnU-Net's trainer wrote into fold_K/validation/ (nnUNetv2_train ... --val) are evaluated against
@@ -61,6 +62,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-postprocessing", action="store_true",
                    help="do not choose the post-processing (RUNS/postprocessing.json left as it is)")
+    p.add_argument("--no-crf", action="store_true",
+                   help="do not try the dense CRF as a post-processing step (it runs on every case: slower)")
     p.add_argument("--no-figures", action="store_true", help="do not draw the figures")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
@@ -83,6 +86,7 @@ def _crossval(args: argparse.Namespace) -> int:
 
 
 def _crossval_runs(args: argparse.Namespace, root) -> int:
+    from medseg.inference.crf import CrfSettings
     from medseg.inference.predictor import InferenceSettings
     from medseg.training.crossval import CrossvalSettings, out_of_fold_cases, run_crossval
     from medseg.training.postprocessing_search import choose_postprocessing
@@ -92,14 +96,15 @@ def _crossval_runs(args: argparse.Namespace, root) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     settings = CrossvalSettings(inference=InferenceSettings(mode=args.mode, tta=args.tta), folds=folds,
                                 protocol=args.protocol, device=args.device, data=args.data,
-                                figures=not args.no_figures, progress=progress)  # fmt: skip
+                                figures=not args.no_figures, progress=progress,
+                                crf=None if args.no_crf or args.no_postprocessing else CrfSettings())  # fmt: skip
     fold_cases = out_of_fold_cases(root, folds, args.data)  # refuses a bad folder before any work
     check_outputs({"RUNS/crossval": root / "crossval"}, [c.image for f in fold_cases for c in f.cases],
                   folders=["RUNS/crossval"])  # fmt: skip
     summary = run_crossval(root, settings)
     print(_format(summary), file=sys.stderr)
     if not args.no_postprocessing:
-        choice = choose_postprocessing(root, fold_cases, progress=progress)
+        choice = choose_postprocessing(root, fold_cases, progress=progress, crf=settings.crf)
         print(f"medseg crossval: post-processing {choice['chosen']} -> {root / 'postprocessing.json'}",
               file=sys.stderr)  # fmt: skip
     return 0
@@ -133,6 +138,9 @@ def _crossval_nnunet(args: argparse.Namespace) -> int:
     for line in found.skipped:
         print(f"medseg crossval: {line}", file=sys.stderr)
     check_outputs({"--out": out}, [args.runs, args.data], folders=["--out"])
+    if settings.postprocessing and not args.no_crf:
+        print("medseg crossval: the dense CRF is not a post-processing candidate here: nnU-Net's validation "
+              "outputs hold no probabilities", file=sys.stderr)  # fmt: skip
     summary = run_nnunet_crossval(args.runs, settings, found)
     print(_format(summary), file=sys.stderr)
     if "postprocessing" in summary:

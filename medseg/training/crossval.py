@@ -9,6 +9,7 @@ scan grids (the out-of-fold predictions, without post-processing, so that
 
     <root>/crossval/
         predictions/<case>_seg.nii.gz   out-of-fold label maps (raw: no post-processing)
+        predictions_crf/<case>_seg.nii.gz  the same after the dense CRF (the CRF candidate; not with crf=None)
         per_case.csv                    one row per case, with its fold
         lesions.csv                     reference lesions
         summary.json                    per fold and pooled (all cases together) summaries, the split
@@ -35,10 +36,12 @@ import pandas as pd
 from medseg.data.discovery import Case, discover_dataset
 from medseg.data.naming import prediction_filename
 from medseg.errors import DataError
+from medseg.inference.crf import CrfSettings
 from medseg.inference.ensemble import find_fold_runs, fold_checkpoint
 from medseg.inference.postprocess import PostprocessConfig
 from medseg.inference.predictor import InferenceSettings
 from medseg.io.label_map import LabelMapping
+from medseg.training.postprocessing_search import CRF_PREDICTIONS
 
 __all__ = [
     "CROSSVAL_DIR",
@@ -47,6 +50,7 @@ __all__ = [
     "FoldCases",
     "out_of_fold_cases",
     "predict_out_of_fold",
+    "predict_with_crf",
     "run_crossval",
     "write_crossval_report",
 ]  # fmt: skip
@@ -84,6 +88,8 @@ class CrossvalSettings:
         data: The data set folder when it moved since training (``None``: each run's ``data.json``).
         figures: Draw the figures.
         progress: Progress bar over cases.
+        crf: The dense CRF's settings: each case is also refined by it (from the same network pass) into
+            ``predictions_crf/``, so that the post-processing search can try it (``None``: no CRF candidate).
     """
 
     inference: InferenceSettings = field(default_factory=InferenceSettings)
@@ -93,6 +99,7 @@ class CrossvalSettings:
     data: str | os.PathLike | None = None
     figures: bool = True
     progress: bool = False
+    crf: CrfSettings | None = field(default_factory=CrfSettings)
 
 
 def out_of_fold_cases(root: str | os.PathLike, folds: Sequence[int] | None = None,
@@ -158,7 +165,8 @@ def _read_split(run: Path) -> tuple[int, list[dict[str, list[str]]]]:
 def predict_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.PathLike,
                         settings: CrossvalSettings) -> dict[str, int]:
     """Each fold's validation cases predicted by that fold's model (no post-processing), written as
-    ``pred_dir/<case>_seg.nii.gz`` on the scan's grid; returns case id -> fold.
+    ``pred_dir/<case>_seg.nii.gz`` on the scan's grid (with ``settings.crf`` also refined by the dense CRF
+    into ``pred_dir/../predictions_crf/``); returns case id -> fold.
 
     The model is the fold's final ``last.pt`` (:func:`~medseg.inference.ensemble.fold_checkpoint`, as
     nnU-Net's cross-validation uses its final checkpoint): ``best.pt`` was selected on these very cases, so
@@ -169,8 +177,9 @@ def predict_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.Path
     from medseg.inference.predictor import Predictor
     from medseg.io import read_volume, write_volume
 
-    pred_dir = Path(pred_dir)
-    pred_dir.mkdir(parents=True, exist_ok=True)
+    pred_dir, crf_dir = Path(pred_dir), Path(pred_dir).parent / CRF_PREDICTIONS
+    for folder in (pred_dir, *((crf_dir,) if settings.crf is not None else ())):
+        folder.mkdir(parents=True, exist_ok=True)
     inference = replace(settings.inference, postprocessing=NO_POSTPROCESSING, probabilities=False)
     fold_of = {}
     bar = tqdm(total=sum(len(f.cases) for f in fold_cases), desc="crossval", unit="scan",
@@ -179,11 +188,29 @@ def predict_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.Path
         for part in fold_cases:
             predictor = Predictor.from_run(fold_checkpoint(part.run), device=settings.device, settings=inference)
             for case in part.cases:
-                labels = predictor(read_volume(case.image))
+                volume = read_volume(case.image)
+                if settings.crf is None:
+                    labels = predictor(volume)
+                else:
+                    labels, refined = predict_with_crf(predictor, volume, settings.crf)
+                    write_volume(refined, crf_dir / prediction_filename(case.case_id), label=True)
                 write_volume(labels, pred_dir / prediction_filename(case.case_id), label=True)
                 fold_of[case.case_id] = part.fold
                 bar.update()
     return fold_of
+
+
+def predict_with_crf(predictor: Any, volume: Any, crf: CrfSettings) -> tuple[Any, Any]:
+    """The raw label map of ``volume`` (as ``predictor(volume)`` without post-processing) and the same after
+    the dense CRF, from one network pass (the probabilities restored only inside the liver box)."""
+    from medseg.inference.imported import crf_labels, restore_labels
+
+    logits, record, _ = predictor.predict_logits(volume)
+    raw = restore_labels(logits, record)
+    refined = crf_labels(raw, logits, record, volume, crf)
+    names = dict(predictor.labels)
+    return (volume.with_array(raw, kind="label", labels=names),
+            volume.with_array(refined, kind="label", labels=names))
 
 
 def run_crossval(root: str | os.PathLike, settings: CrossvalSettings | None = None) -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 nnU-Net (Isensee et al. 2021, *Nature Methods* 18:203) decides its post-processing empirically: a step is
 applied at test time only if, on the out-of-fold predictions of the cross-validation, it improves the
-Dice of the region it acts on and makes no other region worse. Here the three steps of
+Dice of the region it acts on and makes no other region worse. Here the steps of
 :mod:`medseg.inference.postprocess` are decided in their order of application, each on top of the steps
 already kept:
 
+0. the dense CRF (:mod:`medseg.inference.crf`; acts on both regions: kept when it raises the liver's or the
+   tumor's Dice and lowers neither), when the out-of-fold predictions were also refined by it (``medseg
+   crossval`` runs the CRF on each case's probabilities as it predicts, and keeps both label maps);
 1. keep the largest liver (acts on the liver region, labels {1, 2});
 2. tumor only inside the liver (``tumor_inside_liver_dilation_mm``; acts on the tumor region, {2});
 3. a minimum lesion volume from :data:`LESION_VOLUME_GRID_MM3` (acts on tumor): the value with the highest
@@ -18,9 +21,9 @@ positive tumor from a tumor-free case counts as the gain it is; nnU-Net's NaN fo
 the step invisible on them.
 
 Every case is read once: all combinations of the candidate steps are scored on it (at most
-``2 * 2 * (1 + len(grid))`` post-processings of one label map), and the decisions are taken on the table
-of mean Dice per combination. The choice is written to ``<runs>/postprocessing.json``, which
-:meth:`medseg.inference.Predictor.from_run` of the folder of fold runs uses.
+``2 * 2 * (1 + len(grid))`` post-processings of one label map, and as many of its CRF-refined map), and the
+decisions are taken on the table of mean Dice per combination. The choice is written to
+``<runs>/postprocessing.json``, which :meth:`medseg.inference.Predictor.from_run` of the folder of fold runs uses.
 
 Own code: the decision rule is nnU-Net's; the steps and the table are ours.
 """
@@ -37,12 +40,13 @@ from typing import Any
 
 import numpy as np
 
+from medseg.inference.crf import CrfSettings
 from medseg.inference.ensemble import POSTPROCESSING_FILE
 from medseg.inference.postprocess import PostprocessConfig, postprocess_labels
 from medseg.labels import liver_mask, tumor_mask
 
-__all__ = ["LESION_VOLUME_GRID_MM3", "MIN_GAIN", "POSTPROCESSING_FILE", "TUMOR_DILATION_MM", "SearchSettings",
-           "candidates", "choose_postprocessing", "choose_postprocessing_on", "decide",
+__all__ = ["CRF_PREDICTIONS", "LESION_VOLUME_GRID_MM3", "MIN_GAIN", "POSTPROCESSING_FILE", "TUMOR_DILATION_MM",
+           "SearchSettings", "candidates", "choose_postprocessing", "choose_postprocessing_on", "decide",
            "score_combinations"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -52,6 +56,9 @@ LESION_VOLUME_GRID_MM3 = (10.0, 65.0, 250.0, 1000.0)
 
 #: Dilation of the liver for step 2 (mm), as the pipelines' default.
 TUMOR_DILATION_MM = 5.0
+
+#: The CRF-refined out-of-fold predictions beside ``predictions/`` in ``<runs>/crossval/``.
+CRF_PREDICTIONS = "predictions_crf"
 
 #: A change of mean Dice smaller than this is no change.
 MIN_GAIN = 1e-6
@@ -98,27 +105,40 @@ def score_combinations(cases: Iterable[tuple[np.ndarray, np.ndarray, Sequence[fl
     return np.asarray(rows, dtype=float).reshape(len(rows), len(configs), 2)
 
 
-def decide(scores: np.ndarray, configs: Sequence[PostprocessConfig]) -> dict[str, Any]:
+def decide(scores: np.ndarray, configs: Sequence[PostprocessConfig], *, crf_scores: np.ndarray | None = None,
+           crf: CrfSettings | None = None) -> dict[str, Any]:
     """The greedy decision of the module doc on the table of :func:`score_combinations`.
+
+    Args:
+        scores: ``(n_cases, n_configs, 2)`` of the raw predictions.
+        configs: The configs of ``scores``' columns.
+        crf_scores: The same table of the CRF-refined predictions (``None``: the CRF is no candidate).
+        crf: The CRF's settings that refined them (recorded in the choice when kept).
 
     Returns:
         ``{"chosen": config dict, "steps": [{"step", "kept", "tried", "liver_dice", "tumor_dice", ...}],
         "dice": {"none": (liver, tumor), "chosen": (liver, tumor)}}`` with mean Dice over the cases.
     """
     mean = {config: scores[:, i].mean(axis=0) for i, config in enumerate(configs)}
+    if crf_scores is not None:
+        crf = crf or CrfSettings()
+        mean.update({replace(config, crf=crf): crf_scores[:, i].mean(axis=0) for i, config in enumerate(configs)})
     current, steps = _NONE, []
 
-    def consider(name: str, region: int, options: list[PostprocessConfig]) -> None:
+    def consider(name: str, region: int | None, options: list[PostprocessConfig]) -> None:
         nonlocal current
         base = mean[current]
-        good = [c for c in options if mean[c][region] > base[region] + MIN_GAIN
-                and mean[c][1 - region] >= base[1 - region] - MIN_GAIN]
-        best = max(good, key=lambda c: mean[c][region], default=None)
+        regions = (0, 1) if region is None else (region,)  # None: either region may gain, neither may fall
+        good = [c for c in options if any(mean[c][r] > base[r] + MIN_GAIN for r in regions)
+                and all(mean[c][r] >= base[r] - MIN_GAIN for r in (0, 1))]
+        best = max(good, key=lambda c: sum(mean[c][r] for r in regions), default=None)
         steps.append({"step": name, "kept": best is not None, "before": _pair(base),
                       "tried": [{**_step_value(c, name), "dice": _pair(mean[c])} for c in options],
                       **({"chosen": _step_value(best, name)} if best is not None else {})})  # fmt: skip
         current = best if best is not None else current
 
+    if crf_scores is not None:
+        consider("crf", None, [replace(current, crf=crf)])
     consider("keep_largest_liver", 0, [replace(current, keep_largest_liver=True)])
     consider("tumor_inside_liver", 1, [replace(current, tumor_inside_liver_dilation_mm=_dilation(configs))])
     consider("min_lesion_volume", 1, [replace(current, min_lesion_volume_mm3=v) for v in _grid(configs)])
@@ -131,6 +151,8 @@ def _pair(values) -> dict[str, float]:
 
 
 def _step_value(config: PostprocessConfig, step: str) -> dict[str, Any]:
+    if step == "crf":
+        return {"crf": None if config.crf is None else config.crf.to_dict()}
     key = {"keep_largest_liver": "keep_largest_liver", "tumor_inside_liver": "tumor_inside_liver_dilation_mm",
            "min_lesion_volume": "min_lesion_volume_mm3"}[step]  # fmt: skip
     return {key: getattr(config, key)}
@@ -146,18 +168,22 @@ def _grid(configs: Sequence[PostprocessConfig]) -> list[float]:
 
 def choose_postprocessing(root: str | os.PathLike, fold_cases: Sequence[Any], *, progress: bool = False,
                           grid_mm3: Sequence[float] = LESION_VOLUME_GRID_MM3,
-                          ignore_label: int | None = None) -> dict[str, Any]:
+                          ignore_label: int | None = None, crf: CrfSettings | None = None) -> dict[str, Any]:
     """Decide the post-processing on ``<root>/crossval/predictions`` (from :func:`~medseg.training.crossval.
     run_crossval`) against the references of ``fold_cases``; write and return ``<root>/postprocessing.json``.
     ``ignore_label``: the references' value of unannotated voxels, which are not scored (default: the folds'
-    own, :attr:`~medseg.training.crossval.FoldCases.ignore_label`)."""
+    own, :attr:`~medseg.training.crossval.FoldCases.ignore_label`). ``crf``: the CRF is a candidate, on the
+    maps it refined in ``<root>/crossval/predictions_crf`` (``None``: no CRF candidate)."""
     from medseg.data.naming import prediction_filename
 
     pred_dir = Path(root) / "crossval" / "predictions"
+    crf_dir = Path(root) / "crossval" / CRF_PREDICTIONS
     if ignore_label is None:
         ignore_label = next((p.ignore_label for p in fold_cases if getattr(p, "ignore_label", None) is not None), None)
-    pairs = [(pred_dir / prediction_filename(case.case_id), case.label) for part in fold_cases for case in part.cases]
-    search = SearchSettings(grid_mm3=tuple(grid_mm3), ignore_label=ignore_label, progress=progress)
+    pairs = [(pred_dir / prediction_filename(case.case_id), case.label,
+              *((crf_dir / prediction_filename(case.case_id),) if crf is not None else ()))
+             for part in fold_cases for case in part.cases]  # fmt: skip
+    search = SearchSettings(grid_mm3=tuple(grid_mm3), ignore_label=ignore_label, progress=progress, crf=crf)
     return choose_postprocessing_on(pairs, Path(root) / POSTPROCESSING_FILE, search,
                                     extra={"predictions": str(pred_dir)})
 
@@ -171,20 +197,24 @@ class SearchSettings:
         ignore_label: The references' value of unannotated voxels (not scored), or ``None``.
         grid_mm3: Minimum lesion volumes tried (:data:`LESION_VOLUME_GRID_MM3`).
         progress: Progress bar over cases.
+        crf: The CRF settings that refined each pair's third file, the CRF-refined prediction (``None``: the
+            CRF is no candidate and the pairs hold two files).
     """
 
     labels: Any = None
     ignore_label: int | None = None
     grid_mm3: tuple[float, ...] = LESION_VOLUME_GRID_MM3
     progress: bool = False
+    crf: CrfSettings | None = None
 
 
-def choose_postprocessing_on(pairs: Sequence[tuple[Path, Path]], out_file: str | os.PathLike,
+def choose_postprocessing_on(pairs: Sequence[tuple[Path, ...]], out_file: str | os.PathLike,
                              settings: SearchSettings | None = None, *, extra: Mapping[str, Any] | None = None
                              ) -> dict[str, Any]:
     """Decide the post-processing on raw predictions against their references, ``(prediction, reference)``
-    file pairs (each prediction brought onto its reference's grid, both mapped to LiTS' labels by
-    ``settings.labels``); write the result, with ``extra``, to ``out_file`` and return it."""
+    file pairs, ``(prediction, reference, CRF-refined prediction)`` with ``settings.crf`` (each prediction
+    brought onto its reference's grid, all mapped to LiTS' labels by ``settings.labels``); write the result,
+    with ``extra``, to ``out_file`` and return it."""
     from tqdm.auto import tqdm
 
     from medseg.io.label_map import LITS_MAPPING
@@ -196,14 +226,18 @@ def choose_postprocessing_on(pairs: Sequence[tuple[Path, Path]], out_file: str |
     configs = candidates(settings.grid_mm3)
     mapping = settings.labels or LITS_MAPPING
 
-    def load():
-        for pred_path, ref_path in tqdm(pairs, desc="post-processing", unit="scan", disable=not settings.progress):
-            ref = read_label_map(ref_path, labels=mapping.with_ignore(settings.ignore_label))
-            pred = align_to(read_label_map(pred_path, labels=settings.labels), ref,
-                            what="out-of-fold prediction", reference_what="reference")  # fmt: skip
-            yield np.asarray(pred.array), np.asarray(ref.array), ref.spacing_mm, ref.affine
-
-    result = decide(score_combinations(load(), configs, ignore_label=settings.ignore_label), configs)
+    plain, refined = [], []
+    for pred_path, ref_path, *crf_path in tqdm(pairs, desc="post-processing", unit="scan",
+                                               disable=not settings.progress):  # fmt: skip
+        ref = read_label_map(ref_path, labels=mapping.with_ignore(settings.ignore_label))
+        maps = [(pred_path, plain)] + ([(crf_path[0], refined)] if settings.crf is not None else [])
+        for path, table in maps:
+            pred = align_to(read_label_map(path, labels=settings.labels), ref, what="out-of-fold prediction",
+                            reference_what="reference")  # fmt: skip
+            case = (np.asarray(pred.array), np.asarray(ref.array), ref.spacing_mm, ref.affine)
+            table.append(score_combinations([case], configs, ignore_label=settings.ignore_label))
+    scores = np.concatenate(plain) if plain else np.zeros((0, len(configs), 2))
+    result = decide(scores, configs, crf_scores=np.concatenate(refined) if refined else None, crf=settings.crf)
     result.update(extra or {})
     atomic_write_json(Path(out_file), result)
     logger.info("post-processing chosen on %d cross-validation cases: %s", result["cases"], result["chosen"])

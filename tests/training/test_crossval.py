@@ -50,8 +50,68 @@ def test_out_of_fold_predictions_cover_every_case_once(crossval_run, tiny_datase
     assert summary["dice"]["fold0"]["liver_dice_mean"] == pytest.approx(fold0["liver_dice"].mean())
     assert (out / "folds.png").stat().st_size > 1000
     choice = json.loads((crossval_run / "postprocessing.json").read_text())
-    assert choice["cases"] == 4 and set(choice["chosen"]) == {"keep_largest_liver", "tumor_inside_liver_dilation_mm",
-                                                              "min_lesion_volume_mm3"}  # fmt: skip
+    assert choice["cases"] == 4 and set(choice["chosen"]) - {"crf"} == {
+        "keep_largest_liver", "tumor_inside_liver_dilation_mm", "min_lesion_volume_mm3"}  # fmt: skip
+    assert choice["steps"][0]["step"] == "crf"  # the CRF is a candidate by default, decided first
+
+
+@pytest.mark.slow  # ~1 min: network passes and the CRF on 48x48x21 voxels at 8 mm (a 42M-cell grid)
+def test_the_crf_candidate_refines_each_out_of_fold_case(crossval_run):
+    """predict_with_crf, what crossval runs per case: the raw labels equal the fold predictor's without
+    post-processing, the refined ones refine_labels on the full scan-grid probabilities (one network pass,
+    probabilities only in the box); crossval wrote both maps for every case."""
+    from medseg.inference.crf import CrfSettings, refine_labels
+    from medseg.inference.ensemble import fold_checkpoint
+    from medseg.inference.predictor import InferenceSettings, Predictor
+    from medseg.io import read_volume
+    from medseg.training.crossval import NO_POSTPROCESSING, predict_with_crf
+
+    settings = InferenceSettings(mode="full", runtime="torch", precision="float32", postprocessing=NO_POSTPROCESSING)
+    parts = out_of_fold_cases(crossval_run)
+    predictor = Predictor.from_run(fold_checkpoint(parts[0].run), device="cpu", settings=settings)
+    volume = read_volume(parts[0].cases[0].image)
+    raw, refined = predict_with_crf(predictor, volume, CrfSettings())
+    np.testing.assert_array_equal(raw.array, predictor(volume).array)
+    probabilities = predictor.predict_probabilities(volume).array
+    expected = refine_labels(raw.array, probabilities, volume.array, spacing_mm=volume.spacing_mm,
+                             settings=CrfSettings())  # fmt: skip
+    np.testing.assert_array_equal(refined.array, expected)
+    assert refined.affine.tolist() == volume.affine.tolist()
+    for case in (c for part in parts for c in part.cases):
+        name = f"{case.case_id}_seg.nii.gz"
+        written = [read_volume(crossval_run / "crossval" / d / name) for d in ("predictions", "predictions_crf")]
+        assert written[0].shape == written[1].shape == read_volume(case.image).shape
+
+
+@pytest.mark.slow  # ~1 min: network passes and the CRF on 48x48x21 voxels at 8 mm (a 42M-cell grid)
+def test_predict_applies_a_crf_chosen_on_crossval(crossval_run, tiny_dataset, tmp_path):
+    """A postprocessing.json whose choice holds ``"crf"``: ``medseg predict --model RUNS`` refines the fold
+    ensemble's probabilities with it, then applies the other chosen steps."""
+    from medseg.inference.crf import CrfSettings, refine_labels
+    from medseg.inference.postprocess import PostprocessConfig, postprocess_labels
+    from medseg.inference.predictor import Predictor
+    from medseg.io import read_volume
+
+    root = tmp_path / "liver"
+    for k in (0, 1):
+        shutil.copytree(crossval_run / f"fold{k}", root / f"fold{k}")
+    crf = CrfSettings(iterations=3)
+    chosen = PostprocessConfig(keep_largest_liver=True, tumor_inside_liver_dilation_mm=None, min_lesion_volume_mm3=0.0,
+                               crf=crf)  # fmt: skip
+    (root / "postprocessing.json").write_text(json.dumps({"chosen": chosen.to_dict()}))
+    scan = next(tiny_dataset.glob("volume-*.nii*"))
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(root), str(scan), "--out", str(out), "--device", "cpu", "--no-preview",
+                 "--no-volumes", "--mode", "full", "--runtime", "torch"]) == 0  # fmt: skip
+    predictor = Predictor.from_run(root, device="cpu").with_settings(mode="full", runtime="torch")
+    assert predictor.postprocessing == chosen
+    volume = read_volume(scan)
+    probabilities = predictor.predict_probabilities(volume).array
+    refined = refine_labels(probabilities.argmax(0).astype(np.uint8), probabilities, volume.array,
+                            spacing_mm=volume.spacing_mm, settings=crf)  # fmt: skip
+    expected = postprocess_labels(refined, spacing_mm=volume.spacing_mm, config=chosen, affine=volume.affine)
+    written = next(out.glob("*_seg.nii.gz"))
+    np.testing.assert_array_equal(read_volume(written).array, expected)
 
 
 def test_a_case_in_two_validation_folds_is_refused(crossval_run, tmp_path):

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from medseg.inference.crf import CrfSettings, refine_labels
 from medseg.inference.postprocess import PostprocessConfig
-from medseg.training.postprocessing_search import candidates, decide, score_combinations
+from medseg.training.postprocessing_search import (
+    SearchSettings,
+    candidates,
+    choose_postprocessing_on,
+    decide,
+    score_combinations,
+)
 
 SPACING = (1.0, 1.0, 1.0)
 
@@ -102,3 +110,75 @@ def test_lesions_are_sized_by_the_grids_true_voxel_volume():
     by_spacing = score_combinations([(ref, ref, spacing)], config)
     assert by_spacing[0, 0, 1] == 1.0  # 54 mm^3 >= 40: kept, tumor Dice 1
     assert by_det[0, 0, 1] == 0.0  # 27 mm^3 < 40: the lesion became liver, tumor Dice 0
+
+
+CRF = CrfSettings(appearance_weight=5.0)
+
+
+def _blurred_edge_case(reference_edge: int):
+    """Liver (60 HU) for x < 12, fat (-90 HU) beyond; the network's liver probability falls off late and softly
+    (a sigmoid centred at x = 15), so its argmax ends at x = 15 and the CRF moves that boundary towards the
+    intensity edge (tests/inference/test_crf.py). Reference liver: x < ``reference_edge``. Returns the raw
+    argmax, the CRF-refined map, the reference."""
+    shape = (32, 16, 8)
+    x = np.indices(shape)[0].astype(np.float32)
+    image = np.where(x < 12, 60.0, -90.0) + np.random.default_rng(1).normal(0, 4, shape)
+    liver = 1.0 / (1.0 + np.exp((x - 15.0) / 2.0))
+    p = np.stack([1.0 - liver, liver * 0.98, liver * 0.02]).astype(np.float32)
+    raw = p.argmax(0).astype(np.uint8)
+    refined = refine_labels(raw, p, image, spacing_mm=EDGE_SPACING, settings=CRF)
+    return raw, refined, (x < reference_edge).astype(np.uint8)
+
+
+EDGE_SPACING = (1.0, 1.0, 2.0)
+
+
+def _hand_dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.sum(a & b) / (np.sum(a) + np.sum(b))
+
+
+@pytest.mark.parametrize("reference_edge, kept", [(12, True), (15, False)])
+def test_the_crf_is_kept_only_where_it_raises_dice(reference_edge, kept):
+    """Reference at the intensity edge: the CRF raises liver Dice and is kept (first, the step applied first);
+    reference where the network put it: the CRF lowers liver Dice and is dropped."""
+    raw, refined, ref = _blurred_edge_case(reference_edge)
+    configs = candidates((10.0,))
+    case, crf_case = [(raw, ref, EDGE_SPACING)], [(refined, ref, EDGE_SPACING)]
+    result = decide(score_combinations(case, configs), configs, crf_scores=score_combinations(crf_case, configs),
+                    crf=CRF)
+    step = result["steps"][0]
+    assert step["step"] == "crf" and step["kept"] is kept
+    before, after = _hand_dice(raw > 0, ref > 0), _hand_dice(refined > 0, ref > 0)
+    assert step["before"]["liver"] == pytest.approx(before, abs=1e-6)
+    assert step["tried"][0]["dice"]["liver"] == pytest.approx(after, abs=1e-6)
+    assert bool(after > before) is kept  # the refined boundary really moved (the CRF did something either way)
+    assert ("crf" in result["chosen"]) is kept
+    if kept:
+        assert result["chosen"]["crf"] == CRF.to_dict() and result["dice"]["chosen"]["liver"] == pytest.approx(after)
+    without = decide(score_combinations(case, configs), configs)  # no CRF candidate: no CRF step
+    assert [s["step"] for s in without["steps"]] == ["keep_largest_liver", "tumor_inside_liver", "min_lesion_volume"]
+
+
+def test_the_crf_choice_in_postprocessing_json_reads_back(tmp_path):
+    """Label map files (prediction, reference, CRF-refined prediction) -> postprocessing.json with ``"crf"``
+    in the choice, which PostprocessConfig (what ``medseg predict --model RUNS`` reads) parses back."""
+    import json
+
+    import nibabel as nib
+
+    affine = np.diag([*EDGE_SPACING, 1.0])
+    pairs = []
+    for k, edge in enumerate((12, 12, 15)):  # two cases gain ~0.1 Dice, one loses less: the mean rises
+        raw, refined, ref = _blurred_edge_case(edge)
+        paths = [tmp_path / f"{name}{k}.nii.gz" for name in ("pred", "ref", "crf")]
+        for path, array in zip(paths, (raw, ref, refined)):
+            nib.save(nib.Nifti1Image(array, affine), path)
+        pairs.append(tuple(paths))
+    out = tmp_path / "postprocessing.json"
+    result = choose_postprocessing_on(pairs, out, SearchSettings(grid_mm3=(10.0,), crf=CRF))
+    written = json.loads(out.read_text())
+    assert written == json.loads(json.dumps(result)) and written["cases"] == 3
+    assert written["steps"][0]["step"] == "crf" and written["steps"][0]["kept"] is True
+    assert PostprocessConfig.from_dict(written["chosen"]).crf == CRF
+    plain = choose_postprocessing_on([p[:2] for p in pairs], tmp_path / "plain.json", SearchSettings(grid_mm3=(10.0,)))
+    assert "crf" not in plain["chosen"] and plain["steps"][0]["step"] == "keep_largest_liver"
