@@ -177,7 +177,8 @@ class NnUNetPlan:
         if self.normalization == "NoNormalization":
             return image.astype(np.float32)
         p = self.intensity
-        image = np.clip(image.astype(np.float32), p["percentile_00_5"], p["percentile_99_5"])
+        image = image.astype(np.float32, copy=False)  # the caller's own copy: normalised in place
+        np.clip(image, p["percentile_00_5"], p["percentile_99_5"], out=image)
         image -= p["mean"]
         image /= max(p["std"], 1e-8)
         return image
@@ -237,8 +238,7 @@ class NnUNetRecord:
 
     def restore_argmax(self, logits: torch.Tensor | np.ndarray) -> np.ndarray:
         """uint8 labels on the scan's grid: logits resampled (order 1), argmax, uncropped, transposed back."""
-        resampled = self._to_crop_grid(logits)
-        labels = np.argmax(resampled, axis=0).astype(np.uint8)[None]
+        labels = _argmax_classes(self._to_crop_grid(logits))[None]
         return self._to_scan(labels, [0])[0]
 
     def restore_probabilities(self, logits: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -284,6 +284,17 @@ def _spacing(volume: Volume, reorientation: Reorientation | None) -> tuple[float
     out = np.empty(3)
     out[order] = spacing
     return tuple(out)
+
+
+def _argmax_classes(maps: np.ndarray) -> np.ndarray:
+    """``np.argmax(maps, axis=0)`` as uint8 for ``(K, ...)`` maps (first maximum wins): a running maximum over
+    the K classes, ~5x faster than numpy's strided reduction over a short leading axis."""
+    best = maps[0].copy()
+    labels = np.zeros(maps.shape[1:], dtype=np.uint8)
+    for k in range(1, maps.shape[0]):
+        np.copyto(labels, np.uint8(k), where=maps[k] > best)
+        np.maximum(best, maps[k], out=best)
+    return labels
 
 
 def _nonzero_box(array: np.ndarray) -> tuple[slice, ...]:
