@@ -81,6 +81,7 @@ def test_constructed_validation_outputs_score_as_computed(constructed, tmp_path,
     assert _crossval(folder, "--data", str(data), "--out", str(out)) == 0
     err = capsys.readouterr().err
     assert "fold_2 has no validation/" in err and "--val" in err  # skipped with a line
+    assert "the dense CRF is not a post-processing candidate here" in err  # label maps only: no probabilities
     per_case = pd.read_csv(out / "per_case.csv").set_index("case")
     assert per_case["fold"].to_dict() == {"case_000": 0, "case_001": 1}
     assert per_case.loc["case_000", "liver_dice"] == 1.0 and per_case.loc["case_000", "tumor_dice"] == 1.0
@@ -92,6 +93,7 @@ def test_constructed_validation_outputs_score_as_computed(constructed, tmp_path,
     assert summary["source"]["labels"] == {"liver": [1], "tumor": [2]}
     chosen = json.loads((out / "postprocessing.json").read_text())
     assert chosen["cases"] == 2 and set(chosen["chosen"]) >= {"keep_largest_liver", "min_lesion_volume_mm3"}
+    assert "crf" not in chosen["chosen"] and chosen["steps"][0]["step"] == "keep_largest_liver"
     assert tree_state(folder.parent) == before  # nothing inside the nnU-Net folder written or touched
 
 
