@@ -169,7 +169,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     run, seconds = _train(args.work, args.epochs, args.iterations)
     scan, shape = _lits_scan(args.work, args.seed)
-    cost = {name: _predict(run, scan, args.work / f"out-{"crf" if crf else "plain"}", crf) for name, crf in
+    cost = {name: _predict(run, scan, args.work / ("out-crf" if crf else "out-plain"), crf) for name, crf in
             (("without CRF", False), ("--crf", True))}  # fmt: skip
     rows = _dice_rows(run, seed=7, cases=args.cases)
     info = {"epochs": args.epochs, "iterations": args.iterations, "seconds": seconds, "lits_shape": shape,
