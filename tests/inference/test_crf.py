@@ -100,3 +100,14 @@ def test_settings_and_the_postprocessing_key():
     with pytest.raises(ConfigError, match=r"unknown postprocessing\.crf key"):
         PostprocessConfig.from_dict({"crf": {"steps": 3}})
     assert PostprocessConfig().crf is None  # off unless asked
+
+
+def test_the_bilateral_grid_in_chunks_equals_it_in_one_piece(tiny, monkeypatch):
+    """Voxels visited in chunks (as on a LiTS-size liver box) give the sums of one pass over all of them."""
+    from medseg.inference.crf import _BilateralGrid
+
+    image, q = tiny
+    whole = _BilateralGrid(image, SPACING, 4.0, 20.0).sums(q)
+    monkeypatch.setattr(_BilateralGrid, "CHUNK", 7)  # not a divisor of the voxel count: a short last chunk
+    chunked = _BilateralGrid(image, SPACING, 4.0, 20.0).sums(q)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5 * np.abs(whole).max())
