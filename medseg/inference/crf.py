@@ -13,8 +13,9 @@ separable Gaussian filter (:func:`scipy.ndimage.gaussian_filter`, zero outside t
 unnormalised kernel and minus the voxel's own term). The appearance sum is not separable in space and
 intensity; it is computed on a **bilateral grid** (Chen, Paris & Durand, SIGGRAPH 2007): values splatted
 with linear weights onto a coarse (x, y, z, HU) grid of cell size ``theta / 2``, blurred there by a
-separable Gaussian of two cells, and read back by linear interpolation. Memory is the grid (a few MB) plus a
-few copies of the probabilities, independent of the kernel's width; a permutohedral lattice (Adams et al.
+separable Gaussian of two cells, and read back by linear interpolation. Memory is the grid (a few MB), a
+chunk of voxels' corner bookkeeping (about 200 MB, whatever the box) and a few copies of the probabilities,
+independent of the kernel's width; a permutohedral lattice (Adams et al.
 2010, used by Krähenbühl's C++ code) is faster in high dimensions, but with four dimensions the grid is
 simple, vectorised and accurate to a few percent of the brute-force sums (tested). Our own code: no
 maintained Python package computes the 3D dense CRF (``pydensecrf`` is unmaintained since 2018 and needs a
