@@ -91,8 +91,10 @@ def _smoothness_sums(q: np.ndarray, spacing_mm: Sequence[float], theta_mm: float
     scale = math.prod(float(np.exp(-0.5 * (np.arange(-r, r + 1) / s) ** 2).sum()) for r, s in zip(radius, sigma))
     out = np.empty_like(q)
     for k in range(q.shape[0]):
-        out[k] = ndimage.gaussian_filter(q[k], sigma=sigma, mode="constant", cval=0.0, truncate=4.0) * scale
-    return out - q  # the voxel's own term (exp(0) = 1) is not a pair
+        ndimage.gaussian_filter(q[k], sigma=sigma, output=out[k], mode="constant", cval=0.0, truncate=4.0)
+        out[k] *= scale
+    out -= q  # the voxel's own term (exp(0) = 1) is not a pair
+    return out
 
 
 class _BilateralGrid:
@@ -193,13 +195,20 @@ def dense_crf(probabilities: np.ndarray, image_hu: np.ndarray, *, spacing_mm: Se
     grid = (_BilateralGrid(clipped, spacing_mm, settings.appearance_mm, settings.appearance_hu)
             if settings.appearance_weight > 0 else None)  # fmt: skip
     q = _softmax(-unary)
-    for _ in range(settings.iterations):
-        message = settings.smoothness_weight * _smoothness_sums(q, spacing_mm, settings.smoothness_mm)
+    for _ in range(settings.iterations):  # in place where it can: each (K, X, Y, Z) array is the box's size
+        message = _smoothness_sums(q, spacing_mm, settings.smoothness_mm)
+        message *= settings.smoothness_weight
         if grid is not None:
-            message += settings.appearance_weight * grid.sums(q)
-        # Potts: a label pays for the neighbours' mass on every other label
-        q = _softmax(-unary - (message.sum(axis=0, keepdims=True) - message))
-    return q.astype(np.float32)
+            appearance = grid.sums(q)
+            appearance *= settings.appearance_weight
+            message += appearance
+            del appearance
+        del q
+        # Potts: a label pays for the neighbours' mass on every other label: scores -unary - (sum - message)
+        message -= message.sum(axis=0, keepdims=True)
+        message -= unary
+        q = _softmax_inplace(message)
+    return q.astype(np.float32, copy=False)
 
 
 def refine_labels(labels: np.ndarray, probabilities: np.ndarray | Callable[[tuple[slice, ...]], np.ndarray],
@@ -239,6 +248,14 @@ def pairwise_sums_bruteforce(q: np.ndarray, image_hu: np.ndarray, *, spacing_mm:
     np.fill_diagonal(kernel, 0.0)
     flat = q.reshape(q.shape[0], -1).astype(np.float64)
     return (flat @ kernel.T).reshape(q.shape)
+
+
+def _softmax_inplace(scores: np.ndarray) -> np.ndarray:
+    """:func:`_softmax` over axis 0, overwriting ``scores`` (returned)."""
+    scores -= scores.max(axis=0, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=0, keepdims=True)
+    return scores
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
