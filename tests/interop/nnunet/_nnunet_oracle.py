@@ -58,6 +58,9 @@ def _edit_plans(path: Path) -> None:
 
 
 def build(root: Path) -> None:
+    import random
+
+    import numpy as np
     import torch
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (
         extract_fingerprints,
@@ -66,7 +69,9 @@ def build(root: Path) -> None:
     )
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # and NumPy's and Python's generators: its sampling and augmentation draw from them
+    np.random.seed(0)  # noqa: NPY002 (nnU-Net draws from the legacy global generator)
+    random.seed(0)
     extract_fingerprints([501], num_processes=1, check_dataset_integrity=True, verbose=False)
     plan_experiments([501])
     _edit_plans(root / "preprocessed" / DATASET / f"{PLANS}.json")
