@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.data.utils import compute_importance_map, dense_patch_slices
 from tqdm.auto import tqdm
 
 from medseg.boxes import grow_to_window
@@ -151,6 +150,8 @@ def plan_windows(
 
         slices = nnunet_window_slices(image_size, window, 1.0 - overlap)
     else:
+        from monai.data.utils import dense_patch_slices  # imported here: MONAI's import takes ~6 s
+
         slices = dense_patch_slices(tuple(image_size), tuple(window), _scan_interval(image_size, window, overlap))
     total = len(slices)
     if mask is not None:
@@ -295,6 +296,8 @@ def _importance_map(settings: WindowSettings, device: torch.device) -> torch.Ten
         from medseg.interop.nnunet.windows import nnunet_gaussian
 
         return nnunet_gaussian(settings.patch_size, sigma_scale=settings.sigma_scale, device=device)
+    from monai.data.utils import compute_importance_map
+
     return compute_importance_map(settings.patch_size, mode="gaussian", sigma_scale=settings.sigma_scale, device=device)
 
 
