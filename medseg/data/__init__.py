@@ -13,7 +13,6 @@ _EXPORTS = {
     "DatasetScan": "discovery",
     "discover_dataset": "discovery",
     "discover_images": "discovery",
-    "scan_dataset": "discovery",
     "PHANTOM_SIZES": "phantom",
     "PhantomCase": "phantom",
     "make_phantom": "phantom",

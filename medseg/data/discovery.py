@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from medseg.errors import DataError
 from medseg.io.dicom import is_dicom_file
 from medseg.io.nifti import is_nifti
 
-__all__ = ["Case", "DatasetScan", "declared_ignore_label", "discover_dataset", "discover_images", "scan_dataset"]
+__all__ = ["Case", "DatasetScan", "declared_ignore_label", "discover_dataset", "discover_images"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +104,6 @@ def discover_dataset(root: str | os.PathLike, *, report_orphans: bool = True) ->
         for path in scan.orphan_labels:
             logger.warning("%s: label without a matching image", path)
     return scan
-
-
-def scan_dataset(root: str | os.PathLike) -> DatasetScan:
-    """Deprecated name of :func:`discover_dataset` (``report_orphans=False``)."""
-    warnings.warn("medseg.data.scan_dataset is deprecated; use discover_dataset(root, report_orphans=False)",
-                  DeprecationWarning, stacklevel=2)
-    return discover_dataset(root, report_orphans=False)
 
 
 def _scan(root: Path) -> DatasetScan:

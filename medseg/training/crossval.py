@@ -138,7 +138,7 @@ def out_of_fold_cases(root: str | os.PathLike, folds: Sequence[int] | None = Non
 
 def _ignore_label(run: Path, data_root: Path) -> int | None:
     """The run's ``data.ignore_label``, else the one its data set's ``dataset.json`` declares."""
-    from medseg.data.discovery import scan_dataset
+    from medseg.data.discovery import discover_dataset
     from medseg.errors import MedsegError
     from medseg.training.run_files import load_run_config
 
@@ -146,7 +146,7 @@ def _ignore_label(run: Path, data_root: Path) -> int | None:
         value = load_run_config(run).data.ignore_label
     except (MedsegError, OSError):
         value = None
-    return value if value is not None else scan_dataset(data_root).ignore_label
+    return value if value is not None else discover_dataset(data_root, report_orphans=False).ignore_label
 
 
 def _read_split(run: Path) -> tuple[int, list[dict[str, list[str]]]]:

@@ -114,14 +114,15 @@ def find_validation_folds(folder: str | os.PathLike, settings: NnUNetCrossvalSet
         DataError: No fold with validation outputs; a requested fold without them; a prediction without a
             reference label map; a case in two folds; classes that cannot be mapped.
     """
-    from medseg.data.discovery import discover_dataset, scan_dataset
+    from medseg.data.discovery import discover_dataset
 
     root = Path(folder)
     labels = nnunet_labels(root, settings.labels)
     ending = _file_ending(root)
     found, skipped = _fold_folders(root, settings.folds)
-    by_id = {case.case_id: case for case in discover_dataset(settings.data)}
-    ignore = scan_dataset(settings.data).ignore_label
+    scan = discover_dataset(settings.data)
+    by_id = {case.case_id: case for case in scan}
+    ignore = scan.ignore_label
     parts, predictions = [], {}
     for fold, fold_dir in found:
         cases = []

@@ -181,15 +181,14 @@ def test_predicts_own_outputs_in_a_folder_are_never_scans(tmp_path):
     assert not is_output_name("liver_7_0000.nii.gz") and not is_output_name("prob_scan.nii.gz")
 
 
-def test_the_scan_is_the_sequence_of_its_cases_and_scan_dataset_is_deprecated(tiny_dataset, tmp_path, caplog):
+def test_the_scan_is_the_sequence_of_its_cases_and_the_one_name(tiny_dataset, tmp_path, caplog):
     import shutil
 
-    from medseg.data import scan_dataset
+    import medseg.data
 
     scan = discover_dataset(tiny_dataset)
     assert list(scan) == scan.cases and len(scan) == len(scan.cases) == 4 and scan[0] == scan.cases[0]
-    with pytest.warns(DeprecationWarning, match="discover_dataset"):
-        assert scan_dataset(tiny_dataset) == scan
+    assert not hasattr(medseg.data, "scan_dataset")  # one name for one thing (issue #25)
     orphaned = tmp_path / "orphaned"
     shutil.copytree(tiny_dataset, orphaned)
     label = next(orphaned.rglob("segmentation-*.nii*"))
