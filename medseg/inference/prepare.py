@@ -75,7 +75,7 @@ def prepare_scan(
         bz0, bz1, bwz, bnz = z0[start:stop], z1[start:stop], wz[start:stop], nz[start:stop]
         lo = int(min(bz0.min(), bnz.min()))
         hi = int(max(bz1.max(), bnz.max())) + 1
-        slab = torch.from_numpy(np.ascontiguousarray(canonical[:, :, lo:hi]))
+        slab = torch.from_numpy(_positive_strides(canonical[:, :, lo:hi]))
         values = normalize_intensity(slab, plan)
         values = lerp_axis(values, 2, bz0 - lo, bz1 - lo, bwz)
         values = lerp_axis(values, 0, x0, x1, wx)
@@ -83,3 +83,15 @@ def prepare_scan(
         if body is not None:
             body[:, :, start:stop] = slab[nx][:, ny][:, :, bnz - lo] > air_threshold_hu
     return image.numpy(), record, body
+
+
+def _positive_strides(view: np.ndarray) -> np.ndarray:
+    """``view`` itself when torch can wrap it (positive strides, writeable), else a copy in its own memory order.
+
+    Not ``np.ascontiguousarray``: a NIfTI scan is stored in Fortran order (x fastest), so forcing C order
+    transposed the whole scan a block at a time (1.0 s of 2.0 s on a 512 x 512 x 298 scan); the normalisation
+    and interpolation below are elementwise and index gathers, so the memory order changes no value.
+    """
+    if min(view.strides, default=0) < 0 or not view.flags.writeable:
+        return view.copy(order="K")
+    return view

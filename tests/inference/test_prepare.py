@@ -42,3 +42,18 @@ def test_no_mask_and_nearest_indices():
 def test_argmax_classes_matches_argmax_including_ties():
     scores = torch.randn(4, 7, 5, 3, generator=torch.Generator().manual_seed(0)).round()  # many ties
     assert torch.equal(argmax_classes(scores), scores.argmax(0).to(torch.uint8))
+
+
+@pytest.mark.parametrize("index", [0, 1, 3])  # RAS (no flip), LPS and ALS (flipped/permuted views)
+def test_prepare_scan_same_for_any_memory_order(index):
+    """A NIfTI scan comes in Fortran order (read without a transposing copy): bitwise the same input and mask
+    as from a C-ordered or read-only copy of the voxels."""
+    case = make_phantom(size="tiny", seed=0, index=index)
+    plan = PreprocessingPlan((5.0, 5.5, 6.0), "ct_zscore", (-60.0, 180.0), 60.0, 40.0)
+    ref, _, ref_body = prepare_scan(case.image, plan, slices_per_block=3)
+    fortran = np.asfortranarray(case.image.array)
+    frozen = case.image.array.copy()
+    frozen.flags.writeable = False
+    for array in (fortran, frozen):
+        image, _, body = prepare_scan(case.image.with_array(array), plan, slices_per_block=3)
+        assert np.array_equal(image, ref) and torch.equal(body, ref_body)
