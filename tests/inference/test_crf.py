@@ -102,12 +102,34 @@ def test_settings_and_the_postprocessing_key():
     assert PostprocessConfig().crf is None  # off unless asked
 
 
-def test_the_bilateral_grid_in_chunks_equals_it_in_one_piece(tiny, monkeypatch):
-    """Voxels visited in chunks (as on a LiTS-size liver box) give the sums of one pass over all of them."""
-    from medseg.inference.crf import _BilateralGrid
+def _grid_operator(grid, image):
+    """The grid's linear map written out: splat ``S`` (each voxel's multilinear weights on the 16 corners of its
+    4D cell, ``(cells, N)``), blur ``G`` (the 4D Gaussian, column by column), slice ``S^T``: ``S^T G S``."""
+    from scipy import ndimage
 
-    image, q = tiny
-    whole = _BilateralGrid(image, SPACING, 4.0, 20.0).sums(q)
-    monkeypatch.setattr(_BilateralGrid, "CHUNK", 7)  # not a divisor of the voxel count: a short last chunk
-    chunked = _BilateralGrid(image, SPACING, 4.0, 20.0).sums(q)
-    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5 * np.abs(whole).max())
+    positions = np.indices(image.shape).reshape(3, -1).astype(np.float64)
+    hu = (image.ravel().astype(np.float32) - grid.hu_min).astype(np.float64)
+    coords = np.concatenate([positions, hu[None]]) * np.array(grid.cells_per_unit, np.float64)[:, None]
+    base, n = np.floor(coords).astype(int), coords.shape[1]
+    splat = np.zeros((int(np.prod(grid.grid_shape)), n))
+    for corner in range(16):
+        bits = np.array([(corner >> a) & 1 for a in range(4)])[:, None]
+        weight = np.prod(np.where(bits == 1, coords - base, 1 - (coords - base)), axis=0)
+        np.add.at(splat, (np.ravel_multi_index(tuple(base + bits), grid.grid_shape), np.arange(n)), weight)
+    blurred = ndimage.gaussian_filter(splat.reshape(*grid.grid_shape, n), sigma=(grid.sigma,) * 4 + (0,),
+                                      mode="constant", truncate=4.0).reshape(splat.shape)  # fmt: skip
+    return splat.T @ blurred
+
+
+def test_the_slice_by_slice_grid_equals_the_4d_splat_blur_slice():
+    """The grid's x-slice-by-x-slice splat (8 scattered corners, 2 x-planes) and slicing equal the textbook 4D
+    multilinear splat / blur / slice operator built as matrices, its diagonal (a voxel's own term) removed."""
+    rng = np.random.default_rng(3)
+    shape = (7, 5, 4)
+    image = np.where(np.indices(shape)[1] < 2, 60.0, -20.0) + rng.normal(0, 8, shape)
+    q = rng.dirichlet([1, 1, 1], size=shape).transpose(3, 0, 1, 2).astype(np.float32)
+    grid = _BilateralGrid(image.astype(np.float32), SPACING, 4.0, 20.0)
+    operator = _grid_operator(grid, image)
+    np.fill_diagonal(operator, 0.0)
+    expected = (q.reshape(3, -1).astype(np.float64) @ operator.T).reshape(q.shape) * grid.scale
+    np.testing.assert_allclose(grid.sums(q), expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
