@@ -14,7 +14,10 @@ Connected components come from :func:`scipy.ndimage.label`; the dilation uses
 ``dilation_mm / spacing_mm`` voxels, so it is isotropic in millimetres on anisotropic grids. Work is done
 inside the foreground's bounding box, so memory stays near the size of the label map, and the dilation
 (whose cost grows with the structuring element: ~1000 voxels for 5 mm at 0.8 mm) only around tumor
-components that do not already touch the liver (9.6 s -> well under a second on a 512x512x298 scan).
+components that do not already touch the liver (9.6 s -> well under a second on a 512x512x298 scan). Whether a
+component touches the liver is also decided in its own crop (the component's box plus the dilation's reach):
+a 26-neighbour dilation of the whole liver cost 0.9-2.5 s on that scan; inside the crop it gives the same
+voxels next to the component, so the same result (tested against whole-map scipy).
 """
 
 from __future__ import annotations
@@ -157,26 +160,27 @@ def restrict_tumor_to_liver(labels: np.ndarray, *, spacing_mm: Sequence[float], 
         A new label map; removed tumor voxels become background.
     """
     out = labels.copy()
-    tumor = labels == TUMOR
-    if not tumor.any():
+    tumor = bounding_box(labels == TUMOR)
+    if tumor is None:
         return out
     ball = ball_mm(dilation_mm, spacing_mm=spacing_mm)
     reach = [b // 2 + 1 for b in ball.shape]  # how far a liver voxel's dilation reaches, per axis
-    box = bounding_box(labels, margin=reach)
-    liver = labels[box] == LIVER
-    components, n = _components(tumor[box])
+    components, n = _components(labels[tumor] == TUMOR)  # every tumor voxel is in its box
     keep = np.zeros(n + 1, dtype=bool)
-    keep[np.unique(components[ndimage.binary_dilation(liver, structure=_CONNECTIVITY) & (components > 0)])] = True
-    keep[0] = False
-    if ball.size > 1:  # components not touching the liver: dilate it only around each of them
-        for index, where in enumerate(ndimage.find_objects(components), start=1):
-            if where is None or keep[index]:
-                continue
-            crop = tuple(slice(max(0, w.start - r), min(n_ax, w.stop + r))
-                         for w, r, n_ax in zip(where, reach, liver.shape))  # fmt: skip
-            near = ndimage.binary_dilation(ndimage.binary_dilation(liver[crop], structure=_CONNECTIVITY), ball)
-            keep[index] = bool((near & (components[crop] == index)).any())
-    region = out[box]
+    for index, where in enumerate(ndimage.find_objects(components), start=1):
+        if where is None:
+            continue
+        crop = tuple(slice(max(0, t.start + w.start - r), min(n_ax, t.start + w.stop + r))
+                     for t, w, r, n_ax in zip(tumor, where, reach, labels.shape))  # fmt: skip
+        mine = np.zeros(tuple(c.stop - c.start for c in crop), dtype=bool)  # the component, in its crop
+        inner = tuple(slice(t.start + w.start - c.start, t.start + w.stop - c.start)
+                      for t, w, c in zip(tumor, where, crop))  # fmt: skip
+        mine[inner] = components[where] == index
+        near = ndimage.binary_dilation(labels[crop] == LIVER, structure=_CONNECTIVITY)
+        keep[index] = bool((near & mine).any())
+        if not keep[index] and ball.size > 1:
+            keep[index] = bool((ndimage.binary_dilation(near, ball) & mine).any())
+    region = out[tumor]
     region[(components > 0) & ~keep[components]] = 0
     return out
 
