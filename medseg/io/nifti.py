@@ -227,7 +227,7 @@ def write_nifti(volume: Volume, path: str | os.PathLike, *, label: bool = False,
     array = np.asarray(volume.array)
     if label:
         array = _as_uint8_labels(array, path)
-    img = nib.Nifti1Image(array, volume.affine)
+    img = nib.Nifti1Image(_fortran_order(array), volume.affine)
     meta = volume.meta
     qform = meta.get("nifti_qform")
     if qform is not None and meta.get("nifti_qform_code", 0) > 0:
@@ -242,6 +242,22 @@ def write_nifti(volume: Volume, path: str | os.PathLike, *, label: bool = False,
     with atomic_path(path) as tmp:
         nib.save(img, tmp)
     return path
+
+
+def _fortran_order(array: np.ndarray, *, tile: tuple[int, int] = (128, 8)) -> np.ndarray:
+    """``array`` in Fortran order (as NIfTI stores voxels), copied a ``tile`` of the first two axes at a time.
+
+    nibabel writes a C-ordered array one last-axis slice at a time through ``tobytes`` on a strided view,
+    which touches one byte per cache line: 1.9 s for a 512 x 512 x 298 uint8 label map (``np.asfortranarray``:
+    1.6 s). Copying tiles of 128 x 8 x Z keeps source and target in cache: 0.2 s. Same bytes in the file.
+    """
+    if array.ndim != 3 or array.flags.f_contiguous:
+        return array
+    out = np.empty(array.shape[::-1], dtype=array.dtype).T  # Fortran-ordered (X, Y, Z)
+    for x in range(0, array.shape[0], tile[0]):
+        for y in range(0, array.shape[1], tile[1]):
+            out[x : x + tile[0], y : y + tile[1]] = array[x : x + tile[0], y : y + tile[1]]
+    return out
 
 
 def _as_uint8_labels(array: np.ndarray, path: Path) -> np.ndarray:

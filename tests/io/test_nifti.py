@@ -139,3 +139,22 @@ def test_header_extensions_that_run_past_the_voxels_are_refused(tmp_path):
     cut.write_bytes(_nifti_with_extension(tmp_path / "whole.nii.gz", 4 << 20).read_bytes()[:3000])
     with pytest.raises(DataError, match=r"cut\.nii\.gz: "):
         read_volume(cut)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (130, 17, 6), (257, 9, 2)])  # tiles of 128 x 8 with remainders
+def test_label_map_file_same_bytes_for_any_memory_order(tmp_path, shape):
+    """A C-ordered label map is written through a tiled Fortran copy: the same file bytes as nibabel writing a
+    Fortran-ordered copy of it (np.asfortranarray), and the same voxels read back."""
+    from medseg.io.nifti import _fortran_order
+    from medseg.io.volume import Volume
+
+    labels = np.random.default_rng(0).integers(0, 3, size=shape, dtype=np.uint8)
+    assert np.array_equal(_fortran_order(labels), labels) and _fortran_order(labels).flags.f_contiguous
+    affine = np.diag([0.8, 0.9, 2.0, 1.0])
+    written = []
+    for array in (labels, np.asfortranarray(labels)):
+        path = tmp_path / f"{len(written)}.nii"
+        write_volume(Volume(array=array, affine=affine), path, label=True)
+        written.append(path.read_bytes())
+    assert written[0] == written[1]
+    assert np.array_equal(read_volume(tmp_path / "0.nii").array, labels)
