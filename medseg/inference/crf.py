@@ -164,7 +164,7 @@ class _BilateralGrid:
         (by, fy), (bz, fz) = y_axis, z_axis
         self.plane = gy * gz * gh
         self.offsets = np.array([cy * gz * gh + cz * gh + ch for cy in (0, 1) for cz in (0, 1) for ch in (0, 1)],
-                                dtype=np.int64)[:, None]  # fmt: skip
+                                dtype=np.int32)[:, None]  # fmt: skip
         wy, wz = np.stack([1 - fy, fy]), np.stack([1 - fz, fz])
         self.yz_weight = (wy[:, None, :, None] * wz[None, :, None, :]).reshape(4, 1, -1).astype(np.float32)
         self.yz_self = np.outer(self._self_weight(fy), self._self_weight(fz)).ravel()
@@ -207,7 +207,7 @@ class _BilateralGrid:
             own = self.x_self[x] * self.yz_self * self._self_weight(self.hu_frac[x])
             for k in range(q.shape[0]):
                 plane = grids[k, lower] * (1 - frac) + grids[k, lower + 1] * frac
-                sliced = (plane[index].reshape(8, -1) * weight).sum(axis=0)
+                sliced = (np.take(plane, index).reshape(8, -1) * weight).sum(axis=0)
                 # the grid also spreads each voxel's own value over its neighbours: remove it in proportion
                 out[k, x] = (sliced - own * values[k, x]) * self.scale
         return out.reshape(q.shape)
