@@ -101,13 +101,15 @@ class CrfSettings:
         return asdict(self)
 
 
-def _smoothness_sums(q: np.ndarray, spacing_mm: Sequence[float], theta_mm: float) -> np.ndarray:
-    """``sum_{j != i} exp(-|p_i - p_j|^2 / 2 theta^2) q_j`` for each class, exactly (separable, zero outside)."""
+def _smoothness_sums(q: np.ndarray, spacing_mm: Sequence[float], theta_mm: float, out: np.ndarray | None = None
+                     ) -> np.ndarray:
+    """``sum_{j != i} exp(-|p_i - p_j|^2 / 2 theta^2) q_j`` for each class, exactly (separable, zero outside),
+    into ``out`` (a new array if ``None``)."""
     sigma = [theta_mm / s for s in spacing_mm]
     radius = [int(4.0 * s + 0.5) for s in sigma]
     # gaussian_filter normalises its 1D kernels; the unnormalised kernel is their product times the sums
     scale = math.prod(float(np.exp(-0.5 * (np.arange(-r, r + 1) / s) ** 2).sum()) for r, s in zip(radius, sigma))
-    out = np.empty_like(q)
+    out = np.empty_like(q) if out is None else out
     for k in range(q.shape[0]):
         ndimage.gaussian_filter(q[k], sigma=sigma, output=out[k], mode="constant", cval=0.0, truncate=4.0)
         out[k] *= scale
@@ -242,12 +244,13 @@ def dense_crf(probabilities: np.ndarray, image_hu: np.ndarray, *, spacing_mm: Se
     clipped = np.clip(np.asarray(image_hu, dtype=np.float32), *settings.hu_range)
     grid = (_BilateralGrid(clipped, spacing_mm, settings.appearance_mm, settings.appearance_hu)
             if settings.appearance_weight > 0 else None)  # fmt: skip
+    del clipped  # the grid keeps what it needs of it
     # Q sums to 1 over the classes and the filters are linear: the last class's message is the filtered ones
     # (computed once) minus the others'
     total = _messages(np.ones((1, *p.shape[1:]), np.float32), grid, spacing_mm, settings)[0]
     for _ in range(settings.iterations):  # in place where it can: each (K, X, Y, Z) array is the box's size
         scores = np.empty_like(q)
-        scores[:-1] = _messages(q[:-1], grid, spacing_mm, settings)
+        _messages(q[:-1], grid, spacing_mm, settings, out=scores[:-1])
         del q
         np.subtract(total, scores[:-1].sum(axis=0), out=scores[-1])
         # Potts: a label pays for the neighbours' mass on every other label, -unary - (sum - message); the sum
@@ -257,10 +260,10 @@ def dense_crf(probabilities: np.ndarray, image_hu: np.ndarray, *, spacing_mm: Se
     return q
 
 
-def _messages(q: np.ndarray, grid: _BilateralGrid | None, spacing_mm: Sequence[float], settings: CrfSettings
-              ) -> np.ndarray:
-    """The weighted sums of both kernels, ``(C, X, Y, Z)`` for ``q`` of ``(C, X, Y, Z)``."""
-    message = _smoothness_sums(q, spacing_mm, settings.smoothness_mm)
+def _messages(q: np.ndarray, grid: _BilateralGrid | None, spacing_mm: Sequence[float], settings: CrfSettings,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """The weighted sums of both kernels, ``(C, X, Y, Z)`` for ``q`` of ``(C, X, Y, Z)``, into ``out``."""
+    message = _smoothness_sums(q, spacing_mm, settings.smoothness_mm, out)
     message *= settings.smoothness_weight
     if grid is not None:
         appearance = grid.sums(q)
