@@ -34,6 +34,28 @@ def test_restore_argmax_equals_full_restore(index, spacing):
     np.testing.assert_array_equal(out, ref)
 
 
+@pytest.mark.parametrize("index", [0, 1, 3])  # RAS, LPS, ALS storage
+def test_restore_argmax_with_uniform_regions_of_every_class(index):
+    """Smooth logits: large regions where all corners agree on background, liver or tumor (filled without
+    interpolating) and boundaries between them (interpolated pixel by pixel) equal the full restore's argmax."""
+    from scipy import ndimage
+
+    case = make_phantom(size="tiny", seed=0, index=index)
+    image, record = preprocess_image(case.image, PreprocessingPlan((3.0, 3.5, 4.0)))
+    rng = np.random.default_rng(index)
+    fields = np.stack([ndimage.gaussian_filter(rng.standard_normal(image.shape), 2.0) for _ in range(3)])
+    logits = torch.from_numpy(fields.astype(np.float32) * 50)
+    classes = logits.argmax(0)
+    assert all((classes == k).float().mean() > 0.15 for k in range(3))  # every class holds large regions
+    out = restore_argmax(logits, record, slices_per_block=4)
+    full = restore_to_scan(logits, record)  # F.interpolate: its own rounding, so ties to ~1e-5 may go either way
+    top2 = np.sort(full, axis=0)[-2:]
+    clear = top2[1] - top2[0] > 1e-4
+    assert np.count_nonzero(~clear) < 1e-3 * out.size
+    np.testing.assert_array_equal(out[clear], full.argmax(0)[clear])
+    assert all(np.count_nonzero(out == k) > 0.1 * out.size for k in range(3))
+
+
 def test_restore_argmax_of_a_label_blob_lands_on_the_reference():
     case = make_phantom(size="tiny", seed=0, index=1)
     _, record = preprocess_image(case.image, PreprocessingPlan((4.0, 4.0, 4.0)))
