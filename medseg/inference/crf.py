@@ -209,7 +209,7 @@ class _BilateralGrid:
             own = self.x_self[x] * self.yz_self * self._self_weight(self.hu_frac[x])
             for k in range(q.shape[0]):
                 plane = grids[k, lower] * (1 - frac) + grids[k, lower + 1] * frac
-                sliced = (np.take(plane, index).reshape(8, -1) * weight).sum(axis=0)
+                sliced = np.einsum("cv,cv->v", np.take(plane, index).reshape(8, -1), weight)
                 # the grid also spreads each voxel's own value over its neighbours: remove it in proportion
                 out[k, x] = (sliced - own * values[k, x]) * self.scale
         return out.reshape(q.shape)
