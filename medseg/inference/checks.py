@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import nibabel.orientations as nio
 import numpy as np
 
+from medseg.boxes import bounding_box
 from medseg.errors import ConfigError, DataError
 from medseg.io.label_map import looks_like_label_map
 from medseg.io.volume import Volume
@@ -98,10 +99,11 @@ class ScanChecks:
 
     def after(self, volume: Volume, labels: Volume, path=None) -> list[str]:
         """Warnings about the prediction: the predicted liver's intensities against the training data's."""
-        mask = liver_mask(labels.array)
-        if not mask.any():
+        box = bounding_box(labels.array)  # the liver lies in the label map's box: masks of the box only
+        mask = liver_mask(labels.array[box]) if box is not None else None
+        if mask is None or not mask.any():
             return []
-        median = float(np.median(np.asarray(volume.array)[mask]))
+        median = float(np.median(np.asarray(volume.array)[box][mask]))  # the median ignores the voxels' order
         low, high = self.plan.clip_hu
         findings = []
         if not low <= median <= high:

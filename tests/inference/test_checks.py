@@ -84,3 +84,14 @@ def test_refusals(scan, labels):
         refuse_unusable_scan(scan.with_array(values))
     with pytest.raises(DataError, match="values 0, 1 only: this is a label map"):
         ScanChecks(plan=PLAN).before(labels)
+
+
+def test_liver_median_taken_in_the_label_box_equals_the_whole_map_median(scan, labels):
+    """after() reads the liver's HU inside the label map's box: the same median as over the whole scan."""
+    rng = np.random.default_rng(0)
+    noisy = scan.with_array((scan.array + rng.integers(-400, 400, scan.shape)).astype(np.int16))
+    raw = noisy.with_array((noisy.array.astype(np.int32) + 1024).astype(np.int16))
+    mask = (labels.array == 1) | (labels.array == 2)
+    expected = float(np.median(raw.array[mask]))
+    (finding,) = ScanChecks(plan=PLAN, min_body_fraction=0).after(raw, labels)
+    assert finding.startswith(f"liver_hu: median {expected:.0f} HU inside the predicted liver")
