@@ -91,7 +91,8 @@ def _worker_monai(args) -> dict:
     labels = postprocess_labels(labels, spacing_mm=volume.spacing_mm, config=predictor.postprocessing)
     write_volume(volume.with_array(labels), args.out, label=True)
     t3 = time.perf_counter()
-    return {"seconds": t3 - t0, "network_s": t2 - t1, "base_rss_mb": base}
+    return {"seconds": t3 - t0, "network_s": t2 - t1, "base_rss_mb": base, "runtime": "torch",
+            "precision": "float32" if predictor.device.type == "cpu" else "float16"}
 
 
 def _worker_medseg(args, mode: str) -> dict:
@@ -111,13 +112,15 @@ def _worker_medseg(args, mode: str) -> dict:
     out_dir = Path(args.out).parent / f"pred-{mode}"
     t0 = time.perf_counter()
     code = main(["predict", "--model", str(args.model), str(args.scan), "--out", str(out_dir), "--mode", mode,
-                 "--overlap", str(args.overlap), "--device", args.device, "--no-volumes", "--no-progress"])
+                 "--overlap", str(args.overlap), "--device", args.device, "--no-volumes", "--no-preview",
+                 "--no-progress"])  # the label map only, as the monai method writes
     seconds = time.perf_counter() - t0
     if code != 0:
         raise SystemExit(f"medseg predict failed with code {code}")
     produced = next(out_dir.glob("*_seg.nii.gz"))
     os.replace(produced, args.out)
-    return {"seconds": seconds, "base_rss_mb": base}
+    compute = json.loads((out_dir / "run.json").read_text())["settings"]["compute"]  # what predict chose
+    return {"seconds": seconds, "base_rss_mb": base, "runtime": compute["runtime"], "precision": compute["precision"]}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -280,8 +283,10 @@ def _report(results: dict, info: dict, scan_mb: float, model: Path, args, model_
     for method, r in results.items():
         speedup = f"{base['seconds'] / r['seconds']:.1f}x" if base else "-"
         peak, added = r["peak_rss_mb"], r["peak_rss_mb"] - r["base_rss_mb"]
-        rows.append(f"| {method} | {r['seconds']:.1f} | {speedup} | {r['dice_liver']:.4f} | {r['dice_tumor']:.4f} | "
-                    f"{peak:.0f} ({peak / scan_mb:.1f}x) | {added:.0f} ({added / scan_mb:.1f}x) |")
+        compute = f"{r.get('runtime', '?')}, {r.get('precision', '?')}"
+        rows.append(f"| {method} | {compute} | {r['seconds']:.1f} | {speedup} | {r['dice_liver']:.4f} | "
+                    f"{r['dice_tumor']:.4f} | {peak:.0f} ({peak / scan_mb:.1f}x) | "
+                    f"{added:.0f} ({added / scan_mb:.1f}x) |")
     notes = ""
     if base:
         notes = (f"Of the `monai` run, {base['network_s']:.1f} s are the sliding window itself; the rest\n"
@@ -306,20 +311,24 @@ One LiTS-size phantom scan ({shape}, spacing {spacing} mm, {scan_mb:.0f} MB as i
 case {args.index}); model `{model}`:
 {model_line}. Window and overlap {args.overlap} the same for all methods; one CPU thread; fastest of
 {args.repeat} runs; each method in a fresh process, timed from loading the model and reading the NIfTI
-to writing the label map, with the same post-processing.
+to writing the label map (imports excluded), with the same post-processing; medseg with `--no-volumes
+--no-preview`, so that every method writes the label map only.
 
-- `monai`: `sliding_window_inference(mode="gaussian")` over the whole resampled scan, then
-  `restore_to_scan` + argmax (the plain approach).
-- `medseg-full`: `medseg predict --mode full` (air-only windows skipped, block-wise preparation and
-  restoration).
-- `medseg`: `medseg predict` defaults: coarse pass at twice the spacing finds the liver, then the
-  whole-scan grid's windows centred in the liver box (+15 mm, grown while the liver reaches a face).
+- `monai`: the run's network and weights in PyTorch float32 on the CPU (what a plain MONAI user runs),
+  `sliding_window_inference(mode="gaussian")` over the whole resampled scan, then `restore_to_scan` +
+  argmax (the plain approach).
+- `medseg-full`: `medseg predict --mode full` with its default runtime (`--runtime auto`: OpenVINO on a
+  CPU where it is installed, bfloat16 where the CPU has it natively; column "runtime, precision" from
+  `run.json`), air-only windows skipped, block-wise preparation and restoration.
+- `medseg`: `medseg predict` defaults (same runtime): coarse pass at twice the spacing finds the liver,
+  then the whole-scan grid's windows centred in the liver box (+15 mm, grown while the liver reaches a
+  face).
 
 Peak RSS is the process's peak resident memory (`VmHWM`; in brackets: multiple of the scan's int16
 size); "added" subtracts the resident memory after importing torch/MONAI/medseg, before the model loads.
 
-| method | seconds | speed-up vs monai | Dice liver | Dice tumor | peak RSS MB | added RSS MB |
-|---|---|---|---|---|---|---|
+| method | runtime, precision | seconds | speed-up vs monai | Dice liver | Dice tumor | peak RSS MB | added RSS MB |
+|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 {notes}
