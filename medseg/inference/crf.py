@@ -188,8 +188,9 @@ class _BilateralGrid:
         weight = (self.yz_weight * np.stack([1 - frac, frac])[None]).reshape(8, -1)
         return (self.base[x][None, :] + self.offsets).ravel(), weight
 
-    def sums(self, q: np.ndarray) -> np.ndarray:
-        """``sum_{j != i} exp(-d_ij^2/2theta^2 - dI^2/2theta_hu^2) q_j`` per class (grid approximation)."""
+    def sums(self, q: np.ndarray, out: np.ndarray | None = None, factor: float = 1.0) -> np.ndarray:
+        """``sum_{j != i} exp(-d_ij^2/2theta^2 - dI^2/2theta_hu^2) q_j`` per class (grid approximation), times
+        ``factor``: added to ``out`` (same shape as ``q``) when given, else a new array."""
         values = q.reshape(q.shape[0], self.shape[0], -1)
         grids = np.zeros((q.shape[0], self.grid_shape[0], self.plane), np.float32)
         local = np.empty(self.plane, np.float32)
@@ -203,7 +204,8 @@ class _BilateralGrid:
         for k in range(q.shape[0]):  # the blur, class by class (each ndimage pass makes its own output)
             grids[k] = ndimage.gaussian_filter(grids[k].reshape(self.grid_shape), sigma=self.sigma, mode="constant",
                                                cval=0.0, truncate=4.0).reshape(grids.shape[1:])  # fmt: skip
-        out = np.empty(values.shape, q.dtype)
+        out = np.zeros(q.shape, q.dtype) if out is None else out
+        flat = out.reshape(values.shape)
         for x, (lower, frac) in enumerate(zip(self.x_base, self.x_frac)):
             index, weight = self._corners(x)
             own = self.x_self[x] * self.yz_self * self._self_weight(self.hu_frac[x])
@@ -211,8 +213,8 @@ class _BilateralGrid:
                 plane = grids[k, lower] * (1 - frac) + grids[k, lower + 1] * frac
                 sliced = np.einsum("cv,cv->v", np.take(plane, index).reshape(8, -1), weight)
                 # the grid also spreads each voxel's own value over its neighbours: remove it in proportion
-                out[k, x] = (sliced - own * values[k, x]) * self.scale
-        return out.reshape(q.shape)
+                flat[k, x] += (sliced - own * values[k, x]) * (self.scale * factor)
+        return out
 
 
 def _lattice(n: int, cells_per_voxel: np.float32) -> tuple[np.ndarray, np.ndarray]:
@@ -239,8 +241,7 @@ def dense_crf(probabilities: np.ndarray, image_hu: np.ndarray, *, spacing_mm: Se
     if p.ndim != 4 or p.shape[1:] != np.shape(image_hu):
         raise ValueError(f"probabilities (K, X, Y, Z) {p.shape} must match the image {np.shape(image_hu)}")
     q = np.clip(p, _EPS, 1.0)
-    log_p = np.log(q)  # the unaries are -log P
-    q /= q.sum(axis=0, keepdims=True)  # the softmax of -unary
+    q /= q.sum(axis=0, keepdims=True)  # the softmax of -unary (the unaries are -log P)
     clipped = np.clip(np.asarray(image_hu, dtype=np.float32), *settings.hu_range)
     grid = (_BilateralGrid(clipped, spacing_mm, settings.appearance_mm, settings.appearance_hu)
             if settings.appearance_weight > 0 else None)  # fmt: skip
@@ -248,15 +249,16 @@ def dense_crf(probabilities: np.ndarray, image_hu: np.ndarray, *, spacing_mm: Se
     # Q sums to 1 over the classes and the filters are linear: the last class's message is the filtered ones
     # (computed once) minus the others'
     total = _messages(np.ones((1, *p.shape[1:]), np.float32), grid, spacing_mm, settings)[0]
-    for _ in range(settings.iterations):  # in place where it can: each (K, X, Y, Z) array is the box's size
-        scores = np.empty_like(q)
-        _messages(q[:-1], grid, spacing_mm, settings, out=scores[:-1])
-        del q
-        np.subtract(total, scores[:-1].sum(axis=0), out=scores[-1])
+    message = np.empty_like(q[:-1])
+    for _ in range(settings.iterations):  # in place: Q, the messages and ``total`` are all it holds
+        _messages(q[:-1], grid, spacing_mm, settings, out=message)
+        q[:-1] = message  # Q is spent: it becomes the scores
+        np.subtract(total, message.sum(axis=0), out=q[-1])
         # Potts: a label pays for the neighbours' mass on every other label, -unary - (sum - message); the sum
         # (the same for every label: ``total``) does not change the softmax
-        scores += log_p
-        q = _softmax_inplace(scores)
+        for start in range(0, q.shape[1], 16):  # + log P, a slab at a time (no box-sized temporary)
+            q[:, start : start + 16] += np.log(np.clip(p[:, start : start + 16], _EPS, 1.0))
+        _softmax_inplace(q)
     return q
 
 
@@ -266,9 +268,7 @@ def _messages(q: np.ndarray, grid: _BilateralGrid | None, spacing_mm: Sequence[f
     message = _smoothness_sums(q, spacing_mm, settings.smoothness_mm, out)
     message *= settings.smoothness_weight
     if grid is not None:
-        appearance = grid.sums(q)
-        appearance *= settings.appearance_weight
-        message += appearance
+        grid.sums(q, out=message, factor=settings.appearance_weight)
     return message
 
 
