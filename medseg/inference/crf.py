@@ -27,8 +27,8 @@ Choices, measured on a LiTS-size liver box (287 x 214 x 217 voxels of 0.78 x 0.7
 * **Splat and slice one x-slice at a time.** The voxels form a regular lattice, so a slice's weights on its two
   x-planes are the same for all its voxels: only the 8 (y, z, HU) corners are scattered per voxel
   (:func:`numpy.add.at`, into one grid plane that stays in the cache; 3-4x faster than :func:`numpy.bincount`
-  on the same data), not 16, and the per-voxel bookkeeping kept for the whole call is 8 bytes a voxel
-  (the in-plane corner index as int32, the HU fraction as float32), not 16 corners' indices and weights.
+  on the same data), not 16, and the per-voxel bookkeeping kept for the whole call is 4 bytes a voxel
+  (its HU in grid cells, float32), not 16 corners' indices and weights.
 * **K - 1 classes per iteration.** ``Q`` sums to 1 over the classes and both filters are linear, so the last
   class's sums are the filtered ones (computed once per call) minus the others'.
 
@@ -124,9 +124,9 @@ class _BilateralGrid:
     one x-slice at a time: the voxel positions form a regular lattice, so a slice's weights on the two x-planes
     are the same for all its voxels (two scaled plane additions), and only the 8 (y, z, HU) corners are
     scattered per voxel (:func:`numpy.add.at`, into one plane that stays in the cache). Slicing is the transpose:
-    the two x-planes interpolated once per slice, then 8 gathers per voxel. Kept per scan: each voxel's flat
-    in-plane corner index (int32) and HU fraction (float32), 8 bytes a voxel; the (y, z) weights are a
-    ``(4, Y * Z)`` table, the x weights one per slice."""
+    the two x-planes interpolated once per slice, then 8 gathers per voxel. Kept per scan: each voxel's HU in
+    grid cells (float32, 4 bytes a voxel; its corner index and fraction follow per slice); the (y, z) weights
+    are a ``(4, Y * Z)`` table, the x weights one per slice."""
 
     _MAX_CELLS = 20_000_000  # 80 MB of float32 per class: above it, 2 cells per sigma instead of 3
 
@@ -170,10 +170,8 @@ class _BilateralGrid:
         wy, wz = np.stack([1 - fy, fy]), np.stack([1 - fz, fz])
         self.yz_weight = (wy[:, None, :, None] * wz[None, :, None, :]).reshape(4, 1, -1).astype(np.float32)
         self.yz_self = np.outer(self._self_weight(fy), self._self_weight(fz)).ravel()
-        hu_base = np.floor(hu_cells)
-        self.hu_frac = (hu_cells - hu_base).astype(np.float32).reshape(self.shape[0], -1)
-        yz_base = (by[:, None] * (gz * gh) + bz[None, :] * gh).ravel()
-        self.base = hu_base.astype(np.int32).reshape(self.shape[0], -1) + yz_base.astype(np.int32)
+        self.hu_cells = hu_cells.astype(np.float32, copy=False).reshape(self.shape[0], -1)
+        self.yz_base = (by[:, None] * (gz * gh) + bz[None, :] * gh).ravel().astype(np.int32)
 
     def _self_weight(self, frac: np.ndarray) -> np.ndarray:
         """Per axis, a voxel's weight on itself through splat, blur and slice (its two corners paired through
@@ -181,12 +179,13 @@ class _BilateralGrid:
         f = np.asarray(frac, dtype=np.float64)
         return (f**2 + (1 - f) ** 2) * self.g0 + 2 * f * (1 - f) * self.g1
 
-    def _corners(self, x: int) -> tuple[np.ndarray, np.ndarray]:
+    def _corners(self, x: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Slice ``x``: the in-plane flat index ``(8 * Y * Z,)`` and weight ``(8, Y * Z)`` of its voxels' 8
-        (y, z, HU) corners, ordered as :attr:`offsets`."""
-        frac = self.hu_frac[x]
+        (y, z, HU) corners, ordered as :attr:`offsets`, and their HU fractions ``(Y * Z,)``."""
+        lower = np.floor(self.hu_cells[x])
+        frac = self.hu_cells[x] - lower
         weight = (self.yz_weight * np.stack([1 - frac, frac])[None]).reshape(8, -1)
-        return (self.base[x][None, :] + self.offsets).ravel(), weight
+        return ((lower.astype(np.int32) + self.yz_base)[None, :] + self.offsets).ravel(), weight, frac
 
     def sums(self, q: np.ndarray, out: np.ndarray | None = None, factor: float = 1.0) -> np.ndarray:
         """``sum_{j != i} exp(-d_ij^2/2theta^2 - dI^2/2theta_hu^2) q_j`` per class (grid approximation), times
@@ -195,7 +194,7 @@ class _BilateralGrid:
         grids = np.zeros((q.shape[0], self.grid_shape[0], self.plane), np.float32)
         local = np.empty(self.plane, np.float32)
         for x, (lower, frac) in enumerate(zip(self.x_base, self.x_frac)):
-            index, weight = self._corners(x)
+            index, weight, _ = self._corners(x)
             for k in range(q.shape[0]):
                 local.fill(0.0)
                 np.add.at(local, index, (weight * values[k, x]).ravel())
@@ -207,8 +206,8 @@ class _BilateralGrid:
         out = np.zeros(q.shape, q.dtype) if out is None else out
         flat = out.reshape(values.shape)
         for x, (lower, frac) in enumerate(zip(self.x_base, self.x_frac)):
-            index, weight = self._corners(x)
-            own = self.x_self[x] * self.yz_self * self._self_weight(self.hu_frac[x])
+            index, weight, frac_hu = self._corners(x)
+            own = self.x_self[x] * self.yz_self * self._self_weight(frac_hu)
             for k in range(q.shape[0]):
                 plane = grids[k, lower] * (1 - frac) + grids[k, lower + 1] * frac
                 sliced = np.einsum("cv,cv->v", np.take(plane, index).reshape(8, -1), weight)
