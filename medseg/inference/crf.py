@@ -32,12 +32,13 @@ Choices, measured on a LiTS-size liver box (287 x 214 x 217 voxels of 0.78 x 0.7
 * **K - 1 classes per iteration.** ``Q`` sums to 1 over the classes and both filters are linear, so the last
   class's sums are the filtered ones (computed once per call) minus the others'.
 
-Together (before: 16 corners recomputed per 2^20-voxel chunk twice an iteration, every class): the CRF on that
-box went from about 240 s and 1.4 GB to about 25 s and 0.8 GB. A permutohedral lattice (Adams, Baek & Davis,
-Eurographics 2010; Krähenbühl's C++ code) scatters to 5 vertices instead of 8 but needs a hash table of
-lattice points; in NumPy the grid is simpler and accurate to about 1% of the brute-force sums (tested).
-Our own code: no maintained Python package computes the 3D dense CRF (``pydensecrf`` is unmaintained since
-2018 and needs a compiler; SimpleCRF last released in 2021).
+Together (before: 16 corners recomputed per 2^20-voxel chunk twice an iteration, every class): 5 iterations
+on that box take 16-18 s instead of about 240 s, the CRF's own memory is 0.5 GB instead of 1.4 GB, and the
+labels are the same; ``benchmarks/bench_crf.py`` (docs/benchmarks.md) has the whole command. A permutohedral
+lattice (Adams, Baek & Davis, Eurographics 2010; Krähenbühl's C++ code) scatters to 5 vertices instead of 8
+but needs a hash table of lattice points; in NumPy the grid is simpler and accurate to about 1% of the
+brute-force sums (tested). Our own code: no maintained Python package computes the 3D dense CRF
+(``pydensecrf`` is unmaintained since 2018 and needs a compiler; SimpleCRF last released in 2021).
 
 Only the region that matters is refined: the probabilities inside the predicted liver's bounding box plus a
 margin (:func:`refine_labels`), so a LiTS-size scan costs the liver's box, not the scan.
