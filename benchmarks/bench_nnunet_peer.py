@@ -193,7 +193,8 @@ def main(argv=None) -> int:
         f"Weights: the trained run `{args.run}` (patch {tuple(predictor.patch_size)}, target spacing "
         f"{tuple(round(s, 2) for s in plan.target_spacing_mm)} mm), exported as TorchScript into nnU-Net v2 "
         f"2.8.1's predictor. Scan: the `{args.size}` phantom {case.image.shape}, file to file (wall time of each "
-        "command in a fresh process, imports included); float32 for both.",
+        "command in a fresh process, imports included); float32 throughout: nnU-Net and the MONAI script run "
+        "PyTorch, medseg its default CPU runtime (`--precision float32`: OpenVINO float32 where installed).",
         "",
         "| predictor | command wall s | case s (file to file, no imports) | liver Dice | tumor Dice |",
         "|---|---|---|---|---|",
