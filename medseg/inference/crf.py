@@ -191,7 +191,7 @@ class _BilateralGrid:
     def sums(self, q: np.ndarray, out: np.ndarray | None = None, factor: float = 1.0) -> np.ndarray:
         """``sum_{j != i} exp(-d_ij^2/2theta^2 - dI^2/2theta_hu^2) q_j`` per class (grid approximation), times
         ``factor``: added to ``out`` (same shape as ``q``) when given, else a new array."""
-        values = q.reshape(q.shape[0], self.shape[0], -1)
+        values = q.reshape(q.shape[0], self.shape[0], self.shape[1] * self.shape[2])
         grids = np.zeros((q.shape[0], self.grid_shape[0], self.plane), np.float32)
         local = np.empty(self.plane, np.float32)
         for x, (lower, frac) in enumerate(zip(self.x_base, self.x_frac)):

@@ -73,6 +73,19 @@ def test_mean_field_matches_the_brute_force_computation(tiny, weight, max_diff, 
     assert np.abs(ours - q).mean() > 0.1  # the CRF did something
 
 
+@pytest.mark.parametrize("classes", [1, 2, 4])
+def test_mean_field_with_other_class_counts(tiny, classes):
+    """The last class's message comes from the filtered ones minus the others': right for any ``K``
+    (one class: Q is 1)."""
+    image, _ = tiny
+    q = np.random.default_rng(classes).dirichlet([1] * classes, size=image.shape).transpose(3, 0, 1, 2)
+    settings = CrfSettings(iterations=3, appearance_mm=4.0, appearance_hu=20.0, smoothness_mm=2.0,
+                           smoothness_weight=0.1, appearance_weight=0.1)  # fmt: skip
+    exact = _mean_field_bruteforce(q, image, settings)
+    ours = dense_crf(q.astype(np.float32), image, spacing_mm=SPACING, settings=settings)
+    assert ours.shape == q.shape and np.abs(ours - exact).max() < 0.03 and np.abs(ours - exact).mean() < 0.003
+
+
 def test_the_crf_moves_a_blurred_boundary_to_the_intensity_edge():
     """Liver (60 HU) for x < 12, fat (-90 HU) beyond; the network's liver probability falls off late and
     softly (a sigmoid centred at x = 15): the refined boundary moves towards the edge at x = 12."""
