@@ -28,24 +28,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-_CHILD = """
-import json, sys, time
-t0 = time.perf_counter()
-from medseg.cli import main
-from medseg.inference.predictor import Predictor
-steps, predict = {}, Predictor.predict
-
-def recording(self, volume):
-    labels, stats = predict(self, volume)
-    steps.update({k: v for k, v in stats.items() if k.endswith("_s")})
-    return labels, stats
-
-Predictor.predict = recording
-code = main(sys.argv[1:])
-hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print("BENCH " + json.dumps({"code": code, "seconds": time.perf_counter() - t0, "peak_mb": hwm / 1024,
-                             "steps": steps}))
-"""
 
 
 def _train(work: Path, epochs: int, iterations: int) -> tuple[Path, float]:
@@ -71,8 +53,10 @@ def _train(work: Path, epochs: int, iterations: int) -> tuple[Path, float]:
 
 def _predict(run: Path, scan: Path, out: Path, crf: bool) -> dict:
     """One ``medseg predict`` in a fresh process (one thread): seconds, the predictor's steps, peak MB."""
+    from _predict_child import PREDICT_CHILD
+
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-c", _CHILD, "predict", "--model", str(run), str(scan), "--out", str(out),
+    command = [sys.executable, "-c", PREDICT_CHILD, "predict", "--model", str(run), str(scan), "--out", str(out),
                "--device", "cpu", "--runtime", "torch", "--precision", "float32", "--no-preview", "--no-volumes",
                *(["--crf"] if crf else [])]  # fmt: skip
     proc = subprocess.run(command, env=env, capture_output=True, text=True)

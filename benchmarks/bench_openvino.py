@@ -50,24 +50,6 @@ NETWORKS = {
     "gpu": ({}, (128, 128, 128), (0.77, 0.77, 1.0)),
 }
 
-_CHILD = """
-import json, sys, time
-t0 = time.perf_counter()
-from medseg.cli import main
-from medseg.inference.predictor import Predictor
-steps, predict = {}, Predictor.predict
-
-def recording(self, volume):  # the predictor's own step timings (run.json keeps read/predict/write only)
-    labels, stats = predict(self, volume)
-    steps.update({k: v for k, v in stats.items() if k.endswith("_s")})
-    return labels, stats
-
-Predictor.predict = recording
-code = main(sys.argv[1:])
-hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print("BENCH " + json.dumps({"code": code, "seconds": time.perf_counter() - t0, "peak_mb": hwm / 1024,
-                             "steps": steps}))
-"""
 
 
 def _run(work: Path, network: str) -> Path:
@@ -96,9 +78,11 @@ def _run(work: Path, network: str) -> Path:
 
 def _predict(run: Path, scan: Path, out: Path, cache: Path, runtime: str, precision: str, threads: int) -> dict:
     """One `medseg predict` in a fresh process; its timings, memory and conversion/compile log lines."""
+    from _predict_child import PREDICT_CHILD
+
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-c", _CHILD, "predict", "--model", str(run), str(scan), "--out", str(out),
+    command = [sys.executable, "-c", PREDICT_CHILD, "predict", "--model", str(run), str(scan), "--out", str(out),
                "--device", "cpu", "--runtime", runtime, "--precision", precision, "--cache-dir", str(cache),
                "--no-preview", "--no-volumes"]  # fmt: skip
     t0 = time.perf_counter()

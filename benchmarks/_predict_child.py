@@ -1,0 +1,25 @@
+"""The child process of the `medseg predict` benchmarks (bench_openvino.py, bench_crf.py).
+
+``python -c PREDICT_CHILD predict ...`` runs the CLI as a user would, records the predictor's own step
+timings (its ``*_s`` statistics; run.json keeps read/predict/write only) and prints one line
+``BENCH {"code", "seconds", "peak_mb", "steps"}`` (``peak_mb``: the process's ``VmHWM``).
+"""
+
+PREDICT_CHILD = """
+import json, sys, time
+t0 = time.perf_counter()
+from medseg.cli import main
+from medseg.inference.predictor import Predictor
+steps, predict = {}, Predictor.predict
+
+def recording(self, volume):
+    labels, stats = predict(self, volume)
+    steps.update({k: v for k, v in stats.items() if k.endswith("_s")})
+    return labels, stats
+
+Predictor.predict = recording
+code = main(sys.argv[1:])
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print("BENCH " + json.dumps({"code": code, "seconds": time.perf_counter() - t0, "peak_mb": hwm / 1024,
+                             "steps": steps}))
+"""
