@@ -21,11 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import nibabel.orientations as nio
 import numpy as np
 import torch
 
-from medseg.io.orientation import CANONICAL_AXCODES, from_canonical
+from medseg.io.orientation import canonical_box, from_canonical
 
 __all__ = ["argmax_classes", "lerp_axis", "linear_indices", "restore_argmax", "restore_probabilities_in_box"]
 
@@ -163,13 +162,7 @@ def restore_probabilities_in_box(logits: torch.Tensor | np.ndarray, record, box:
     if logits.ndim != 4 or tuple(logits.shape[1:]) != tuple(record.resampled_shape):
         raise ValueError(f"logits must be (K, {', '.join(map(str, record.resampled_shape))}), "
                          f"got {tuple(logits.shape)}")
-    source, canonical_ornt = nio.io_orientation(record.reorientation.source_affine), nio.axcodes2ornt(CANONICAL_AXCODES)
-    forward = nio.ornt_transform(source, canonical_ornt)
-    canonical = [slice(0, 0)] * 3
-    for axis, (target, flip) in enumerate(forward):
-        start, stop, _ = box[axis].indices(record.reorientation.source_shape[axis])
-        n = record.reorientation.source_shape[axis]
-        canonical[int(target)] = slice(n - stop, n - start) if flip < 0 else slice(start, stop)
+    canonical = canonical_box(box, record.reorientation)
     sel = [tuple(t[s] for t in linear_indices(n_in, n_out)) for n_in, n_out, s
            in zip(logits.shape[1:], record.canonical_shape, canonical)]  # fmt: skip
     (x0, x1, wx), (y0, y1, wy) = sel[0], sel[1]
@@ -182,5 +175,4 @@ def restore_probabilities_in_box(logits: torch.Tensor | np.ndarray, record, box:
         block = lerp_axis(block, 3, z0 - zlo, z1 - zlo, wz)
         block = lerp_axis(block, 1, x0 - xlo, x1 - xlo, wx)
         out[..., start : start + block.shape[3]] = lerp_axis(block, 2, y0 - ylo, y1 - ylo, wy).numpy()
-    moved = nio.apply_orientation(np.moveaxis(out, 0, -1), nio.ornt_transform(canonical_ornt, source))
-    return np.ascontiguousarray(np.moveaxis(moved, -1, 0))
+    return from_canonical(out, record.reorientation, box=box)

@@ -13,6 +13,7 @@ spacing, direction or origin beyond ``atol_mm``) is an error, described with pla
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nibabel.orientations as nio
@@ -21,8 +22,8 @@ import numpy as np
 from medseg.errors import DataError
 from medseg.io.volume import Volume
 
-__all__ = ["CANONICAL_AXCODES", "GRID_TOLERANCE_MM", "Reorientation", "align_to", "axcodes", "describe_geometry",
-           "from_canonical", "to_canonical"]
+__all__ = ["CANONICAL_AXCODES", "GRID_TOLERANCE_MM", "Reorientation", "align_to", "axcodes", "canonical_box",
+           "describe_geometry", "from_canonical", "to_canonical"]
 
 CANONICAL_AXCODES = ("R", "A", "S")
 
@@ -70,23 +71,37 @@ def to_canonical(volume: Volume) -> tuple[Volume, Reorientation]:
     return Volume(array=np.ascontiguousarray(array), affine=affine, meta=meta), recipe
 
 
-def from_canonical(array: np.ndarray, recipe: Reorientation) -> np.ndarray:
+def canonical_box(box: Sequence[slice], recipe: Reorientation) -> tuple[slice, slice, slice]:
+    """The canonical-order voxels of ``box`` (three ``slice(start, stop)`` of the source's voxel order)."""
+    canonical = [slice(0, 0)] * 3
+    for axis, (target, flip) in enumerate(recipe.transform):
+        n = recipe.source_shape[axis]
+        start, stop, _ = box[axis].indices(n)
+        canonical[int(target)] = slice(n - stop, n - start) if flip < 0 else slice(start, stop)
+    return tuple(canonical)
+
+
+def from_canonical(array: np.ndarray, recipe: Reorientation, *, box: Sequence[slice] | None = None) -> np.ndarray:
     """Map a canonical-order array back to the source voxel order.
 
     Args:
         array: ``(..., X, Y, Z)`` in canonical order; leading (channel) axes are kept.
         recipe: The :class:`Reorientation` returned by :func:`to_canonical`.
+        box: ``array`` covers only this box of the source (``canonical_box(box, recipe)`` in canonical
+            order); ``None``: the whole source.
 
     Returns:
-        ``(..., X', Y', Z')`` in the source's voxel order (spatial shape ``recipe.source_shape``).
+        ``(..., X', Y', Z')`` in the source's voxel order (spatial shape ``recipe.source_shape``, or the box's).
     """
     inverse = nio.ornt_transform(nio.axcodes2ornt(CANONICAL_AXCODES), nio.io_orientation(recipe.source_affine))
     lead = array.ndim - 3
     moved = np.moveaxis(array, tuple(range(lead)), tuple(range(-lead, 0))) if lead else array
     out = nio.apply_orientation(moved, inverse)
     out = np.moveaxis(out, tuple(range(-lead, 0)), tuple(range(lead))) if lead else out
-    if tuple(out.shape[-3:]) != tuple(recipe.source_shape):
-        raise ValueError(f"array shape {array.shape} does not invert to source shape {recipe.source_shape}")
+    expected = recipe.source_shape if box is None else tuple(
+        len(range(*b.indices(n))) for b, n in zip(box, recipe.source_shape))
+    if tuple(out.shape[-3:]) != tuple(expected):
+        raise ValueError(f"array shape {array.shape} does not invert to source shape {tuple(expected)}")
     return np.ascontiguousarray(out)
 
 

@@ -122,3 +122,21 @@ def test_align_to_not_required_gives_none_for_another_grid(lpi_scan):
     other = Volume(lpi_scan.array[:, :, :4], lpi_scan.affine, {"path": "a.nii"})
     assert align_to(other, lpi_scan, required=False) is None
     assert align_to(lpi_scan, lpi_scan, required=False) is lpi_scan  # the same grid and order: unchanged
+
+
+@pytest.mark.parametrize("direction", list(_all_orientations()))
+def test_canonical_box_is_the_same_voxels_and_inverts_back(direction):
+    """A box of the source's voxels is the same voxels in canonical order, and ``from_canonical(box=...)``
+    brings that crop back to the source's crop (checked against cropping the canonical array by hand)."""
+    from medseg.io.orientation import canonical_box
+
+    array = np.arange(5 * 6 * 7, dtype=np.int32).reshape(5, 6, 7)
+    vol = Volume(array, affine_from_geometry((0.7, 0.9, 2.5), direction=direction))
+    canon, recipe = to_canonical(vol)
+    box = (slice(1, 4), slice(0, 2), slice(2, 7))
+    crop = canon.array[canonical_box(box, recipe)]
+    assert sorted(crop.ravel().tolist()) == sorted(array[box].ravel().tolist())
+    np.testing.assert_array_equal(from_canonical(crop, recipe, box=box), array[box])
+    np.testing.assert_array_equal(from_canonical(np.stack([crop, -crop]), recipe, box=box)[1], -array[box])
+    with pytest.raises(ValueError, match="does not invert"):
+        from_canonical(crop, recipe)
