@@ -21,7 +21,8 @@ benchmark with the command shown in its section (`make bench` runs them all).
 
 
 def machine() -> str:
-    """One line describing this machine and the library versions that matter."""
+    """One line describing this machine (its CPU model and vector/matrix flags included: timings and bfloat16
+    depend on them) and the library versions that matter."""
     import torch
 
     try:
@@ -34,7 +35,7 @@ def machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (
         f"{platform.machine()}, {cores} cores, {gpu}; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, MONAI {monai_v}; {time.strftime('%Y-%m-%d')}"
+        f"torch {torch.__version__}, MONAI {monai_v}; {time.strftime('%Y-%m-%d')}; {cpu_line()}"
     )
 
 

@@ -113,10 +113,10 @@ def _lits_scan(work: Path, seed: int) -> tuple[Path, tuple[int, ...]]:
 
 
 def _section(info: dict, cost: dict, rows: list[dict]) -> str:
-    from _report import cpu_line, machine
+    from _report import machine
 
     lines = ["## Dense CRF (`medseg predict --crf`; `benchmarks/bench_crf.py`)", "",
-             f"Machine: {machine()}; {cpu_line()}; 1 thread, pinned by the caller (shared machine).", "",
+             f"Machine: {machine()}; 1 thread, pinned by the caller (shared machine).", "",
              f"Model: `pipelines/liver.yaml` (CPU profile) trained {info['epochs']} epochs x {info['iterations']} "
              f"iterations on 8 `small` phantoms (fold 0 of 2): {info['seconds'] / 60:.1f} min on one thread. "
              "CRF: default `CrfSettings` (5 iterations, smoothness 2 mm, appearance 8 mm / 15 HU, weights 1 and 3).",

@@ -91,7 +91,7 @@ def _fmt(values: list[float | None]) -> str:
 
 
 def main() -> None:
-    from _report import cpu_line, machine, write_section
+    from _report import machine, write_section
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="small,small,lits", help="phantom sizes of the scans")
@@ -133,7 +133,7 @@ def main() -> None:
             rows.append((f"medseg predict, {label}{' (--tta)' if mirror else ''}", seconds_m, mib_m, _fmt(liver),
                          _fmt(tumor)))  # fmt: skip
     lines = ["## medseg predict on an nnU-Net v2 model folder against nnUNetv2_predict", "",
-             f"Machine: {machine()}. {cpu_line()}. {args.threads} thread(s), pinned by the caller.", "",
+             f"Machine: {machine()}. {args.threads} thread(s), pinned by the caller.", "",
              f"Model: an nnU-Net v2 results folder trained by nnunetv2 2.8.1 itself on the tiny phantom for "
              f"{args.iterations} iterations (tests/interop/nnunet/_nnunet_oracle.py: PlainConvUNet, 3 stages, "
              "patch 32 x 16 x 32 on a transposed 4 x 13 x 4 mm grid). Scans: "

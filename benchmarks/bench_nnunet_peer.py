@@ -35,6 +35,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
+#: medseg's rows per mirroring setting: (label, extra arguments). "equal windows" is nnU-Net's settings (whole
+#: scan, every window); "default" medseg's coarse-to-fine with air skipped. "float32" forces float32 (OpenVINO
+#: float32 where installed), "default precision" leaves ``--precision auto`` (bfloat16 where the CPU has it natively).
+MEDSEG_ROWS = [
+    ("equal windows, float32", ["--mode", "full", "--no-skip-air", "--precision", "float32"]),
+    ("default, float32", ["--precision", "float32"]),
+    ("equal windows, default precision", ["--mode", "full", "--no-skip-air"]),
+    ("default, default precision", []),
+]
+#: Rows per mirroring setting: nnU-Net, the MONAI script, then medseg's.
+ROWS = 2 + len(MEDSEG_ROWS)
+
 
 def _export(predictor, path: Path) -> None:
     """The run's network as TorchScript returning the full-resolution logits only."""
@@ -106,11 +118,12 @@ def _monai_child(spec_path: str) -> int:
 
 def _goal_line(rows, ref) -> str:
     """The issue's goal: >= 3x nnU-Net's case time at equal settings (overlap, mirroring) and a Dice no more
-    than 0.005 below nnU-Net's, for medseg's default and for the equal-windows run, with and without mirroring."""
+    than 0.005 below nnU-Net's, for medseg's default and for the equal-windows run, with and without mirroring,
+    in float32 and in medseg's default precision."""
     parts = []
     for mirror in (0, 1):
-        nn, _, full, default = rows[4 * mirror : 4 * mirror + 4]
-        for label, row in (("default", default), ("equal windows", full)):
+        nn, _, *medseg = rows[ROWS * mirror : ROWS * mirror + ROWS]
+        for (label, _), row in zip(MEDSEG_ROWS, medseg):
             ratio = nn[1][1] / row[1][1]
             dice_ok = all(_dice(row[2], ref, r) >= _dice(nn[2], ref, r) - 0.005 for r in ((1, 2), (2,)))
             verdict = "met" if ratio >= 3 and dice_ok else "not met"
@@ -154,7 +167,7 @@ def main(argv=None) -> int:
         scan = write_volume(case.image, tmp / "scan.nii.gz")
         _export(predictor, tmp / "network.pt")
         medseg_cli = [sys.executable, "-m", "medseg.cli", "predict", "--model", args.run, str(scan), "--device", "cpu",
-                      "--no-preview", "--no-volumes", "--precision", "float32", "--no-postprocessing"]  # fmt: skip
+                      "--no-preview", "--no-volumes", "--no-postprocessing"]  # fmt: skip
         for mirror in (False, True):
             tta = ["--tta"] if mirror else ["--no-tta"]
             spec = {"scan": str(scan), "out": str(tmp / f"nnunet{int(mirror)}" / "scan"),
@@ -175,14 +188,16 @@ def main(argv=None) -> int:
             name = f"MONAI sliding_window_inference (overlap 0.5, Gaussian, mirroring {'on' if mirror else 'off'})"
             monai_s = (wall, json.loads(stdout.strip().splitlines()[-1])["seconds"])
             rows.append((name, monai_s, read_volume(spec["out"]).array))
-            for mode, extra in (("full, no air skipping", ["--mode", "full", "--no-skip-air"]), ("default", [])):
-                out = tmp / f"medseg{int(mirror)}{len(extra)}"
+            for index, (label, extra) in enumerate(MEDSEG_ROWS):
+                out = tmp / f"medseg{int(mirror)}{index}"
                 wall, _ = _timed([*medseg_cli, "--out", str(out), *tta, *extra])
-                timings = json.loads((out / "run.json").read_text())["cases"][0]["timings_s"]
-                seconds = (wall, sum(timings.values()))  # the case: read, predict, write
+                run = json.loads((out / "run.json").read_text())
+                seconds = (wall, sum(run["cases"][0]["timings_s"].values()))  # the case: read, predict, write
+                compute = run["settings"]["compute"]
                 labels = read_volume(out / "scan_seg.nii.gz").array
-                rows.append((f"medseg predict ({mode}, TTA {'on' if mirror else 'off'})", seconds, labels))
-            print([row[:2] for row in rows[-4:]], flush=True)
+                rows.append((f"medseg predict ({label}, TTA {'on' if mirror else 'off'}; "
+                             f"{compute['runtime']} {compute['precision']})", seconds, labels))
+            print([row[:2] for row in rows[-ROWS:]], flush=True)
     ref = case.label.array
     lines = [
         "## `medseg predict` vs nnU-Net v2's `nnUNetPredictor`, same weights (`benchmarks/bench_nnunet_peer.py`)",
@@ -193,8 +208,10 @@ def main(argv=None) -> int:
         f"Weights: the trained run `{args.run}` (patch {tuple(predictor.patch_size)}, target spacing "
         f"{tuple(round(s, 2) for s in plan.target_spacing_mm)} mm), exported as TorchScript into nnU-Net v2 "
         f"2.8.1's predictor. Scan: the `{args.size}` phantom {case.image.shape}, file to file (wall time of each "
-        "command in a fresh process, imports included); float32 throughout: nnU-Net and the MONAI script run "
-        "PyTorch, medseg its default CPU runtime (`--precision float32`: OpenVINO float32 where installed).",
+        "command in a fresh process, imports included). nnU-Net and the MONAI script run PyTorch float32; medseg "
+        "its default CPU runtime, once forced to float32 (`--precision float32`: OpenVINO float32 where installed) "
+        "and once in its default precision (`--precision auto`: bfloat16 where the CPU has it natively); the "
+        "runtime and precision of each row are from its `run.json`.",
         "",
         "| predictor | command wall s | case s (file to file, no imports) | liver Dice | tumor Dice |",
         "|---|---|---|---|---|",
@@ -203,14 +220,12 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {wall:.1f} | {case_s:.1f} | {_dice(labels, ref, (1, 2)):.4f} | "
                      f"{_dice(labels, ref, (2,)):.4f} |")
     for mirror in (0, 1):
-        nn, monai, full, default = rows[4 * mirror : 4 * mirror + 4]
-        lines.append("")
-        lines.append(f"Mirroring {'on' if mirror else 'off'}: per case, equal settings {nn[1][1] / full[1][1]:.1f}x "
-                     f"nnU-Net's speed (liver Dice difference "
-                     f"{abs(_dice(full[2], ref, (1, 2)) - _dice(nn[2], ref, (1, 2))):.4f}) and "
-                     f"{monai[1][1] / full[1][1]:.1f}x the MONAI script's; medseg's default "
-                     f"{nn[1][1] / default[1][1]:.1f}x nnU-Net's and {monai[1][1] / default[1][1]:.1f}x MONAI's; "
-                     f"whole commands {nn[1][0] / full[1][0]:.1f}x and {nn[1][0] / default[1][0]:.1f}x nnU-Net's.")
+        nn, monai, *medseg = rows[ROWS * mirror : ROWS * mirror + ROWS]
+        parts = [f"{label} {nn[1][1] / row[1][1]:.1f}x nnU-Net's and {monai[1][1] / row[1][1]:.1f}x the MONAI "
+                 f"script's (liver Dice {_dice(row[2], ref, (1, 2)) - _dice(nn[2], ref, (1, 2)):+.4f} against "
+                 f"nnU-Net's; whole command {nn[1][0] / row[1][0]:.1f}x)"
+                 for (label, _), row in zip(MEDSEG_ROWS, medseg)]
+        lines += ["", f"Mirroring {'on' if mirror else 'off'}, per case: " + "; ".join(parts) + "."]
     lines += ["", _goal_line(rows, ref)]
     lines += ["", "Case seconds: nnU-Net's `predict_from_files_sequential` (read, preprocess, windows, export), "
               "the MONAI script from loading the run to writing, and the sum of medseg's per-case `timings_s` in "
