@@ -194,6 +194,10 @@ def _load_predictor(args: argparse.Namespace, device, settings):
         predictor = dataclasses.replace(predictor, label_mapping=labels_from(args.labels))
     elif not args.no_volumes or args.postprocessing is not None:  # post-processing acts on liver and tumor
         _check_lits_classes(args.model, predictor.labels)
+    if args.postprocessing is not None:  # chosen for the classes this prediction reads as liver and tumor
+        from medseg.inference.ensemble import check_postprocessing_labels
+
+        check_postprocessing_labels(args.postprocessing, predictor.label_mapping)
     return predictor
 
 

@@ -40,11 +40,13 @@ from medseg.runs.folder import CHECKPOINT_NAMES
 
 if TYPE_CHECKING:
     from medseg.inference.postprocess import PostprocessConfig
+    from medseg.io.label_map import LabelMapping
 
 __all__ = [
     "POSTPROCESSING_FILE",
     "FoldEnsemble",
     "FoldMean",
+    "check_postprocessing_labels",
     "find_fold_runs",
     "fold_checkpoint",
     "is_fold_folder",
@@ -245,6 +247,40 @@ def read_postprocessing_file(path: str | os.PathLike) -> PostprocessConfig:
         return PostprocessConfig.from_dict(_read_chosen(path))
     except (ConfigError, TypeError) as exc:
         raise DataError(f"--postprocessing: {exc}", path=path) from None
+
+
+def check_postprocessing_labels(path: str | os.PathLike, mapping: LabelMapping | None) -> None:
+    """Refuse a ``postprocessing.json`` chosen under other liver/tumor classes than ``mapping`` (the
+    predictor's ``--labels``; ``None``: LiTS'). The choice (largest liver, lesion sizes) was made on the
+    structures the file's ``labels`` name (``medseg crossval`` of an nnU-Net folder records them; a file
+    without them was chosen on LiTS' classes), and applied to other classes it would act on other structures.
+
+    Raises:
+        DataError: The classes differ; one line naming both.
+    """
+    import json
+
+    from medseg.io.label_map import LITS_MAPPING
+
+    path = Path(path)
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("labels")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DataError(f"unreadable post-processing choice ({exc})", path=path) from None
+    mapping = mapping or LITS_MAPPING
+    ours = _classes({"liver": mapping.liver, "tumor": mapping.tumor})
+    theirs = _classes(recorded if recorded is not None else {"liver": LITS_MAPPING.liver, "tumor": LITS_MAPPING.tumor})
+    if theirs != ours:
+        raise DataError(f"--postprocessing: chosen for classes {theirs} but this prediction reads {ours} (pass the "
+                        "--labels the choice was made with)", path=path)
+
+
+def _classes(recorded: Any) -> str:
+    """``liver=5 tumor=6`` from a ``{"liver": [...], "tumor": [...]}`` mapping (values sorted as text)."""
+    if not isinstance(recorded, dict):
+        return repr(recorded)
+    parts = ((k, sorted(map(str, recorded.get(k) or ()))) for k in ("liver", "tumor"))
+    return " ".join(f"{k}={','.join(v)}" for k, v in parts if v) or "none"
 
 
 def _read_chosen(path: Path) -> dict[str, Any]:

@@ -80,3 +80,22 @@ def test_postprocessing_file_and_no_postprocessing_contradict(seeded_model, scan
     path.write_text(json.dumps({"chosen": CHOSEN}))
     assert _predict(seeded_model, scan, tmp_path / "out", "--postprocessing", str(path), "--no-postprocessing") == 2
     assert "contradict" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("recorded", "labels", "refused"), [
+    ({"liver": [5], "tumor": []}, [], "chosen for classes liver=5 but this prediction reads liver=1 tumor=2"),
+    ({"liver": [1], "tumor": [2]}, ["--labels", "liver=1"], "chosen for classes liver=1 tumor=2 but this "
+                                                            "prediction reads liver=1"),
+    ({"liver": [1], "tumor": [2]}, [], None),  # what medseg crossval records for an nnU-Net folder of LiTS' classes
+    ({"liver": [1], "tumor": [2]}, ["--labels", "liver=1", "tumor=2"], None),
+])
+def test_a_choice_made_for_other_classes_is_refused(seeded_model, scan, tmp_path, capsys, recorded, labels, refused):
+    path = tmp_path / "postprocessing.json"
+    path.write_text(json.dumps({"chosen": CHOSEN, "labels": recorded}))
+    code = _predict(seeded_model, scan, tmp_path / "out", "--postprocessing", str(path), *labels)
+    err = capsys.readouterr().err
+    if refused is None:
+        assert code == 0 and _liver_components(tmp_path / "out" / "scan_seg.nii.gz") == 1
+        return
+    assert code == 2 and refused in err and str(path) in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before any work
