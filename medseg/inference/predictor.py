@@ -34,7 +34,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -72,6 +72,9 @@ from medseg.runs.folder import find_checkpoint
 from medseg.runs.provenance import TrainingData
 from medseg.runs.record import RunRecord, ScanPlan
 from medseg.utils.memory import release_freed_memory
+
+if TYPE_CHECKING:
+    from medseg.inference.crf import CrfSettings
 
 __all__ = ["MODES", "InferenceSettings", "Predictor"]
 
@@ -345,13 +348,45 @@ class Predictor:
             DataError: An unusable scan (NaN/inf voxels, a label map given as a scan), or with ``strict`` a
                 scan unlike the training data; one line naming the scan.
         """
-        checks = ScanChecks(plan=self.plan, strict=self.settings.strict) if self.settings.scan_checks else None
+        checks = self._scan_checks()
         findings = checks.before(volume) if checks is not None else []
         labels, stats = self._predict_labels(volume)
         if checks is not None:
             findings += checks.after(volume, labels)
         stats["warnings"] = [*stats.get("warnings", ()), *findings]
         return labels, stats
+
+    def predict_with_crf(self, volume: Volume, crf: CrfSettings) -> tuple[Volume, Volume, dict[str, Any]]:
+        """The label map without the dense CRF and the same with ``crf`` (Krähenbühl & Koltun 2011) before the
+        post-processing, from one network pass: what ``medseg crossval`` scores as the CRF candidate. The
+        settings' own CRF, if any, is replaced by these two; the scan checks run as in :meth:`predict` (their
+        findings, on the first map, in ``stats["warnings"]``).
+
+        Raises:
+            ConfigError: The CRF needs the liver's probabilities: a run of LiTS' classes (no ``label_mapping``).
+            DataError: As :meth:`predict`.
+        """
+        if self.label_mapping is not None or not applies_to(self.labels):
+            has = "maps another model's classes (--labels)" if self.label_mapping is not None else \
+                "has classes " + ", ".join(f"{k} {v}" for k, v in self.labels.items())
+            raise ConfigError(f"the dense CRF needs a run of LiTS' classes (liver 1, tumor 2); this prediction {has}")
+        checks = self._scan_checks()
+        findings = checks.before(volume) if checks is not None else []
+        logits, record, stats = self.predict_logits(volume)
+        t0 = time.perf_counter()
+        config = replace(self.settings.postprocessing or self.postprocessing, crf=None)
+        raw = restore_labels(logits, record)
+        refined = crf_labels(raw, logits, record, volume, crf)  # probabilities only in the liver box
+        del logits
+        plain, with_crf = self._finish(raw, volume, config), self._finish(refined, volume, config)
+        stats["restore_postprocess_s"] = time.perf_counter() - t0
+        if checks is not None:
+            findings += checks.after(volume, plain)
+        stats["warnings"] = [*stats.get("warnings", ()), *findings]
+        return plain, with_crf, stats
+
+    def _scan_checks(self) -> ScanChecks | None:
+        return ScanChecks(plan=self.plan, strict=self.settings.strict) if self.settings.scan_checks else None
 
     def _predict_labels(self, volume: Volume) -> tuple[Volume, dict[str, Any]]:
         logits, record, stats = self.predict_logits(volume)
@@ -363,14 +398,18 @@ class Predictor:
         if config.crf is not None and self.label_mapping is None and applies_to(self.labels):
             labels = crf_labels(labels, logits, record, volume, config.crf)  # probabilities only in the liver box
         del logits
+        out = self._finish(labels, volume, config)
+        stats["restore_postprocess_s"] = time.perf_counter() - t0
+        return out, stats
+
+    def _finish(self, labels: Any, volume: Volume, config: PostprocessConfig) -> Volume:
+        """``labels`` (the restored argmax on the scan's grid) read as LiTS' classes and post-processed."""
         names = dict(self.labels)
         if self.label_mapping is not None:  # another tool's classes as LiTS' (--labels liver=5)
             labels, names = apply_label_mapping(labels, self.label_mapping), lits_labels()
         if applies_to(names):
             labels = postprocess_labels(labels, spacing_mm=volume.spacing_mm, config=config, affine=volume.affine)
-        stats["restore_postprocess_s"] = time.perf_counter() - t0
-        out = volume.with_array(labels, kind="label", labels=names)
-        return out, stats
+        return volume.with_array(labels, kind="label", labels=names)
 
     def _probability_maps(self, logits: torch.Tensor, record: Any, volume: Volume) -> dict[str, Any]:
         """uint8 liver/tumor/uncertainty maps on the scan's grid (LiTS labels only; else none, logged)."""

@@ -50,7 +50,6 @@ __all__ = [
     "FoldCases",
     "out_of_fold_cases",
     "predict_out_of_fold",
-    "predict_with_crf",
     "run_crossval",
     "write_crossval_report",
 ]  # fmt: skip
@@ -192,25 +191,14 @@ def predict_out_of_fold(fold_cases: Sequence[FoldCases], pred_dir: str | os.Path
                 if settings.crf is None:
                     labels = predictor(volume)
                 else:
-                    labels, refined = predict_with_crf(predictor, volume, settings.crf)
+                    labels, refined, stats = predictor.predict_with_crf(volume, settings.crf)
+                    for finding in stats["warnings"]:  # as predictor(volume) logs them
+                        logger.warning("%s: %s", case.image, finding)
                     write_volume(refined, crf_dir / prediction_filename(case.case_id), label=True)
                 write_volume(labels, pred_dir / prediction_filename(case.case_id), label=True)
                 fold_of[case.case_id] = part.fold
                 bar.update()
     return fold_of
-
-
-def predict_with_crf(predictor: Any, volume: Any, crf: CrfSettings) -> tuple[Any, Any]:
-    """The raw label map of ``volume`` (as ``predictor(volume)`` without post-processing) and the same after
-    the dense CRF, from one network pass (the probabilities restored only inside the liver box)."""
-    from medseg.inference.imported import crf_labels, restore_labels
-
-    logits, record, _ = predictor.predict_logits(volume)
-    raw = restore_labels(logits, record)
-    refined = crf_labels(raw, logits, record, volume, crf)
-    names = dict(predictor.labels)
-    return (volume.with_array(raw, kind="label", labels=names),
-            volume.with_array(refined, kind="label", labels=names))
 
 
 def run_crossval(root: str | os.PathLike, settings: CrossvalSettings | None = None) -> dict[str, Any]:

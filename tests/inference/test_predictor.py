@@ -260,3 +260,15 @@ def test_predictor_holds_its_run_record(untrained_run):
     pair = Predictor.from_runs([untrained_run, untrained_run], device="cpu")
     assert pair.run == expected and pair.fold_runs == (expected, expected) and pair.members == 2
     assert pair.training_data == (expected.training_data,) * 2
+
+
+def test_predict_with_crf_needs_lits_classes(trained):
+    """The CRF candidate refines the liver's probabilities: another tool's classes (``--labels``) are refused
+    in one line before any network pass (the pass itself: tests/training/test_crossval.py, slow)."""
+    from medseg.inference.crf import CrfSettings
+    from medseg.io.label_map import LabelMapping
+
+    mapped = replace(trained, label_mapping=LabelMapping(liver=(1,), tumor=(2,)))
+    with pytest.raises(ConfigError, match=r"^the dense CRF needs a run of LiTS' classes \(liver 1, tumor 2\); this "
+                                          r"prediction maps another model's classes \(--labels\)$"):
+        mapped.predict_with_crf(make_phantom(size="tiny", seed=0, index=1).image, CrfSettings())

@@ -57,20 +57,21 @@ def test_out_of_fold_predictions_cover_every_case_once(crossval_run, tiny_datase
 
 @pytest.mark.slow  # ~1 min: network passes and the CRF on 48x48x21 voxels at 8 mm (a 42M-cell grid)
 def test_the_crf_candidate_refines_each_out_of_fold_case(crossval_run):
-    """predict_with_crf, what crossval runs per case: the raw labels equal the fold predictor's without
+    """Predictor.predict_with_crf, what crossval runs per case: the raw labels equal the fold predictor's without
     post-processing, the refined ones refine_labels on the full scan-grid probabilities (one network pass,
     probabilities only in the box); crossval wrote both maps for every case."""
     from medseg.inference.crf import CrfSettings, refine_labels
     from medseg.inference.ensemble import fold_checkpoint
     from medseg.inference.predictor import InferenceSettings, Predictor
     from medseg.io import read_volume
-    from medseg.training.crossval import NO_POSTPROCESSING, predict_with_crf
+    from medseg.training.crossval import NO_POSTPROCESSING
 
     settings = InferenceSettings(mode="full", runtime="torch", precision="float32", postprocessing=NO_POSTPROCESSING)
     parts = out_of_fold_cases(crossval_run)
     predictor = Predictor.from_run(fold_checkpoint(parts[0].run), device="cpu", settings=settings)
     volume = read_volume(parts[0].cases[0].image)
-    raw, refined = predict_with_crf(predictor, volume, CrfSettings())
+    raw, refined, stats = predictor.predict_with_crf(volume, CrfSettings())
+    assert stats["warnings"] == predictor.predict(volume)[1]["warnings"]  # the scan checks ran, as in predict
     np.testing.assert_array_equal(raw.array, predictor(volume).array)
     probabilities = predictor.predict_probabilities(volume).array
     expected = refine_labels(raw.array, probabilities, volume.array, spacing_mm=volume.spacing_mm,
