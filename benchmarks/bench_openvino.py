@@ -158,8 +158,17 @@ def _weights_line(trained: Path | None) -> str:
     if trained is None:
         return ("seeded random weights (speed; the trained-weights accuracy guard is "
                 "`tests/inference/test_runtime_openvino.py`)")
-    return (f"the trained weights of `{trained}` (`best.pt`, run with this window; how it was trained: "
-            "below)")
+    import json
+
+    import yaml
+
+    config = yaml.safe_load((trained / "config.yaml").read_text())
+    data = json.loads((trained / "data.json").read_text())["training_data"]
+    t, metrics = config["training"], (trained / "metrics.csv").read_text().strip().splitlines()
+    return (f"the trained weights of `{trained}` (`best.pt` of pipeline `{config['name']}`: {len(metrics) - 1} "
+            f"epochs of {t['iterations_per_epoch']} iterations, batch {t['batch_size']}, patch "
+            f"{tuple(t['patch_size'])}, {config['optimizer']['name']} lr {config['optimizer']['lr']}, on "
+            f"{data['n_cases']} training cases of `{data['name']}`; predicted with the window below)")
 
 
 def _section(network: str, rows: dict, info: dict, threads: int, trained: Path | None = None) -> str:
