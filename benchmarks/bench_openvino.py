@@ -86,7 +86,8 @@ def _trained_run(work: Path, network: str, trained: Path) -> Path:
 
     from medseg.runs.checkpoint import save_checkpoint
 
-    checkpoint = torch.load(trained / "best.pt", map_location="cpu", weights_only=True)
+    path = trained / "best.pt" if trained.is_dir() else trained  # a run folder, or one of its checkpoints
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     _, patch, _ = NETWORKS[network]
     checkpoint["inference"] = {**checkpoint["inference"], "patch_size": list(patch)}
     run = work / f"trained-{network}"
@@ -162,10 +163,11 @@ def _weights_line(trained: Path | None) -> str:
 
     import yaml
 
-    config = yaml.safe_load((trained / "config.yaml").read_text())
-    data = json.loads((trained / "data.json").read_text())["training_data"]
-    t, metrics = config["training"], (trained / "metrics.csv").read_text().strip().splitlines()
-    return (f"the trained weights of `{trained}` (`best.pt` of pipeline `{config['name']}`: {len(metrics) - 1} "
+    run, name = (trained, "best.pt") if trained.is_dir() else (trained.parent, trained.name)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    data = json.loads((run / "data.json").read_text())["training_data"]
+    t, metrics = config["training"], (run / "metrics.csv").read_text().strip().splitlines()
+    return (f"the trained weights of `{run}` (`{name}` of pipeline `{config['name']}`: {len(metrics) - 1} "
             f"epochs of {t['iterations_per_epoch']} iterations, batch {t['batch_size']}, patch "
             f"{tuple(t['patch_size'])}, {config['optimizer']['name']} lr {config['optimizer']['lr']}, on "
             f"{data['n_cases']} training cases of `{data['name']}`; predicted with the window below)")
@@ -222,7 +224,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("/tmp/medseg-bench-openvino"))
     parser.add_argument("--no-write", action="store_true", help="print the section, leave docs/benchmarks.md alone")
-    parser.add_argument("--trained", type=Path, help="a trained run folder of --network's architecture")
+    parser.add_argument("--trained", type=Path,
+                        help="a trained run folder of --network's architecture (its best.pt), or a checkpoint of one")
     args = parser.parse_args()
     import shutil
 
