@@ -194,10 +194,6 @@ def _load_predictor(args: argparse.Namespace, device, settings):
         predictor = dataclasses.replace(predictor, label_mapping=labels_from(args.labels))
     elif not args.no_volumes or args.postprocessing is not None:  # post-processing acts on liver and tumor
         _check_lits_classes(args.model, predictor.labels)
-    if args.postprocessing is not None:  # chosen for the classes this prediction reads as liver and tumor
-        from medseg.inference.ensemble import check_postprocessing_labels
-
-        check_postprocessing_labels(args.postprocessing, predictor.label_mapping)
     return predictor
 
 
@@ -212,7 +208,8 @@ def _postprocessing_override(args: argparse.Namespace):
         return NO_POSTPROCESSING if args.no_postprocessing else None
     if args.no_postprocessing:
         raise ConfigError("--postprocessing and --no-postprocessing contradict each other", path=args.postprocessing)
-    return read_postprocessing_file(args.postprocessing)
+    # chosen for the classes this prediction reads as liver and tumor (refused otherwise)
+    return read_postprocessing_file(args.postprocessing, None if args.labels is None else labels_from(args.labels))
 
 
 def _writer(args: argparse.Namespace, settings, predictor, rank: int, part):

@@ -46,7 +46,6 @@ __all__ = [
     "POSTPROCESSING_FILE",
     "FoldEnsemble",
     "FoldMean",
-    "check_postprocessing_labels",
     "find_fold_runs",
     "fold_checkpoint",
     "is_fold_folder",
@@ -227,52 +226,42 @@ def read_chosen_postprocessing(root: str | os.PathLike) -> dict[str, Any] | None
         DataError: The file is unreadable or has no ``chosen`` mapping.
     """
     path = Path(root) / POSTPROCESSING_FILE
-    return _read_chosen(path) if path.is_file() else None
+    return _read_choice(path)["chosen"] if path.is_file() else None
 
 
-def read_postprocessing_file(path: str | os.PathLike) -> PostprocessConfig:
+def read_postprocessing_file(path: str | os.PathLike, labels: LabelMapping | None = None) -> PostprocessConfig:
     """The ``chosen`` post-processing of a ``postprocessing.json`` that ``medseg crossval`` wrote (``medseg
-    predict --postprocessing FILE``: the choice made on an nnU-Net folder's validation outputs).
+    predict --postprocessing FILE``: the choice made on an nnU-Net folder's validation outputs), for a
+    prediction that reads ``labels`` as liver and tumor (``--labels``; ``None``: LiTS').
+
+    The choice (largest liver, lesion sizes) was made on the structures the file's ``labels`` name (``medseg
+    crossval`` of an nnU-Net folder records its ``--labels``; a file without them was chosen on LiTS' classes);
+    applied to other classes it would act on other structures, so it is refused.
 
     Raises:
-        DataError: No such file, unreadable, no ``chosen`` mapping, or unknown/invalid steps; one line.
+        DataError: No such file, unreadable, no ``chosen`` mapping, unknown/invalid steps, or chosen for other
+            classes than ``labels``; one line.
     """
     from medseg.errors import ConfigError
     from medseg.inference.postprocess import PostprocessConfig
+    from medseg.io.label_map import LITS_MAPPING
 
     path = Path(path)
     if not path.is_file():
         raise DataError("--postprocessing: no such file (a postprocessing.json that medseg crossval wrote)", path=path)
-    try:
-        return PostprocessConfig.from_dict(_read_chosen(path))
-    except (ConfigError, TypeError) as exc:
-        raise DataError(f"--postprocessing: {exc}", path=path) from None
-
-
-def check_postprocessing_labels(path: str | os.PathLike, mapping: LabelMapping | None) -> None:
-    """Refuse a ``postprocessing.json`` chosen under other liver/tumor classes than ``mapping`` (the
-    predictor's ``--labels``; ``None``: LiTS'). The choice (largest liver, lesion sizes) was made on the
-    structures the file's ``labels`` name (``medseg crossval`` of an nnU-Net folder records them; a file
-    without them was chosen on LiTS' classes), and applied to other classes it would act on other structures.
-
-    Raises:
-        DataError: The classes differ; one line naming both.
-    """
-    import json
-
-    from medseg.io.label_map import LITS_MAPPING
-
-    path = Path(path)
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8")).get("labels")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise DataError(f"unreadable post-processing choice ({exc})", path=path) from None
-    mapping = mapping or LITS_MAPPING
-    ours = _classes({"liver": mapping.liver, "tumor": mapping.tumor})
-    theirs = _classes(recorded if recorded is not None else {"liver": LITS_MAPPING.liver, "tumor": LITS_MAPPING.tumor})
+    document = _read_choice(path)
+    lits = {"liver": LITS_MAPPING.liver, "tumor": LITS_MAPPING.tumor}
+    labels = labels or LITS_MAPPING
+    recorded = document.get("labels")
+    theirs, ours = _classes(lits if recorded is None else recorded), _classes({"liver": labels.liver,
+                                                                                "tumor": labels.tumor})
     if theirs != ours:
         raise DataError(f"--postprocessing: chosen for classes {theirs} but this prediction reads {ours} (pass the "
                         "--labels the choice was made with)", path=path)
+    try:
+        return PostprocessConfig.from_dict(document["chosen"])
+    except (ConfigError, TypeError) as exc:
+        raise DataError(f"--postprocessing: {exc}", path=path) from None
 
 
 def _classes(recorded: Any) -> str:
@@ -283,13 +272,15 @@ def _classes(recorded: Any) -> str:
     return " ".join(f"{k}={','.join(v)}" for k, v in parts if v) or "none"
 
 
-def _read_chosen(path: Path) -> dict[str, Any]:
+def _read_choice(path: Path) -> dict[str, Any]:
+    """The whole ``postprocessing.json``, read once; its ``chosen`` checked to be a mapping."""
     import json
 
     try:
-        chosen = json.loads(path.read_text(encoding="utf-8")).get("chosen")
+        document = json.loads(path.read_text(encoding="utf-8"))
+        chosen = document.get("chosen")
     except (OSError, ValueError, AttributeError) as exc:
         raise DataError(f"unreadable post-processing choice ({exc})", path=path) from None
     if not isinstance(chosen, dict):
         raise DataError("expected {'chosen': {post-processing keys}} (as medseg crossval writes)", path=path)
-    return chosen
+    return document

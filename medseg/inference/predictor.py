@@ -348,12 +348,7 @@ class Predictor:
             DataError: An unusable scan (NaN/inf voxels, a label map given as a scan), or with ``strict`` a
                 scan unlike the training data; one line naming the scan.
         """
-        checks = self._scan_checks()
-        findings = checks.before(volume) if checks is not None else []
-        labels, stats = self._predict_labels(volume)
-        if checks is not None:
-            findings += checks.after(volume, labels)
-        stats["warnings"] = [*stats.get("warnings", ()), *findings]
+        labels, _, stats = self._checked(volume, None)
         return labels, stats
 
     def predict_with_crf(self, volume: Volume, crf: CrfSettings) -> tuple[Volume, Volume, dict[str, Any]]:
@@ -370,37 +365,38 @@ class Predictor:
             has = "maps another model's classes (--labels)" if self.label_mapping is not None else \
                 "has classes " + ", ".join(f"{k} {v}" for k, v in self.labels.items())
             raise ConfigError(f"the dense CRF needs a run of LiTS' classes (liver 1, tumor 2); this prediction {has}")
-        checks = self._scan_checks()
+        return self._checked(volume, crf)
+
+    def _checked(self, volume: Volume, crf_candidate: CrfSettings | None) -> tuple[Volume, Volume | None, dict]:
+        """:meth:`_predict_labels` between the scan checks (before the network, and on its label map)."""
+        checks = ScanChecks(plan=self.plan, strict=self.settings.strict) if self.settings.scan_checks else None
         findings = checks.before(volume) if checks is not None else []
-        logits, record, stats = self.predict_logits(volume)
-        t0 = time.perf_counter()
-        config = replace(self.settings.postprocessing or self.postprocessing, crf=None)
-        raw = restore_labels(logits, record)
-        refined = crf_labels(raw, logits, record, volume, crf)  # probabilities only in the liver box
-        del logits
-        plain, with_crf = self._finish(raw, volume, config), self._finish(refined, volume, config)
-        stats["restore_postprocess_s"] = time.perf_counter() - t0
+        labels, refined, stats = self._predict_labels(volume, crf_candidate)
         if checks is not None:
-            findings += checks.after(volume, plain)
+            findings += checks.after(volume, labels)
         stats["warnings"] = [*stats.get("warnings", ()), *findings]
-        return plain, with_crf, stats
+        return labels, refined, stats
 
-    def _scan_checks(self) -> ScanChecks | None:
-        return ScanChecks(plan=self.plan, strict=self.settings.strict) if self.settings.scan_checks else None
-
-    def _predict_labels(self, volume: Volume) -> tuple[Volume, dict[str, Any]]:
+    def _predict_labels(self, volume: Volume, crf_candidate: CrfSettings | None = None
+                        ) -> tuple[Volume, Volume | None, dict[str, Any]]:
+        """The label map and, with ``crf_candidate``, the same refined by that CRF instead of the settings' own
+        (``None`` otherwise), from one network pass; the run statistics."""
         logits, record, stats = self.predict_logits(volume)
         t0 = time.perf_counter()
         if self.settings.probabilities:
             stats["probability_maps"] = self._probability_maps(logits, record, volume)
         labels = restore_labels(logits, record)
         config = self.settings.postprocessing or self.postprocessing
-        if config.crf is not None and self.label_mapping is None and applies_to(self.labels):
-            labels = crf_labels(labels, logits, record, volume, config.crf)  # probabilities only in the liver box
+        if crf_candidate is not None:
+            config = replace(config, crf=None)
+        refined = crf_labels(labels, logits, record, volume, crf_candidate) if crf_candidate is not None else None
+        if config.crf is not None and self.label_mapping is None and applies_to(self.labels):  # in the liver box
+            labels = crf_labels(labels, logits, record, volume, config.crf)
         del logits
         out = self._finish(labels, volume, config)
+        refined = None if refined is None else self._finish(refined, volume, config)
         stats["restore_postprocess_s"] = time.perf_counter() - t0
-        return out, stats
+        return out, refined, stats
 
     def _finish(self, labels: Any, volume: Volume, config: PostprocessConfig) -> Volume:
         """``labels`` (the restored argmax on the scan's grid) read as LiTS' classes and post-processed."""
